@@ -1,0 +1,127 @@
+"""Spec loading: the real specs load; each kind of bad spec fails naming file, key and problem."""
+
+import re
+
+import pytest
+import yaml
+
+from staffml_dagster.specs import LEVEL_IDS, SpecError, derive_zones, load_specs
+
+
+def test_real_specs_load(specs):
+    assert len(specs.topics.topics) == 86
+    assert len({t.area for t in specs.topics.topics}) == 13
+    assert {t.id for t in specs.tracks.tracks} == {"cloud", "edge", "mobile", "tinyml"}
+    assert [lv.id for lv in specs.levels.levels] == list(LEVEL_IDS)
+    for track in ("cloud", "edge", "mobile", "tinyml"):
+        assert len(specs.platforms_for(track)) >= 3, track
+
+
+def test_hardware_figures_carry_units_and_sources(specs):
+    h100 = specs.platform_by_id["h100-sxm"]
+    assert h100.memory_bandwidth.q.to("TB/s").magnitude == pytest.approx(3.35)
+    ridge = (h100.compute["fp16"].q / h100.memory_bandwidth.q).to("FLOP/byte").magnitude
+    assert ridge == pytest.approx(295, rel=0.01)
+    for p in specs.hardware.platforms:
+        assert p.memory.q.check("[information]"), p.id
+        assert p.memory_bandwidth.q.check("[information]/[time]"), p.id
+        assert p.power.q.check("[power]"), p.id
+
+
+def _edit(specs_dir, name, mutate):
+    path = specs_dir / name
+    data = yaml.safe_load(path.read_text())
+    mutate(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _fails(specs_dir, file, key_pattern, problem_pattern):
+    with pytest.raises(SpecError) as info:
+        load_specs(specs_dir)
+    err = info.value
+    assert err.file == file
+    assert re.search(key_pattern, err.key), err.key
+    assert re.search(problem_pattern, err.problem), err.problem
+    return err
+
+
+def test_missing_file(specs_copy):
+    (specs_copy / "levels.yaml").unlink()
+    _fails(specs_copy, "levels.yaml", "<file>", "not found")
+
+
+def test_invalid_yaml_names_line(specs_copy):
+    (specs_copy / "skills.yaml").write_text("skills:\n  - id: recall\n   description: [unclosed\n")
+    _fails(specs_copy, "skills.yaml", r"line \d+", "not valid YAML")
+
+
+def test_unknown_unit(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(unit="TB/fortnightz"))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[0\]\(.+\)\.memory_bandwidth\.unit", "unknown unit")
+
+
+def test_negative_figure(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: d["platforms"][1]["power"].update(value=-5))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[1\].*power\.value", "greater than 0")
+
+
+def test_missing_key(specs_copy):
+    _edit(specs_copy, "topics.yaml", lambda d: d["topics"][3].pop("description"))
+    _fails(specs_copy, "topics.yaml", r"topics\[3\]\(.+\)\.description", "required")
+
+
+def test_unknown_substrate(specs_copy):
+    _edit(specs_copy, "topics.yaml", lambda d: d["topics"][0].update(requires=["warp-drive"]))
+    _fails(specs_copy, "topics.yaml", r"topics\[0\].*requires", "unknown substrate 'warp-drive'")
+
+
+def test_edge_to_unknown_topic(specs_copy):
+    _edit(specs_copy, "topics.yaml", lambda d: d["topics"][5].update(related=["no-such-topic"]))
+    _fails(specs_copy, "topics.yaml", r"related", "unknown topic 'no-such-topic'")
+
+
+def test_prerequisite_cycle_detected(specs_copy):
+    def cycle(d):
+        by_id = {t["id"]: t for t in d["topics"]}
+        by_id["roofline-analysis"]["prerequisites"] = ["gpu-compute-architecture"]
+        by_id["gpu-compute-architecture"]["prerequisites"] = ["roofline-analysis"]
+
+    _edit(specs_copy, "topics.yaml", cycle)
+    err = _fails(specs_copy, "topics.yaml", "prerequisites", "cycle")
+    assert "roofline-analysis" in err.problem and "gpu-compute-architecture" in err.problem
+
+
+def test_duplicate_id(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: d["platforms"].append(dict(d["platforms"][0])))
+    _fails(specs_copy, "hardware.yaml", "platforms", "duplicate id")
+
+
+def test_platform_on_unknown_track(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: d["platforms"][0].update(track="space"))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[0\].*track", "unknown track 'space'")
+
+
+def test_unknown_level_in_zone(specs_copy):
+    _edit(specs_copy, "zones.yaml", lambda d: d["singles"]["recall"].update(levels=["L9"]))
+    _fails(specs_copy, "zones.yaml", r"singles\.recall\.levels", "unknown level 'L9'")
+
+
+def test_missing_pair_zone(specs_copy):
+    _edit(specs_copy, "zones.yaml", lambda d: d["pairs"].pop("evaluation"))
+    _fails(specs_copy, "zones.yaml", "pairs", "no zone is named for the skill pair design \\+ quantify")
+
+
+def test_zone_derivation(specs):
+    zones = derive_zones(specs.skills, specs.zones_spec)
+    assert len(zones) == 12
+    assert [z.id for z in zones if z.kind == "single"] == ["recall", "analyze", "design", "quantify"]
+    pairs = [frozenset(z.skills) for z in zones if z.kind == "pair"]
+    assert len(pairs) == 6 == len(set(pairs))
+    assert {z.id: z.skills for z in zones}["diagnosis"] == ("recall", "analyze")
+    assert {z.id for z in zones if z.kind == "integration"} == {"mastery", "debug"}
+
+
+def test_adding_a_skill_demands_new_pair_names(specs):
+    skills = specs.skills.model_copy(update={"skills": [*specs.skills.skills, specs.skills.skills[0].model_copy(update={"id": "communicate"})]})
+    with pytest.raises(SpecError, match="singles"):
+        derive_zones(skills, specs.zones_spec)
