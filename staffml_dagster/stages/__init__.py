@@ -1,0 +1,2 @@
+"""One module per backward-design stage: plain functions that build each table, and the
+thin Dagster assets and checks around them."""

@@ -1,0 +1,38 @@
+"""DuckDB over the warehouse: one view per asset directory, partition columns from the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from staffml_dagster.paths import warehouse_dir
+from staffml_dagster.storage.parquet_io import PART_FILE
+
+
+def connect_warehouse(root: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view named after every materialized asset."""
+    root = Path(root) if root else warehouse_dir()
+    con = duckdb.connect(":memory:")
+    if not root.is_dir():
+        return con
+    for asset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = [f for f in asset_dir.rglob(PART_FILE) if f.stat().st_size > 0]
+        if not files:
+            continue
+        partitioned = any("=" in part for f in files for part in f.relative_to(asset_dir).parts[:-1])
+        glob = str(asset_dir / ("**/" if partitioned else "") / PART_FILE).replace("'", "''")
+        name = asset_dir.name.replace('"', "")
+        options = ", hive_partitioning = true" if partitioned else ""
+        con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{glob}', union_by_name = true{options})")
+    return con
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """Gives assets and the CLI a DuckDB connection with one view per asset."""
+
+    base_dir: str | None = None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return connect_warehouse(Path(self.base_dir) if self.base_dir else None)
