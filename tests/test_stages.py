@@ -66,13 +66,13 @@ def test_definitions_load():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"skills", "zones", "levels", "tracks", "topics", "hardware_platforms", "applicability_matrix", "cells", "questions"} <= keys
-    assert defs.get_job_def("design_stages") is not None
+    assert defs.resolve_job_def("design_stages") is not None
 
 
 def test_design_stages_materialize_with_passing_checks(warehouse):
     from staffml_dagster.definitions import defs
 
-    result = defs.get_job_def("design_stages").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    result = defs.resolve_job_def("design_stages").execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks if not c.passed]
@@ -88,7 +88,7 @@ def test_staffml_sql_prints_a_table(warehouse, capsys):
     from staffml_dagster.cli import main
     from staffml_dagster.definitions import defs
 
-    assert defs.get_job_def("design_stages").execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
+    assert defs.resolve_job_def("design_stages").execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
     assert main(["sql", "SELECT track, count(*) AS applicable FROM applicability_matrix WHERE applicable GROUP BY track ORDER BY track"]) == 0
     out = capsys.readouterr().out
     assert "cloud" in out and "tinyml" in out and "applicable" in out

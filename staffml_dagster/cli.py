@@ -1,0 +1,107 @@
+"""`staffml`: run the pipeline offline, query the warehouse, print a report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import pandas as pd
+
+
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def run_pipeline(partitions: list[str] | None = None, backend: str | None = None, quiet: bool = False) -> dict:
+    """Materialize the design stages, then the questions of every (or the given) partition."""
+    from staffml_dagster.definitions import defs
+    from staffml_dagster.partitions import topic_track
+
+    instance = _instance()
+    quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    started = time.perf_counter()
+    design = defs.resolve_job_def("design_stages").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet_logs)
+    if not design.success:
+        failed = [e.step_key for e in design.all_events if e.is_step_failure]
+        raise SystemExit(f"design stages failed at {failed}; see the Dagster UI (make ui) for the error")
+    keys = partitions or topic_track.get_partition_keys()
+    job = defs.resolve_job_def("questions_job")
+    run_config = {**quiet_logs, **({"ops": {"questions": {"config": {"backend": backend}}}} if backend else {})}
+    failures = []
+    for i, key in enumerate(keys, 1):
+        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, run_config=run_config)
+        if not result.success:
+            failures.append(key)
+        if not quiet and (i % 25 == 0 or i == len(keys)):
+            print(f"  questions: {i}/{len(keys)} partitions", flush=True)
+    elapsed = time.perf_counter() - started
+    return {"partitions": len(keys), "failed": failures, "seconds": elapsed}
+
+
+def summary(con=None) -> str:
+    from staffml_dagster.storage import connect_warehouse
+
+    con = con or connect_warehouse()
+    q = con.execute("SELECT topic, track, zone, level FROM questions").df()
+    applicable = con.execute("SELECT topic, track FROM applicability_matrix WHERE applicable").df()
+    per_topic = q.groupby("topic").size().reindex(applicable["topic"].unique(), fill_value=0)
+    per_partition = q.groupby(["topic", "track"]).size()
+    lines = [
+        f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(applicable) + int(con.execute('SELECT count(*) FROM applicability_matrix WHERE NOT applicable').fetchone()[0])})",
+        f"per track: {q.groupby('track').size().to_dict()}",
+        f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: {q.groupby('track')['zone'].nunique().to_dict()}; levels per track: {q.groupby('track')['level'].nunique().to_dict()}",
+        f"sigma/mu of per-topic counts: {per_topic.std(ddof=0) / per_topic.mean():.3f}" if len(per_topic) else "no topics",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="staffml", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="materialize every stage offline and print a summary")
+    p_run.add_argument("--partition", action="append", help='a partition key "<topic>|<track>" (repeatable); default: all')
+    p_run.add_argument("--backend", help="generator backend (default: item-models, or STAFFML_GENERATOR)")
+    p_sql = sub.add_parser("sql", help="run a DuckDB query over the warehouse views and print the result")
+    p_sql.add_argument("query")
+    sub.add_parser("report", help="print the corpus summary")
+    args = parser.parse_args(argv)
+
+    if args.command == "sql":
+        from staffml_dagster.storage import connect_warehouse
+
+        try:
+            df = connect_warehouse().execute(args.query).df()
+        except Exception as exc:  # duckdb raises its own error types
+            print(f"query failed: {exc}", file=sys.stderr)
+            return 2
+        with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
+            print(df.to_string(index=False) if len(df) else "(no rows)")
+        return 0
+    if args.command == "report":
+        print(summary())
+        return 0
+    if args.command == "run":
+        from staffml_dagster.paths import data_dir
+        from staffml_dagster.specs import SpecError, cached_specs
+
+        try:
+            cached_specs()
+        except SpecError as exc:
+            print(f"bad spec, nothing materialized: {exc}", file=sys.stderr)
+            return 2
+        print("materializing design stages and questions (offline item-model generator)...", flush=True)
+        out = run_pipeline(args.partition, args.backend)
+        print(f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {len(out['failed'])} failed {out['failed'][:5]}")
+        print(summary())
+        print(f"warehouse: {data_dir() / 'warehouse'}  (query: staffml sql \"SELECT zone, count(*) FROM questions GROUP BY zone\")")
+        print("UI: make ui  ->  http://127.0.0.1:3000")
+        return 1 if out["failed"] else 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Question generation: the backend protocol, the offline item-model generator, framings."""

@@ -1,0 +1,252 @@
+"""Napkin math as data: a chain of named steps, each re-computable with pint.
+
+A *given* step is a figure with its unit and source (its expression is the literal
+quantity, e.g. ``"3.35 TB/s"``). A *derived* step has an arithmetic expression over
+earlier step names (``"weights + kv_cache"``). Stated values are rounded to four
+significant figures, and every derived step is computed from the *stated* values of
+the steps it uses, so anybody re-evaluating the chain from the text lands on the same
+numbers. :func:`recompute` is the independent check used by the computability validator.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import pint
+
+from staffml_dagster.units import Q_, parse_unit, ureg
+
+SIG_FIGS = 4
+
+
+@dataclass(frozen=True)
+class CalcStep:
+    name: str
+    expression: str
+    value: float
+    unit: str
+    label: str
+    source: str = ""
+    kind: str = "derived"  # "given" or "derived"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class CalcError(ValueError):
+    pass
+
+
+def round_sig(x: float, sig: int = SIG_FIGS) -> float:
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, sig - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+
+def _dimensionless(x) -> float:
+    if isinstance(x, pint.Quantity):
+        return float(x.to(ureg.dimensionless).magnitude)
+    return float(x)
+
+
+def _ceil(x):
+    return math.ceil(round(_dimensionless(x), 9))
+
+
+def _floor(x):
+    return math.floor(round(_dimensionless(x), 9))
+
+
+def _min(*xs):
+    return min(xs)
+
+
+def _max(*xs):
+    return max(xs)
+
+
+def _sqrt(x):
+    return x**0.5
+
+
+def _log(x):
+    return math.log(_dimensionless(x))
+
+
+def _log2(x):
+    return math.log2(_dimensionless(x))
+
+
+FUNCTIONS = {"ceil": _ceil, "floor": _floor, "min": _min, "max": _max, "sqrt": _sqrt, "ln": _log, "log2": _log2}
+
+
+@lru_cache(maxsize=4096)
+def _parse(expression: str) -> ast.Expression:
+    try:
+        return ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise CalcError(f"cannot parse expression {expression!r}: {exc.msg}") from None
+
+
+def evaluate(expression: str, env: dict[str, pint.Quantity]) -> pint.Quantity:
+    """Evaluate an arithmetic expression over named quantities. Only + - * / **, unary
+    minus, numbers, names from ``env`` and the functions in FUNCTIONS are allowed."""
+    tree = _parse(expression)
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in env:
+                raise CalcError(f"expression {expression!r} uses {node.id!r}, which no earlier step defines")
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS and not node.keywords:
+            return FUNCTIONS[node.func.id](*[ev(a) for a in node.args])
+        raise CalcError(f"expression {expression!r} uses an unsupported construct: {ast.dump(node)[:60]}")
+
+    try:
+        result = ev(tree)
+    except pint.DimensionalityError as exc:
+        raise CalcError(f"expression {expression!r} mixes incompatible units: {exc}") from None
+    except ZeroDivisionError:
+        raise CalcError(f"expression {expression!r} divides by zero") from None
+    return result if isinstance(result, pint.Quantity) else Q_(result, ureg.dimensionless)
+
+
+def _to(q: pint.Quantity, unit: str, where: str) -> float:
+    try:
+        return float(q.to(_unit(unit)).magnitude)
+    except pint.DimensionalityError:
+        raise CalcError(f"{where}: result has units {q.units:~} which cannot be expressed in {unit!r}") from None
+
+
+@dataclass
+class Calc:
+    """Builder for a chain of steps. Names must be identifiers and unique."""
+
+    steps: list[CalcStep] = field(default_factory=list)
+    _quantities: dict[str, pint.Quantity] = field(default_factory=dict, repr=False)
+
+    def _env(self) -> dict[str, pint.Quantity]:
+        for s in self.steps[len(self._quantities):]:
+            self._quantities[s.name] = Q_(s.value, _unit(s.unit))
+        return self._quantities
+
+    def _check_name(self, name: str) -> None:
+        if not name.isidentifier() or name in FUNCTIONS:
+            raise CalcError(f"step name {name!r} is not a usable identifier")
+        if any(s.name == name for s in self.steps):
+            raise CalcError(f"step {name!r} defined twice")
+
+    def given(self, name: str, value: float, unit: str, label: str, source: str) -> float:
+        self._check_name(name)
+        stated = round_sig(float(value), 8)  # figures are stated as given; only float noise is trimmed
+        self.steps.append(CalcStep(name, f"{stated!r} {unit}".strip(), stated, unit, label, source, "given"))
+        return stated
+
+    def step(self, name: str, expression: str, unit: str, label: str) -> float:
+        self._check_name(name)
+        value = _to(evaluate(expression, self._env()), unit, f"step {name}")
+        stated = round_sig(value)
+        self.steps.append(CalcStep(name, expression, stated, unit, label, "", "derived"))
+        return stated
+
+    def get(self, name: str) -> CalcStep:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def closure(self, target: str) -> list[CalcStep]:
+        """The steps ``target`` depends on (and itself), in chain order."""
+        by_name = {s.name: s for s in self.steps}
+        needed: set[str] = set()
+        stack = [target]
+        while stack:
+            name = stack.pop()
+            if name in needed:
+                continue
+            needed.add(name)
+            step = by_name[name]
+            if step.kind == "derived":
+                stack.extend(n.id for n in ast.walk(_parse(step.expression)) if isinstance(n, ast.Name) and n.id in by_name)
+        return [s for s in self.steps if s.name in needed]
+
+
+def recompute(steps: list[dict], rel_tol: float = 0.01) -> list[str]:
+    """Re-evaluate a chain of step dicts from scratch. Returns the problems found (empty = sound)."""
+    problems: list[str] = []
+    env: dict[str, pint.Quantity] = {}
+    for i, raw in enumerate(steps):
+        name = str(raw.get("name", f"#{i}"))
+        try:
+            unit = str(raw.get("unit", ""))
+            stated = float(raw["value"])
+            expr = str(raw["expression"])
+            if raw.get("kind") == "given":
+                q = Q_(expr) if expr.strip() else None
+                if not isinstance(q, pint.Quantity):
+                    q = Q_(float(q or 0), ureg.dimensionless)
+            else:
+                q = evaluate(expr, env)
+            value = _to(q, unit, f"step {name}")
+        except (CalcError, KeyError, ValueError, TypeError, pint.PintError) as exc:
+            problems.append(f"step {name}: {exc}")
+            env[name] = Q_(float(raw.get("value", 0) or 0), parse_unit(str(raw.get("unit", ""))) if _unit_ok(raw.get("unit", "")) else ureg.dimensionless)
+            continue
+        if not math.isclose(value, stated, rel_tol=rel_tol, abs_tol=1e-12):
+            problems.append(f"step {name}: {expr} = {round_sig(value):g} {unit}, but the stated value is {stated:g} {unit}")
+        env[name] = Q_(stated, parse_unit(unit))
+    return problems
+
+
+@lru_cache(maxsize=512)
+def _unit(unit: str):
+    return parse_unit(unit)
+
+
+def _unit_ok(unit: object) -> bool:
+    try:
+        parse_unit(str(unit))
+        return True
+    except ValueError:
+        return False
+
+
+def fmt_number(x: float) -> str:
+    """Human formatting for napkin math: 4 significant figures, thousands separators."""
+    if float(x).is_integer() and abs(x) < 1e7:
+        return f"{int(x):,}"
+    x = round_sig(x)
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if ax >= 1e7 or ax < 1e-3:
+        mantissa, exp = f"{x:.3e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exp)}"
+    if ax >= 1000:
+        return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}".rstrip("0").rstrip(".")
+    return f"{x:.4g}"
+
+
+def fmt_quantity(value: float, unit: str) -> str:
+    unit = unit.strip()
+    if unit in ("", "dimensionless"):
+        return fmt_number(value)
+    if unit == "percent":
+        return f"{fmt_number(value)}%"
+    return f"{fmt_number(value)} {unit}"
