@@ -1,0 +1,65 @@
+"""Napkin math as data: evaluation with units, recomputation catches wrong numbers."""
+
+import pytest
+
+from staffml_dagster.generation.calc import Calc, CalcError, evaluate, fmt_quantity, recompute
+from staffml_dagster.units import Q_
+
+
+def _chain():
+    c = Calc()
+    c.given("params", 8.03e9, "", "parameters", "specs/workloads.yaml")
+    c.given("bytes_per_param", 2, "byte", "bytes per weight", "assumption")
+    c.step("weights", "params * bytes_per_param", "GB", "weights")
+    c.given("memory", 80, "GB", "HBM", "specs/hardware.yaml")
+    c.step("share", "weights / memory", "percent", "share of HBM")
+    c.given("bw", 3.35, "TB/s", "bandwidth", "specs/hardware.yaml")
+    c.step("sweep", "weights / bw", "ms", "time to read the weights once")
+    return c
+
+
+def test_chain_values_and_units():
+    c = _chain()
+    assert c.get("weights").value == pytest.approx(16.06)
+    assert c.get("share").value == pytest.approx(20.08, rel=1e-3)
+    assert c.get("sweep").value == pytest.approx(4.794, rel=1e-3)
+    assert recompute([s.as_dict() for s in c.steps]) == []
+
+
+def test_recompute_flags_a_wrong_stated_value():
+    steps = [s.as_dict() for s in _chain().steps]
+    steps[2]["value"] = 18.0
+    problems = recompute(steps)
+    assert problems and "weights" in problems[0] and "16.06" in problems[0]
+
+
+def test_recompute_flags_a_wrong_given_and_bad_units():
+    steps = [s.as_dict() for s in _chain().steps]
+    steps[5]["expression"] = "3.35 Tbit/s"  # bits where bytes were stated
+    assert any("bw" in p for p in recompute(steps))
+    steps = [s.as_dict() for s in _chain().steps]
+    steps[6]["unit"] = "GB"  # a time expressed as bytes
+    assert any("cannot be expressed" in p for p in recompute(steps))
+
+
+def test_evaluate_refuses_code_and_unknown_names():
+    with pytest.raises(CalcError, match="unsupported"):
+        evaluate("__import__('os').system('true')", {})
+    with pytest.raises(CalcError, match="no earlier step"):
+        evaluate("x * 2", {})
+    with pytest.raises(CalcError, match="incompatible units"):
+        evaluate("a + b", {"a": Q_("1 GB"), "b": Q_("1 s")})
+
+
+def test_ceil_floor_and_closure():
+    c = _chain()
+    c.step("devices", "ceil(weights * 10 / memory)", "", "devices")
+    assert c.get("devices").value == 3
+    assert [s.name for s in c.closure("devices")] == ["params", "bytes_per_param", "weights", "memory", "devices"]
+
+
+def test_formatting():
+    assert fmt_quantity(131072, "") == "131,072"
+    assert fmt_quantity(16.06, "GB") == "16.06 GB"
+    assert fmt_quantity(20.08, "percent") == "20.08%"
+    assert fmt_quantity(8.03e9, "") == "8.03e9"
