@@ -318,6 +318,26 @@ class GenerationSpec(_Model):
     min_per_partition: int = Field(gt=0, default=20)
 
 
+class Expectation(_Model):
+    type: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict = Field(default_factory=dict)
+
+
+class Suite(_Model):
+    description: str
+    blocking: bool = False
+    expectations: list[Expectation] = Field(min_length=1)
+
+
+class QualitySpec(_Model):
+    numeric_tolerance: float = Field(gt=0, lt=1)
+    grounding_tolerance: float = Field(gt=0, lt=1)
+    similarity_threshold: float = Field(gt=0, le=1)
+    balance_max_cv: float = Field(gt=0)
+    max_topic_share: float = Field(gt=0, le=1)
+    suites: dict[str, Suite]
+
+
 # --------------------------------------------------------------------------- all specs
 
 
@@ -342,6 +362,7 @@ class Specs(_Model):
     hardware: HardwareSpec
     workloads: WorkloadsSpec
     generation: GenerationSpec
+    quality: QualitySpec
     version: str = Field(description="content hash of every spec file; part of question provenance")
 
     model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
@@ -435,6 +456,7 @@ SPEC_FILES = {
     "hardware": ("hardware.yaml", HardwareSpec),
     "workloads": ("workloads.yaml", WorkloadsSpec),
     "generation": ("generation.yaml", GenerationSpec),
+    "quality": ("quality.yaml", QualitySpec),
 }
 
 

@@ -1,0 +1,131 @@
+"""Coverage of the validated corpus: fill vs capacity per cell, balance, pictures, HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from staffml_dagster.storage.parquet_io import write_parquet_atomic
+
+LEVEL_ORDER = ["L1", "L2", "L3", "L4", "L5", "L6+"]
+
+
+def cv(counts: pd.Series) -> float:
+    """sigma/mu (population standard deviation over mean); 0 for an empty series."""
+    return float(counts.std(ddof=0) / counts.mean()) if len(counts) and counts.mean() else 0.0
+
+
+@dataclass
+class Coverage:
+    cells: pd.DataFrame          # one row per cell: target, capacity, filled, at_capacity, overfilled
+    by_topic: pd.Series
+    by_track: pd.Series
+    by_zone: pd.Series
+    by_level: pd.Series
+    partitions: pd.DataFrame     # one row per applicable (topic, track) with its count
+    stats: dict
+
+
+def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFrame) -> Coverage:
+    keys = ["topic", "track", "zone", "level"]
+    counts = corpus.groupby(keys).size().rename("filled") if len(corpus) else pd.Series(dtype=int, name="filled")
+    table = cells[keys + ["target", "theoretical_capacity"]].merge(counts.reset_index(), on=keys, how="left") if len(cells) else pd.DataFrame(columns=keys + ["target", "theoretical_capacity", "filled"])
+    table["filled"] = table["filled"].fillna(0).astype(int)
+    table["at_target"] = table["filled"] >= table["target"]
+    table["overfilled"] = table["filled"] > table["theoretical_capacity"]
+    applicable = applicability[applicability["applicable"]][["topic", "track"]]
+    per_partition = corpus.groupby(["topic", "track"]).size().rename("questions") if len(corpus) else pd.Series(dtype=int, name="questions")
+    partitions = applicable.merge(per_partition.reset_index(), on=["topic", "track"], how="left").fillna({"questions": 0})
+    partitions["questions"] = partitions["questions"].astype(int)
+    topics = sorted(applicability["topic"].unique())
+    by_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0) if len(corpus) else pd.Series(0, index=topics)
+    by_track = corpus.groupby("track").size() if len(corpus) else pd.Series(dtype=int)
+    by_zone = corpus.groupby("zone").size() if len(corpus) else pd.Series(dtype=int)
+    by_level = corpus.groupby("level").size().reindex(LEVEL_ORDER, fill_value=0) if len(corpus) else pd.Series(dtype=int)
+    stats = {
+        "questions": int(len(corpus)),
+        "cells": int(len(table)),
+        "completeness": float(table["at_target"].mean()) if len(table) else 0.0,
+        "overfilled_cells": int(table["overfilled"].sum()),
+        "empty_partitions": int((partitions["questions"] == 0).sum()),
+        "cv_topics": cv(by_topic),
+        "cv_tracks": cv(by_track),
+        "cv_zones": cv(by_zone),
+        "cv_levels": cv(by_level),
+        "max_topic_share": float(by_topic.max() / by_topic.sum()) if by_topic.sum() else 0.0,
+    }
+    return Coverage(table, by_topic, by_track, by_zone, by_level, partitions, stats)
+
+
+def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    height = max(2.5, 0.16 * len(matrix.index) + 1.5)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=90)
+    image = ax.imshow(matrix.values, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=0, fontsize=8)
+    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index], fontsize=6 if len(matrix.index) > 20 else 8)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    if len(matrix.index) <= 20:
+        for (i, j), v in pd.DataFrame(matrix.values).stack().items():
+            ax.text(j, i, int(v), ha="center", va="center", color="w", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def topic_track_matrix(corpus: pd.DataFrame, topics: list[str], tracks: list[str]) -> pd.DataFrame:
+    if corpus.empty:
+        return pd.DataFrame(0, index=topics, columns=tracks)
+    return corpus.pivot_table(index="topic", columns="track", values="id", aggfunc="count", fill_value=0).reindex(index=topics, columns=tracks, fill_value=0)
+
+
+def zone_level_matrix(corpus: pd.DataFrame, zones: list[str]) -> pd.DataFrame:
+    if corpus.empty:
+        return pd.DataFrame(0, index=zones, columns=LEVEL_ORDER)
+    return corpus.pivot_table(index="zone", columns="level", values="id", aggfunc="count", fill_value=0).reindex(index=zones, columns=LEVEL_ORDER, fill_value=0)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> Path:
+    """Write coverage.html (pictures embedded), the PNGs and the per-cell table; atomically per file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, png in pictures.items():
+        tmp = directory / f".{name}.png.tmp"
+        tmp.write_bytes(png)
+        tmp.replace(directory / f"{name}.png")
+    write_parquet_atomic(cov.cells, directory / "coverage_cells.parquet")
+    stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.3f}</td></tr>" if isinstance(v, float) else f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in cov.stats.items())
+    under = cov.cells[~cov.cells["at_target"]].head(200)
+    body = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>StaffML corpus coverage</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>",
+        "<h1>Corpus coverage</h1><table>", stats, "</table>",
+    ]
+    for name, png in pictures.items():
+        body.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' src='{data_uri(png)}'>")
+    body.append("<h2>Counts by track, zone and level</h2>")
+    for label, series in (("track", cov.by_track), ("zone", cov.by_zone), ("level", cov.by_level)):
+        body.append(series.rename("questions").to_frame().rename_axis(label).to_html())
+    body.append(f"<h2>Cells below target ({int((~cov.cells['at_target']).sum())})</h2>")
+    body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
+    body.append("</body></html>")
+    target = directory / "coverage.html"
+    tmp = directory / ".coverage.html.tmp"
+    tmp.write_text("\n".join(body))
+    tmp.replace(target)
+    return target

@@ -1,0 +1,120 @@
+"""Stage 9: the validated corpus, its blocking balance checks and its coverage report."""
+
+import dagster as dg
+import pandas as pd
+
+from staffml_dagster.paths import reports_dir
+from staffml_dagster.quality.coverage import coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
+from staffml_dagster.quality.expectations import run_suite
+from staffml_dagster.resources import SpecsResource
+from staffml_dagster.stages.metadata import table_metadata
+from staffml_dagster.stages.validation import suite_params
+
+GROUP = "corpus"
+VERDICT_PREFIXES = tuple(f"{c}_" for c in ("specificity", "grounding", "falsifiability", "computability", "distinctness", "hygiene"))
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "parquet"},
+    code_version="1",
+    description="The corpus: every question that passed all criteria, across all partitions.",
+)
+def corpus(context: dg.AssetExecutionContext, validated_questions: pd.DataFrame) -> pd.DataFrame:
+    if validated_questions.empty:
+        df = validated_questions
+    else:
+        df = validated_questions[validated_questions["passed"].astype(bool)]
+        df = df.drop(columns=[c for c in df.columns if c.startswith(VERDICT_PREFIXES) or c in ("passed", "failures")]).reset_index(drop=True)
+    meta = table_metadata(df, ["id", "topic", "track", "zone", "level", "title"])
+    meta["rejected"] = dg.MetadataValue.int(len(validated_questions) - len(df))
+    context.add_output_metadata(meta)
+    return df
+
+
+def _corpus_suite_frames(corpus: pd.DataFrame, applicability: pd.DataFrame):
+    topics = sorted(applicability["topic"].unique())
+    per_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0).rename("questions").reset_index() if len(corpus) else pd.DataFrame({"topic": topics, "questions": 0})
+    applicable = applicability[applicability["applicable"].astype(bool)][["topic", "track"]]
+    counts = corpus.groupby(["topic", "track"]).size().rename("questions").reset_index() if len(corpus) else pd.DataFrame(columns=["topic", "track", "questions"])
+    per_partition = applicable.merge(counts, on=["topic", "track"], how="left").fillna({"questions": 0})
+    return per_topic, per_partition
+
+
+def corpus_check_result(name: str, frame: pd.DataFrame, specs, params: dict, at_fault: list[str]) -> dg.AssetCheckResult:
+    suite = specs.quality.suites[name]
+    result = run_suite(frame, name, suite, {**suite_params(specs), **params}, docs_dir=reports_dir() / "gx")
+    return dg.AssetCheckResult(
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
+        description=None if result.success else f"{name} failed; at fault: {', '.join(at_fault[:20]) or 'see failures'}",
+        metadata={
+            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none"),
+            "at_fault": dg.MetadataValue.md("\n".join(f"- {x}" for x in at_fault[:50]) or "none"),
+            "data_docs": dg.MetadataValue.path(str(result.docs_path)) if result.docs_path else "not written",
+        },
+    )
+
+
+@dg.asset_check(asset=corpus, blocking=True, additional_ins={"applicability_matrix": dg.AssetIn("applicability_matrix")},
+                description="Balance across topics: sigma/mu below specs/quality.yaml balance_max_cv and no topic above max_topic_share of the corpus.")
+def corpus_is_balanced(specs: SpecsResource, corpus: pd.DataFrame, applicability_matrix: pd.DataFrame) -> dg.AssetCheckResult:
+    loaded = specs.load()
+    per_topic, _ = _corpus_suite_frames(corpus, applicability_matrix)
+    mean, total = float(per_topic["questions"].mean()), float(per_topic["questions"].sum())
+    limit = loaded.quality.max_topic_share * total
+    over = per_topic[per_topic["questions"] > limit]
+    low = per_topic[per_topic["questions"] < mean / 2]
+    at_fault = [f"{r.topic}: {r.questions} questions (> {limit:.0f})" for r in over.itertuples()] + [f"{r.topic}: {r.questions} questions (under half the mean {mean:.0f})" for r in low.itertuples()]
+    params = {"max_topic_stdev": loaded.quality.balance_max_cv * mean, "max_topic_count": limit, "topic_count": len(loaded.topics.topics)}
+    return corpus_check_result("corpus_topics", per_topic, loaded, params, at_fault)
+
+
+@dg.asset_check(asset=corpus, blocking=True, description="Every zone and every level is populated.")
+def corpus_covers_zones(specs: SpecsResource, corpus: pd.DataFrame) -> dg.AssetCheckResult:
+    loaded = specs.load()
+    present = set(corpus["zone"]) if len(corpus) else set()
+    missing = [z.id for z in loaded.zones if z.id not in present]
+    frame = corpus[["zone", "level"]] if len(corpus) else pd.DataFrame({"zone": pd.Series(dtype=str), "level": pd.Series(dtype=str)})
+    return corpus_check_result("corpus_zones", frame, loaded, {}, [f"zone {z} has no question" for z in missing])
+
+
+@dg.asset_check(asset=corpus, blocking=True, additional_ins={"applicability_matrix": dg.AssetIn("applicability_matrix")},
+                description="Every applicable (topic, track) partition has at least one validated question.")
+def corpus_fills_partitions(specs: SpecsResource, corpus: pd.DataFrame, applicability_matrix: pd.DataFrame) -> dg.AssetCheckResult:
+    loaded = specs.load()
+    _, per_partition = _corpus_suite_frames(corpus, applicability_matrix)
+    empty = [f"{r.topic}|{r.track}" for r in per_partition.itertuples() if r.questions == 0]
+    return corpus_check_result("corpus_partitions", per_partition, loaded, {}, empty)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "html"},
+    code_version="1",
+    description="Coverage of the corpus: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells. Heatmaps in metadata and in data/reports/coverage.html.",
+)
+def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, corpus: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame) -> pd.DataFrame:
+    loaded = specs.load()
+    cov = coverage(corpus, cells, applicability_matrix)
+    topics = [t.id for t in loaded.topics.topics]
+    tracks = [t.id for t in loaded.tracks.tracks]
+    pictures = {
+        "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track", width=6),
+        "zone_x_level": heatmap_png(zone_level_matrix(corpus, [z.id for z in loaded.zones]), "validated questions per zone x level", width=6),
+    }
+    page = write_report(cov, pictures, reports_dir())
+    stats_md = "\n".join(f"- **{k}**: {v:.3f}" if isinstance(v, float) else f"- **{k}**: {v}" for k, v in cov.stats.items())
+    meta = table_metadata(cov.cells, ["topic", "track", "zone", "level", "target", "theoretical_capacity", "filled"])
+    meta.update(
+        {
+            "stats": dg.MetadataValue.md(stats_md),
+            "sigma_over_mu_topics": dg.MetadataValue.float(cov.stats["cv_topics"]),
+            "completeness": dg.MetadataValue.float(cov.stats["completeness"]),
+            "zone_x_level_heatmap": dg.MetadataValue.md(f"![zone x level]({data_uri(pictures['zone_x_level'])})"),
+            "topic_x_track_heatmap": dg.MetadataValue.md(f"![topic x track]({data_uri(pictures['topic_x_track'])})"),
+            "report": dg.MetadataValue.path(str(page)),
+        }
+    )
+    context.add_output_metadata(meta)
+    return cov.cells

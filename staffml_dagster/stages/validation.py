@@ -1,0 +1,67 @@
+"""Stage 8: every question of a partition with its verdicts on the five criteria."""
+
+import dagster as dg
+import pandas as pd
+
+from staffml_dagster.partitions import topic_track
+from staffml_dagster.paths import reports_dir
+from staffml_dagster.quality.criteria import CRITERIA, validate_questions
+from staffml_dagster.quality.expectations import run_suite
+from staffml_dagster.resources import SpecsResource
+from staffml_dagster.specs import Specs
+from staffml_dagster.stages.embeddings import vectors_by_id
+from staffml_dagster.stages.metadata import markdown_table
+
+GROUP = "validation"
+
+
+def suite_params(specs: Specs) -> dict:
+    return {
+        "zones": [z.id for z in specs.zones],
+        "levels": [lv.id for lv in specs.levels.levels],
+        "tracks": [t.id for t in specs.tracks.tracks],
+        "areas": list(specs.topics.areas),
+        "backends": ["item-models", "anthropic", "import"],
+    }
+
+
+def verdict_metadata(df: pd.DataFrame) -> dict:
+    meta = {"dagster/row_count": dg.MetadataValue.int(len(df))}
+    if df.empty:
+        return meta
+    rates = pd.DataFrame({"criterion": CRITERIA, "pass_rate": [float(df[f"{c}_ok"].mean()) for c in CRITERIA]})
+    failed = df[~df["passed"]]
+    meta.update(
+        {
+            "passed": dg.MetadataValue.int(int(df["passed"].sum())),
+            "failed": dg.MetadataValue.int(len(failed)),
+            "pass_rate_by_criterion": dg.MetadataValue.md(rates.to_markdown(index=False, floatfmt=".3f")),
+            "failures": dg.MetadataValue.md(markdown_table(failed.assign(failures=failed["failures"].map("; ".join)), ["id", "zone", "level", "failures"], rows=20, width=160)),
+        }
+    )
+    return meta
+
+
+@dg.asset(
+    partitions_def=topic_track,
+    group_name=GROUP,
+    kinds={"pandas", "parquet"},
+    code_version="1",
+    description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene); failures are kept with their reasons, never dropped.",
+)
+def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:
+    df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings))
+    context.add_output_metadata(verdict_metadata(df))
+    return df
+
+
+@dg.asset_check(asset=validated_questions, description="Great Expectations suite `validated_questions` (specs/quality.yaml): schema, closed enums, non-null fields, value ranges.")
+def validated_questions_expectations(context: dg.AssetCheckExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame) -> dg.AssetCheckResult:
+    loaded = specs.load()
+    suite = loaded.quality.suites["validated_questions"]
+    result = run_suite(validated_questions, "validated_questions", suite, suite_params(loaded), docs_dir=None)
+    return dg.AssetCheckResult(
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"evaluated": result.evaluated, "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none"), "reports": str(reports_dir() / "gx")},
+    )

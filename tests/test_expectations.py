@@ -1,0 +1,182 @@
+"""Great Expectations suites from specs/quality.yaml, run for real (GX 1.x, ephemeral context)."""
+
+import socket
+
+import pandas as pd
+import pytest
+
+from staffml_dagster.quality import expectations as ex
+from staffml_dagster.quality.expectations import MissingParameterError, SuiteResult, resolve_kwargs, run_suite
+from staffml_dagster.specs import Expectation, Suite, load_specs
+
+
+@pytest.fixture(scope="module")
+def real_specs():
+    return load_specs()
+
+
+@pytest.fixture(scope="module")
+def params(real_specs):
+    return {
+        "zones": [z.id for z in real_specs.zones],
+        "levels": [lv.id for lv in real_specs.levels.levels],
+        "tracks": [t.id for t in real_specs.tracks.tracks],
+        "areas": list(real_specs.topics.areas),
+        "backends": ["item-models"],
+    }
+
+
+@pytest.fixture(scope="module")
+def questions(real_specs, params):
+    """A small validated-questions frame, with list and dict columns like the real one."""
+    rows = []
+    for i in range(12):
+        rows.append({
+            "id": f"q-{i:03d}",
+            "topic": real_specs.topics.topics[0].id,
+            "track": params["tracks"][i % len(params["tracks"])],
+            "zone": params["zones"][i % len(params["zones"])],
+            "level": params["levels"][i % len(params["levels"])],
+            "competency_area": params["areas"][i % len(params["areas"])],
+            "title": f"Memory wall on accelerator {i}",
+            "scenario": "A team serves a 7B-parameter model on one accelerator and sees throughput far below peak. " * 2,
+            "question": "What bounds the decode throughput here?",
+            "realistic_solution": "Decode is memory-bandwidth bound: bytes per token over bandwidth.",
+            "common_mistake": "Dividing FLOPs by peak compute.",
+            "napkin_math": "14 GB / 3.35 TB/s = 4.2 ms per token",
+            "calc": [{"op": "div", "a": 14e9, "b": 3.35e12, "result": 4.2e-3}],
+            "answer_value": 4.2 + i,
+            "answer_unit": "ms",
+            "platforms": ["h100-sxm", "a100-sxm"],
+            "backend": "item-models",
+            "passed": True,
+        })
+    return pd.DataFrame(rows)
+
+
+def test_valid_questions_pass(real_specs, params, questions):
+    suite = real_specs.quality.suites["validated_questions"]
+    result = run_suite(questions, "validated_questions", suite, params)
+    assert isinstance(result, SuiteResult)
+    assert result.success, result.failures
+    assert result.failures == []
+    assert result.evaluated == len(suite.expectations)
+    assert result.blocking is suite.blocking
+    assert result.docs_path is None
+
+
+def test_bad_zone_and_null_title_fail_naming_the_columns(real_specs, params, questions):
+    bad = questions.copy()
+    bad.loc[2, "zone"] = "no-such-zone"
+    bad.loc[5, "title"] = None
+    result = run_suite(bad, "validated_questions", real_specs.quality.suites["validated_questions"], params)
+    assert not result.success
+    zone = [line for line in result.failures if "[zone]" in line]
+    title = [line for line in result.failures if "[title]" in line]
+    assert len(zone) == 1 and "expect_column_values_to_be_in_set" in zone[0] and "'no-such-zone'" in zone[0], result.failures
+    assert any("expect_column_values_to_not_be_null" in line and "1 of 12" in line for line in title), result.failures
+    # the null title is not also reported as too short: length checks skip nulls
+    assert len(result.failures) == 2, result.failures
+
+
+def _topics(counts):
+    return pd.DataFrame({"topic": [f"topic-{i}" for i in range(len(counts))], "questions": counts})
+
+
+def _topic_params(table):
+    mean, total = table["questions"].mean(), table["questions"].sum()
+    return {"max_topic_stdev": 0.5 * mean, "max_topic_count": 0.1 * total, "topic_count": len(table)}
+
+
+def test_corpus_topics_balanced_passes_unbalanced_fails(real_specs):
+    suite = real_specs.quality.suites["corpus_topics"]
+    balanced = _topics([40, 42, 38, 41, 39, 40, 43, 37, 40, 40, 41, 39, 40, 38, 42])
+    ok = run_suite(balanced, "corpus_topics", suite, _topic_params(balanced))
+    assert ok.success, ok.failures
+    assert ok.blocking is True
+
+    unbalanced = _topics([600] + [10] * 14)
+    bad = run_suite(unbalanced, "corpus_topics", suite, _topic_params(unbalanced))
+    assert not bad.success
+    joined = "\n".join(bad.failures)
+    assert "expect_column_stdev_to_be_between [questions]" in joined
+    assert "expect_column_max_to_be_between [questions]" in joined and "observed_value=600" in joined
+    assert "expect_table_row_count_to_equal" not in joined  # the row count is right
+
+
+def test_data_docs_written(real_specs, params, questions, tmp_path):
+    docs = tmp_path / "docs"
+    result = run_suite(questions, "validated_questions", real_specs.quality.suites["validated_questions"], params, docs_dir=docs)
+    assert result.success, result.failures
+    assert result.docs_path == (docs / "index.html").resolve()
+    assert result.docs_path.is_file()
+    assert list((docs / "validations").rglob("*.html")), "no validation page"
+    # a second run into the same site keeps the first run's page
+    run_suite(questions, "validated_questions", real_specs.quality.suites["validated_questions"], params, docs_dir=docs)
+    assert len(list((docs / "validations").rglob("*.html"))) == 2
+
+
+def test_data_docs_site_shared_across_processes(real_specs, params, questions, tmp_path, monkeypatch):
+    """Another process (another Dagster step) adding to the same site keeps this one's page.
+
+    A fresh set of Data Contexts stands in for the other process: nothing in memory is shared,
+    only what is on disk under docs_dir.
+    """
+    docs = tmp_path / "docs"
+    table = _topics([10] * 12)
+    run_suite(table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs)
+    monkeypatch.setattr(ex, "_contexts", {})
+    other = run_suite(pd.DataFrame({"questions": [3, 0]}), "corpus_partitions", real_specs.quality.suites["corpus_partitions"], {}, docs_dir=docs)
+    assert not other.success and other.docs_path is not None
+    pages = sorted(p.relative_to(docs / "validations").parts[0] for p in (docs / "validations").rglob("*.html"))
+    assert pages == ["corpus_partitions", "corpus_topics"]
+    index = (docs / "index.html").read_text()
+    assert "corpus_topics" in index and "corpus_partitions" in index
+
+
+def test_no_network_and_no_leftover_objects(real_specs, params, questions, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    suite = real_specs.quality.suites["validated_questions"]
+    assert run_suite(questions, "validated_questions", suite, params).success
+    assert run_suite(questions, "validated_questions", suite, params, docs_dir=tmp_path).success
+    for context in (ex._get_context(), ex._get_context(tmp_path)):
+        assert len(context.data_sources.all()) == 0
+        assert list(context.validation_definitions.all()) == []
+
+
+def test_empty_frame_passes_null_and_set_checks(real_specs, params, questions):
+    result = run_suite(questions.iloc[0:0], "validated_questions", real_specs.quality.suites["validated_questions"], params)
+    assert result.success, result.failures
+    assert result.evaluated == len(real_specs.quality.suites["validated_questions"].expectations)
+
+
+def test_frame_without_the_columns_fails_instead_of_crashing(real_specs, params):
+    result = run_suite(pd.DataFrame(), "validated_questions", real_specs.quality.suites["validated_questions"], params)
+    assert not result.success
+    assert any("[id]" in line and "does not exist" in line for line in result.failures), result.failures
+
+
+def test_resolve_kwargs():
+    kwargs = {"column": "zone", "value_set": "${zones}", "max_value": "${cap}", "note": "at most ${cap}"}
+    out = resolve_kwargs(kwargs, {"zones": ("a", "b"), "cap": 3})
+    assert out == {"column": "zone", "value_set": ["a", "b"], "max_value": 3, "note": "at most 3"}
+    with pytest.raises(KeyError, match=r"parameter \$\{zones\} has no value"):
+        resolve_kwargs(kwargs, {"cap": 3})
+    with pytest.raises(MissingParameterError, match=r"suite corpus_zones: .*\$\{zones\}"):
+        resolve_kwargs(kwargs, {"cap": 3, "zones": None}, suite="corpus_zones")
+
+
+def test_missing_parameter_raises_from_run_suite(real_specs, params, questions):
+    partial = {k: v for k, v in params.items() if k != "backends"}
+    with pytest.raises(KeyError, match=r"suite validated_questions: .*\$\{backends\} has no value"):
+        run_suite(questions, "validated_questions", real_specs.quality.suites["validated_questions"], partial)
+
+
+def test_unknown_expectation_type_is_a_clear_error(questions):
+    suite = Suite(description="x", expectations=[Expectation(type="expect_column_to_be_lovely", kwargs={"column": "id"})])
+    with pytest.raises(ValueError, match=r"suite odd: unknown expectation type 'expect_column_to_be_lovely'"):
+        run_suite(questions, "odd", suite, {})
