@@ -38,8 +38,11 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
             failures.append(key)
         if not quiet and (i % 25 == 0 or i == len(keys)):
             print(f"  questions: {i}/{len(keys)} partitions", flush=True)
+    corpus = defs.resolve_job_def("corpus_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet_logs)
+    checks = [c for c in corpus.get_asset_check_evaluations() if not c.passed]
     elapsed = time.perf_counter() - started
-    return {"partitions": len(keys), "failed": failures, "seconds": elapsed}
+    return {"partitions": len(keys), "failed": failures, "seconds": elapsed, "corpus_ok": corpus.success and not checks,
+            "failed_checks": [f"{c.check_name}: {c.description or ''}" for c in checks]}
 
 
 def summary(con=None) -> str:

