@@ -161,8 +161,10 @@ class ItemModelGenerator:
             "asked": d.asked,
             "signature": d.signature,
             "backend": self.name,
+            "model": None,
             "generator_version": self.version,
             "prompt_hash": prompt_hash,
+            "cost_usd": 0.0,
             "spec_version": specs.version,
             "created_at": now_iso(),
         }

@@ -5,6 +5,8 @@ import os
 import dagster as dg
 import pandas as pd
 
+from staffml_dagster.generation.anthropic_backend import GENERATOR_VERSION as ANTHROPIC_VERSION
+from staffml_dagster.generation.anthropic_backend import AnthropicBackendError, backend_from_env
 from staffml_dagster.generation.offline import GENERATOR_VERSION, ItemModelGenerator
 from staffml_dagster.generation.partition import empty_questions, generate_partition
 from staffml_dagster.partitions import topic_track
@@ -12,7 +14,7 @@ from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "questions"
-BACKENDS = {"item-models": ItemModelGenerator}
+BACKENDS = {"item-models": ItemModelGenerator, "anthropic": backend_from_env}
 
 class QuestionsConfig(dg.Config):
     backend: str = os.environ.get("STAFFML_GENERATOR", "item-models")
@@ -21,7 +23,23 @@ class QuestionsConfig(dg.Config):
 def make_backend(name: str):
     if name not in BACKENDS:
         raise dg.Failure(f"unknown generator backend {name!r}; choose one of {', '.join(sorted(BACKENDS))} (run config `backend` or STAFFML_GENERATOR)")
-    return BACKENDS[name]()
+    try:
+        return BACKENDS[name]()
+    except AnthropicBackendError as exc:  # e.g. the key is missing: say so before any call
+        raise dg.Failure(str(exc)) from None
+
+
+def backend_metadata(backend) -> dict:
+    """Cost, calls and failures of a remote backend, for the partition's metadata."""
+    summary = getattr(backend, "run_summary", None)
+    if summary is None:
+        return {}
+    failures = getattr(backend, "failures", [])
+    rows = [{"cell": f.get("cell"), "reason": f.get("reason"), "raw": f.get("raw")} for f in failures]
+    return {
+        "generation": dg.MetadataValue.json(summary()),
+        "generation_failures": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows), rows=20, width=160) if rows else "none"),
+    }
 
 def render_question(row: pd.Series | dict) -> str:
     return (
@@ -47,8 +65,9 @@ def questions_metadata(df: pd.DataFrame) -> dict:
     partitions_def=topic_track,
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    code_version=GENERATOR_VERSION,
-    description="Questions of one (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default). An inapplicable partition is an empty table with the reason in metadata.",
+    code_version=f"{GENERATOR_VERSION}+{ANTHROPIC_VERSION}",
+    pool="anthropic",
+    description="Questions of one (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame) -> pd.DataFrame:
     keys = context.partition_key.keys_by_dimension
@@ -62,6 +81,10 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
         context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0), "inapplicable": reason})
         return empty_questions()
     mine = cells[(cells["topic"] == topic) & (cells["track"] == track)]
-    df = generate_partition(loaded, make_backend(config.backend), mine, config.seed)
-    context.add_output_metadata(questions_metadata(df))
+    backend = make_backend(config.backend)
+    try:
+        df = generate_partition(loaded, backend, mine, config.seed)
+    except AnthropicBackendError as exc:  # budget reached, retries exhausted: nothing is written for this partition
+        raise dg.Failure(str(exc), metadata=backend_metadata(backend)) from None
+    context.add_output_metadata({**questions_metadata(df), **backend_metadata(backend)})
     return df
