@@ -15,12 +15,14 @@ import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+import pint
 import yaml
 
 from staffml_dagster.generation.calc import Calc, CalcStep, fmt_quantity, round_sig
 from staffml_dagster.generation.item_model import ItemModel, Setting, formatted_values, platform_figure
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import Level
+from staffml_dagster.units import quantity
 
 @dataclass
 class Draft:
@@ -170,9 +172,9 @@ class Framer:
                 wrong_calc = self.build(mistake=mid, lever=lever)
                 wrong = wrong_calc.get(target).value
                 if ratio_of is not None:
-                    wrong_b = self.build(mistake=mid, s=self.other).get(ratio_of).value
-                    wrong = round_sig(wrong / wrong_b)
-            except (ValueError, KeyError, ZeroDivisionError):
+                    a, b = wrong_calc.get(target), self.build(mistake=mid, s=self.other).get(ratio_of)
+                    wrong = round_sig(float((quantity(a.value, a.unit) / quantity(b.value, b.unit)).to("").magnitude))
+            except (ValueError, KeyError, ZeroDivisionError, pint.PintError):
                 continue
             if _differs(wrong, right) and wrong > 0:
                 return mid, self.model.phrasing.misconceptions[mid], wrong
@@ -326,7 +328,7 @@ class Framer:
 
     def _frame_specification(self, ask: str) -> Draft | None:
         units = self.model.units
-        return self._solve("requirements-to-units", units, "units") if units else self._solve("choose-setting", self.model.knob, "knob")
+        return (self._solve("requirements-to-units", units, "units") if units else None) or self._solve("choose-setting", self.model.knob, "knob")
 
     def _frame_realization(self, ask: str) -> Draft | None:
         units = self.model.units
@@ -355,7 +357,6 @@ class Framer:
             return None
         values = {**self.base_values(), **{f"a_{k}": v for k, v in formatted_values(a).items()}, **{f"b_{k}": v for k, v in formatted_values(b).items()}, **formatted_values(a)}
         values["phrase"] = fill(self._phrase_spec(ask)["phrase"], values)
-        values["winner"] = self.s.platform.name if answer.value > 1 else self.other.platform.name
         z = framings_bank()["zones"][self.zone]
         question = self.rng.choice(z["question"])
         solution = " ".join([self._phrase_spec(ask)["mechanism"], self.rng.choice(z["solution"])])
@@ -455,8 +456,9 @@ _BUILDS: dict[tuple, list[CalcStep]] = {}
 
 def build_calc(model: ItemModel, s: Setting, mistake: str | None = None, lever: bool = False) -> Calc:
     """The model's chain for a setting; memoized, returned as a fresh Calc the caller may extend."""
-    key = (model.id, s.topic, s.track, s.platform.id, s.workload.id if s.workload else None, s.scale_axis, s.scale_value,
-           s.failure_mode, s.variant, s.specs.version, mistake, lever)
+    # the failure mode and the topic only colour the text: they are not part of the computation
+    key = (model.id, s.track, s.platform.id, s.workload.id if s.workload else None, s.scale_axis, s.scale_value,
+           s.variant, s.specs.version, mistake, lever)
     steps = _BUILDS.get(key)
     if steps is None:
         if len(_BUILDS) > 20000:
