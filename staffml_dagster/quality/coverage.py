@@ -101,13 +101,19 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def write_png(path: Path, png: bytes) -> None:
+    """Write a picture atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(png)
+    tmp.replace(path)
+
+
 def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> Path:
     """Write coverage.html (pictures embedded), the PNGs and the per-cell table; atomically per file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
-        tmp = directory / f".{name}.png.tmp"
-        tmp.write_bytes(png)
-        tmp.replace(directory / f"{name}.png")
+        write_png(directory / f"{name}.png", png)
     write_parquet_atomic(cov.cells, directory / "coverage_cells.parquet")
     stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.3f}</td></tr>" if isinstance(v, float) else f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in cov.stats.items())
     under = cov.cells[~cov.cells["at_target"]].head(200)

@@ -7,9 +7,14 @@ capacity and by ``questions_per_cell`` in specs/generation.yaml until the empiri
 capacity is measured.
 """
 
+import os
+
 import dagster as dg
 import pandas as pd
 
+from staffml_dagster.embedding import EmbedderResource
+from staffml_dagster.partitions import topic_track
+from staffml_dagster.quality.coverage import data_uri
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
 from staffml_dagster.stages.metadata import table_metadata
@@ -68,3 +73,113 @@ def cells_have_capacity(cells: pd.DataFrame) -> dg.AssetCheckResult:
     empty = cells[cells["theoretical_capacity"] == 0]
     pairs = sorted({f"{r.topic}|{r.track}" for r in empty.itertuples()})
     return dg.AssetCheckResult(passed=not pairs, metadata={"zero_capacity_partitions": ", ".join(pairs[:30]) or "none"})
+
+
+# --------------------------------------------------------------------------- empirical capacity
+
+CAPACITY_COLUMNS = ["topic", "track", "zone", "level", "observed", "estimate", "chao1", "chao1_low", "chao1_high", "chao2",
+                    "coverage", "s_max", "k", "rounds", "drawn", "curve", "stop_reason", "theoretical_capacity", "capacity", "embedder", "backend"]
+
+
+def measure_partition(specs, backend, embedder, cells_part: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Measure the empirical capacity of every cell of one partition (plain function)."""
+    from staffml_dagster.estimation import measure_cell_capacity
+    from staffml_dagster.generation.backend import CellRequest
+    from staffml_dagster.quality.criteria import distinct_text
+
+    settings = specs.generation.capacity
+    rows = []
+    for cell in cells_part.itertuples():
+        def generate(r: int, cell=cell) -> list[dict]:
+            # every round is a fresh sample: a different seed reorders the backend's stream
+            return backend.generate(specs, CellRequest(cell.topic, cell.track, cell.zone, cell.level, settings.round_size, seed * 1000 + r))
+
+        est = measure_cell_capacity(
+            generate, embedder.encode, distinct_text, threshold=specs.quality.similarity_threshold,
+            max_rounds=settings.max_rounds, min_rounds=settings.min_rounds,
+            coverage_target=settings.coverage_target, min_novelty=settings.min_novelty,
+        )
+        rows.append({
+            "topic": cell.topic, "track": cell.track, "zone": cell.zone, "level": cell.level,
+            "observed": est.observed, "estimate": est.estimate, "chao1": est.chao1, "chao1_low": est.chao1_low,
+            "chao1_high": est.chao1_high, "chao2": est.chao2, "coverage": est.coverage, "s_max": est.s_max, "k": est.k,
+            "rounds": est.rounds, "drawn": est.drawn, "curve": [list(p) for p in est.curve], "stop_reason": est.stop_reason,
+            "theoretical_capacity": int(cell.theoretical_capacity),
+            "capacity": int(min(est.estimate, int(cell.theoretical_capacity))),
+            "embedder": embedder.name, "backend": backend.name,
+        })
+    return pd.DataFrame(rows, columns=CAPACITY_COLUMNS)
+
+
+def capacity_plot(measured: pd.DataFrame, title: str) -> bytes:
+    """Small multiples: distinct questions found vs drawn per cell, with the fitted S(n) = S_max n / (K + n)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = max(len(measured), 1)
+    cols = 6
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.9 * rows), dpi=80, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, row in zip(axes.flat, measured.itertuples()):
+        ax.set_visible(True)
+        curve = np.array([list(p) for p in row.curve], dtype=float)
+        if len(curve):
+            ax.plot(curve[:, 0], curve[:, 1], "o", ms=3)
+            xs = np.linspace(0, curve[:, 0].max() * 1.5, 50)
+            if row.k > 0:
+                ax.plot(xs, row.s_max * xs / (row.k + xs), "-", lw=1)
+        ax.axhline(row.estimate, ls="--", lw=0.8, color="grey")
+        ax.set_title(f"{row.zone} {row.level}: {row.estimate}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class CapacityConfig(dg.Config):
+    backend: str = os.environ.get("STAFFML_GENERATOR", "item-models")
+
+
+@dg.asset(
+    partitions_def=topic_track,
+    group_name=GROUP,
+    kinds={"pandas", "parquet"},
+    code_version="1",
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Empirical capacity of every cell of the partition: questions drawn from the backend in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.",
+)
+def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, specs: SpecsResource, embedder: EmbedderResource, cells: pd.DataFrame) -> pd.DataFrame:
+    from staffml_dagster.paths import reports_dir
+    from staffml_dagster.quality.coverage import write_png
+    from staffml_dagster.stages.questions import make_backend
+
+    loaded = specs.load()
+    backend = make_backend(config.backend)
+    keys = [topic_track.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
+    frames, pictures = [], {}
+    for key in keys:
+        part = cells[(cells["topic"] == key["topic"]) & (cells["track"] == key["track"])]
+        measured = measure_partition(loaded, backend, embedder.get(), part, loaded.generation.seed)
+        frames.append(measured)
+        if len(measured):
+            png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")
+            pictures[f"{key['topic']}__{key['track']}"] = png
+            write_png(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
+    meta = table_metadata(df, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
+    meta["partitions"] = dg.MetadataValue.int(len(keys))
+    meta["capacity_total"] = dg.MetadataValue.int(int(df["capacity"].sum()) if len(df) else 0)
+    if len(pictures) == 1:
+        meta["capacity_plot"] = dg.MetadataValue.md(f"![capacity]({data_uri(next(iter(pictures.values())))})")
+    context.add_output_metadata(meta)
+    return df

@@ -8,13 +8,24 @@ import pandas as pd
 from staffml_dagster.generation.anthropic_backend import GENERATOR_VERSION as ANTHROPIC_VERSION
 from staffml_dagster.generation.anthropic_backend import AnthropicBackendError, backend_from_env
 from staffml_dagster.generation.offline import GENERATOR_VERSION, ItemModelGenerator
-from staffml_dagster.generation.partition import empty_questions, generate_partition
+from staffml_dagster.generation.partition import cell_targets, empty_questions, generate_partition
+from staffml_dagster.paths import warehouse_dir
+from staffml_dagster.storage import read_partition
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "questions"
 BACKENDS = {"item-models": ItemModelGenerator, "anthropic": backend_from_env}
+
+# Top up a partition once its measured capacity changes (cell_capacity re-materialized);
+# a change of the design stages is left to a deliberate backfill.
+TOP_UP = (
+    dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets("cells", "applicability_matrix")).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("top up when the measured capacity changes")
+
 
 class QuestionsConfig(dg.Config):
     backend: str = os.environ.get("STAFFML_GENERATOR", "item-models")
@@ -67,9 +78,10 @@ def questions_metadata(df: pd.DataFrame) -> dict:
     kinds={"pandas", "parquet"},
     code_version=f"{GENERATOR_VERSION}+{ANTHROPIC_VERSION}",
     pool="anthropic",
+    automation_condition=TOP_UP,
     description="Questions of one (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
-def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame) -> pd.DataFrame:
+def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
     keys = context.partition_key.keys_by_dimension
     topic, track = keys["topic"], keys["track"]
     loaded = specs.load()
@@ -80,11 +92,18 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
         reason = verdict.iloc[0]["justification"]
         context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0), "inapplicable": reason})
         return empty_questions()
-    mine = cells[(cells["topic"] == topic) & (cells["track"] == track)]
+    previous = read_partition(warehouse_dir(), "questions", {"topic": topic, "track": track})
+    mine = cell_targets(cells[(cells["topic"] == topic) & (cells["track"] == track)], cell_capacity, previous, loaded.generation.questions_per_cell)
     backend = make_backend(config.backend)
     try:
         df = generate_partition(loaded, backend, mine, config.seed)
     except AnthropicBackendError as exc:  # budget reached, retries exhausted: nothing is written for this partition
         raise dg.Failure(str(exc), metadata=backend_metadata(backend)) from None
-    context.add_output_metadata({**questions_metadata(df), **backend_metadata(backend)})
+    kept = set(previous["id"]) if previous is not None and len(previous) else set()
+    context.add_output_metadata({
+        **questions_metadata(df), **backend_metadata(backend),
+        "capacity_source": "measured (cell_capacity)" if len(cell_capacity) else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)",
+        "kept_from_previous": dg.MetadataValue.int(len(kept & set(df["id"]))),
+        "dropped_from_previous": dg.MetadataValue.int(len(kept - set(df["id"]))),
+    })
     return df

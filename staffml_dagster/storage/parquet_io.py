@@ -84,11 +84,30 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}")
         asset = context.asset_key.path[-1]
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            self._handle_partition_range(context, asset, obj)
+            return
         dims = _dims(context.asset_partition_key, context.asset_partitions_def) if context.has_asset_partitions else None
         frame = obj.drop(columns=[c for c in (dims or {}) if c in obj.columns])
         path = partition_dir(self.root, asset, dims) / PART_FILE
         write_parquet_atomic(frame, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def _handle_partition_range(self, context: dg.OutputContext, asset: str, obj: pd.DataFrame) -> None:
+        """A single run over many partitions returns one table; each partition's rows go to
+        its own file, selected by the partition columns the table must carry."""
+        keys = context.asset_partition_keys
+        for key in keys:
+            dims = _dims(key, context.asset_partitions_def)
+            missing = [c for c in dims if c not in obj.columns]
+            if missing:
+                raise ValueError(f"{asset}: a multi-partition output needs the partition column(s) {missing} to split rows by partition")
+            mask = pd.Series(True, index=obj.index)
+            for name, value in dims.items():
+                mask &= obj[name] == value
+            frame = obj[mask].drop(columns=list(dims))
+            write_parquet_atomic(frame.reset_index(drop=True), partition_dir(self.root, asset, dims) / PART_FILE)
+        context.add_output_metadata({"partitions_written": dg.MetadataValue.int(len(keys))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         asset = context.asset_key.path[-1]

@@ -1,0 +1,99 @@
+"""Empirical capacity: measuring cells, filling to capacity without churn, the schedule."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from staffml_dagster.embedding import get_embedder
+from staffml_dagster.generation.offline import ItemModelGenerator
+from staffml_dagster.generation.partition import cell_targets, generate_partition
+from staffml_dagster.stages.applicability import applicability_rows
+from staffml_dagster.stages.capacity import capacity_plot, cell_rows, measure_partition
+
+TOPIC, TRACK = "duty-cycling", "tinyml"
+
+
+@pytest.fixture(scope="module")
+def part(specs):
+    m = applicability_rows(specs)
+    cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})
+    return cells[(cells.topic == TOPIC) & (cells.track == TRACK)].reset_index(drop=True)
+
+
+def test_measuring_cells_gives_estimates_curves_and_reasons(specs, part):
+    measured = measure_partition(specs, ItemModelGenerator(), get_embedder("tfidf"), part.head(3), specs.generation.seed)
+    assert len(measured) == 3
+    for r in measured.itertuples():
+        assert 1 <= r.observed <= r.drawn
+        assert r.estimate >= r.observed and r.chao1_low <= r.chao1 <= r.chao1_high
+        assert r.stop_reason in {"coverage", "novelty", "max_rounds", "exhausted"}
+        distinct = [p[1] for p in r.curve]
+        assert distinct == sorted(distinct) and distinct[-1] == r.observed
+        assert r.capacity == min(r.estimate, r.theoretical_capacity)
+    png = capacity_plot(measured, "test")
+    assert png.startswith(b"\x89PNG")
+
+
+def test_filling_to_capacity_never_churns(specs, part):
+    backend = ItemModelGenerator()
+    first = generate_partition(specs, backend, cell_targets(part, None, None, specs.generation.questions_per_cell))
+    measured = part[["zone", "level"]].assign(capacity=4)
+    grown = generate_partition(specs, backend, cell_targets(part, measured, first, specs.generation.questions_per_cell))
+    assert set(first["id"]) <= set(grown["id"]) and len(grown) > len(first)
+    shrunk_capacity = part[["zone", "level"]].assign(capacity=1)
+    kept = generate_partition(specs, backend, cell_targets(part, shrunk_capacity, grown, specs.generation.questions_per_cell))
+    assert set(grown["id"]) <= set(kept["id"])  # a lower estimate never drops accepted questions
+
+
+def test_targets_respect_theoretical_capacity(part):
+    measured = part[["zone", "level"]].assign(capacity=10**9)
+    targets = cell_targets(part, measured, None, 2)
+    assert (targets["target"] == targets["theoretical_capacity"]).all()
+
+
+def test_schedule_requests_every_partition_in_one_run():
+    from staffml_dagster.definitions import capacity_schedule
+    from staffml_dagster.partitions import topic_track
+
+    request = capacity_schedule(dg.build_schedule_context())
+    keys = topic_track.get_partition_keys()
+    assert request.tags["dagster/asset_partition_range_start"] == keys[0]
+    assert request.tags["dagster/asset_partition_range_end"] == keys[-1]
+
+
+def test_single_run_over_two_partitions_writes_each(warehouse, specs, monkeypatch):
+    from staffml_dagster.definitions import defs
+    from staffml_dagster.storage import read_partition
+
+    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
+    tags = {"dagster/asset_partition_range_start": "duty-cycling|mobile", "dagster/asset_partition_range_end": "duty-cycling|tinyml"}
+    result = defs.resolve_job_def("capacity_job").execute_in_process(instance=instance, tags=tags)
+    assert result.success
+    for track in ("mobile", "tinyml"):
+        df = read_partition(warehouse, "cell_capacity", {"topic": "duty-cycling", "track": track})
+        assert df is not None and len(df) > 0 and set(df["track"]) == {track}
+
+
+def test_questions_top_up_after_capacity_is_measured(warehouse, monkeypatch):
+    from staffml_dagster.definitions import defs
+
+    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
+    key = f"{TOPIC}|{TRACK}"
+    before = defs.resolve_job_def("questions_job").execute_in_process(partition_key=key, instance=instance)
+    assert before.success
+    first = pd.read_parquet(warehouse / "questions" / f"topic={TOPIC}" / f"track={TRACK}" / "part.parquet")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert not any(str(k) == key for k in result.get_requested_partitions(dg.AssetKey("questions")))
+
+    assert defs.resolve_job_def("capacity_job").execute_in_process(partition_key=key, instance=instance).success
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert key in {str(k) for k in result.get_requested_partitions(dg.AssetKey("questions"))}
+
+    after = defs.resolve_job_def("questions_job").execute_in_process(partition_key=key, instance=instance)
+    assert after.success
+    grown = pd.read_parquet(warehouse / "questions" / f"topic={TOPIC}" / f"track={TRACK}" / "part.parquet")
+    assert set(first["id"]) <= set(grown["id"]) and len(grown) >= len(first)
