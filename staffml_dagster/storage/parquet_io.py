@@ -117,9 +117,15 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 raise FileNotFoundError(f"asset {asset!r} has not been materialized: {partition_dir(self.root, asset, None) / PART_FILE} is missing")
             return df
         partitions_def = context.asset_partitions_def
-        frames = []
+        frames, empty = [], None
         for key in context.asset_partition_keys:
             frame = read_partition(self.root, asset, _dims(key, partitions_def))
-            if frame is not None and len(frame):  # never-materialized partitions are skipped
+            if frame is None:
+                continue  # never materialized: skipped
+            if len(frame):
                 frames.append(frame)
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            elif empty is None:
+                empty = frame  # an empty partition still carries the schema
+        if frames:
+            return pd.concat(frames, ignore_index=True)
+        return empty if empty is not None else pd.DataFrame()
