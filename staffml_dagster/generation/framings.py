@@ -332,9 +332,8 @@ class Framer:
 
     def _frame_realization(self, ask: str) -> Draft | None:
         units = self.model.units
-        if units:
-            return self._solve("size-at-scale", units, "units")
-        return self._solve("size-at-scale", self.model.knob, "knob") or self._compute(ask, "size-at-scale")
+        return ((self._solve("size-at-scale", units, "units") if units else None)
+                or self._solve("size-at-scale", self.model.knob, "knob") or self._compute(ask, "size-at-scale"))
 
     def _frame_mastery(self, ask: str) -> Draft | None:
         return self._solve("integrate", self.model.knob, "knob") or self._solve("integrate", self.model.units, "units")

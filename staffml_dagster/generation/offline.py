@@ -109,7 +109,7 @@ class ItemModelGenerator:
                 framer = Framer(model, s, cell.zone, level, random.Random(f"{crng.random()}"), other)
                 try:
                     draft = framer.frame(ask)
-                except ValueError:
+                except (ValueError, KeyError):  # this framing does not apply to this setting
                     draft = None
                 if draft is None:
                     continue
