@@ -117,3 +117,19 @@ class TestFullCorpus:
     def test_many_item_models_are_in_use(self, corpus):
         per_model = collections.Counter(corpus.item_model)
         assert len(per_model) >= 15, per_model
+
+
+def test_anthropic_backend_without_key_fails_before_any_call(warehouse, monkeypatch):
+    from staffml_dagster.definitions import defs
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
+    result = defs.resolve_job_def("questions_job").execute_in_process(
+        partition_key="duty-cycling|tinyml", instance=instance, raise_on_error=False,
+        run_config={"ops": {"questions": {"config": {"backend": "anthropic"}}}},
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "ANTHROPIC_API_KEY is not set" in failure.event_specific_data.error.message
+    assert not (warehouse / "questions" / "topic=duty-cycling" / "track=tinyml" / "part.parquet").exists()
