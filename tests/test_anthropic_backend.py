@@ -496,19 +496,6 @@ def test_batch_timeout_keeps_the_id_for_later(specs, tmp_path, sleeps):
     assert gen.resume_batches() == [batch_id]
 
 
-def test_link_and_economics_sources_are_checked_against_specs(specs):
-    nvlink = specs.interconnect_by_id["nvlink4"].bandwidth
-    good = [{"name": "link", "expression": f"{nvlink.value:g} GB/s", "value": nvlink.value, "unit": "GB/s", "label": "NVLink 4 per direction",
-             "source": "specs/hardware.yaml: interconnects.nvlink4.bandwidth", "kind": "given"},
-            {"name": "pue", "expression": "1.2", "value": 1.2, "unit": "", "label": "PUE", "source": "specs/hardware.yaml: economics.pue", "kind": "given"}]
-    problems, checked = ab._spec_table_problems(specs, good, 0.01)
-    assert problems == [] and checked == {"link", "pue"}
-    bad = [dict(good[0], value=900.0, expression="900 GB/s"), dict(good[1], source="specs/hardware.yaml: economics.nonexistent")]
-    problems, _ = ab._spec_table_problems(specs, bad, 0.01)
-    assert "states 900.0 GB/s for interconnects.nvlink4; specs say 450 GB/s" in problems[0]
-    assert "economics.nonexistent, which specs/hardware.yaml does not have" in problems[1]
-
-
 def test_extra_questions_beyond_the_request_are_recorded_not_silently_dropped(specs, tmp_path, sleeps):
     api = FakeAPI([message({"questions": [kv_read_time_question(specs), kv_capacity_question(specs)]})])
     gen = make_gen(api, tmp_path, sleeps)

@@ -59,6 +59,18 @@ def test_off_track_platform_fails_grounding_and_hygiene(good, specs):
     assert "esp32-s3" in hygiene(text_only, specs).reason
 
 
+def test_link_and_economics_sources_are_checked_against_specs(specs):
+    nvlink = specs.interconnect_by_id["nvlink4"].bandwidth
+    good = [{"name": "link", "expression": f"{nvlink.value:g} GB/s", "value": nvlink.value, "unit": "GB/s", "label": "NVLink 4 per direction",
+             "source": "specs/hardware.yaml: interconnects.nvlink4.bandwidth", "kind": "given"},
+            {"name": "pue", "expression": "1.2", "value": 1.2, "unit": "", "label": "PUE", "source": "specs/hardware.yaml: economics.pue", "kind": "given"}]
+    assert grounding({"track": "cloud", "platforms": [], "calc": good}, specs).passed
+    bad = [dict(good[0], value=900.0, expression="900 GB/s"), dict(good[1], source="specs/hardware.yaml: economics.nonexistent")]
+    reason = grounding({"track": "cloud", "platforms": [], "calc": bad}, specs).reason
+    assert "states 900.0 GB/s for interconnects.nvlink4.bandwidth; specs say 450 GB/s" in reason
+    assert "economics.nonexistent, which specs/hardware.yaml does not have" in reason
+
+
 def test_cited_figure_in_text_must_match_specs(specs):
     row = {"track": "cloud", "platforms": [], "scenario": "The H100 has 60 GB of HBM in this rack.", "realistic_solution": "", "napkin_math": ""}
     assert "matches none of its figures" in grounding(row, specs).reason

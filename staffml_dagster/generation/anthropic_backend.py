@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
-import pint
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
@@ -52,7 +51,6 @@ from staffml_dagster.generation.framings import napkin_math as render_napkin_mat
 from staffml_dagster.paths import assets_dir, data_dir
 from staffml_dagster.quality import criteria
 from staffml_dagster.specs import Figure, Platform, SpecError, Specs, default_specs_dir, load_file
-from staffml_dagster.units import Q_
 
 logger = logging.getLogger(__name__)
 
@@ -410,41 +408,6 @@ def prompt_hash(model: str, static: str, cell: str) -> str:
 
 # --------------------------------------------------------------------------- checking one question
 
-_SPEC_SOURCE = re.compile(r"^specs/hardware\.yaml:\s*(interconnects|economics|energy_per_op|energy_sources)\.([a-z0-9_-]+)(?:\.([a-z_]+))?\s*$")
-
-
-def _table_figure(specs: Specs, table: str, key: str, attr: str | None) -> Figure | None:
-    if table == "interconnects":
-        ic = specs.interconnect_by_id.get(key)
-        return None if ic is None else getattr(ic, attr or "bandwidth", None)
-    return getattr(specs.hardware, table).get(key)
-
-
-def _spec_table_problems(specs: Specs, calc: list[dict], tol: float) -> tuple[list[str], set[str]]:
-    """Check givens citing hardware.yaml tables other than platforms (links, economics,
-    energy), which ``criteria.grounding`` does not resolve. Returns problems and the step
-    names checked here (whose 'does not have' grounding reasons are then moot)."""
-    problems, checked = [], set()
-    for step in calc:
-        m = _SPEC_SOURCE.match(str(step.get("source", "")))
-        if not m or step.get("kind") != "given":
-            continue
-        table, key, attr = m.groups()
-        checked.add(str(step.get("name")))
-        fig = _table_figure(specs, table, key, attr)
-        if fig is None:
-            problems.append(f"step {step.get('name')} cites {table}.{key}{'.' + attr if attr else ''}, which specs/hardware.yaml does not have")
-            continue
-        try:
-            expected = float(fig.q.to(Q_(1, str(step.get("unit", ""))).units).magnitude)
-        except (pint.PintError, ValueError):
-            problems.append(f"step {step.get('name')} states {table}.{key} in {step.get('unit')!r}, incompatible with {fig.unit}")
-            continue
-        if not math.isclose(float(step.get("value", 0)), expected, rel_tol=tol):
-            problems.append(f"step {step.get('name')} states {step.get('value')} {step.get('unit')} for {table}.{key}; specs say {expected:g} {step.get('unit')}")
-    return problems, checked
-
-
 def check_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, row: dict) -> list[str]:
     """Every reason this question cannot be accepted (empty = accepted)."""
     tol = specs.quality.numeric_tolerance
@@ -467,8 +430,6 @@ def check_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, row: dict) 
         problems.append(f"the last calc step gives {last['value']:g} {last['unit']!r}, but the answer is {draft.answer_value:g} {draft.answer_unit!r}")
     if math.isclose(draft.mistake_value, draft.answer_value, rel_tol=tol):
         problems.append(f"mistake_value {draft.mistake_value:g} equals the answer {draft.answer_value:g}; the mistake must lead to a different number")
-    table_problems, checked = _spec_table_problems(specs, calc, specs.quality.grounding_tolerance)
-    problems += table_problems
     verdicts = [
         criteria.specificity(row, specs),
         criteria.grounding(row, specs, specs.quality.grounding_tolerance),
@@ -482,8 +443,6 @@ def check_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, row: dict) 
         for reason in verdict.reason.split("; "):
             if verdict.criterion == "specificity" and reason.startswith(f"zone {cell.zone} fits levels"):
                 continue  # a property of the cell, not of this draft
-            if verdict.criterion == "grounding" and any(reason.startswith(f"step {n} cites ") for n in checked):
-                continue  # link/economics/energy sources, checked above
             if verdict.criterion == "computability" and reason.startswith(("step ", "the last step")):
                 continue  # recompute() and the answer check above already report these
             if verdict.criterion == "falsifiability" and reason.startswith("the mistake's value"):

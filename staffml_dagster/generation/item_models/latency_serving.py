@@ -458,7 +458,7 @@ class SpeculativeDecoding(ItemModel):
         return footprint <= _q(p.memory, "byte")
 
     def build(self, s: Setting, calc: Calc, mistake: str | None = None, lever: bool = False) -> None:
-        p, w, track = s.platform, s.wl, s.track
+        w, track = s.wl, s.track
         d = self._draft(s)
         if d is None:
             raise ValueError(f"no same-tokenizer draft model for {w.id} in specs/workloads.yaml")
