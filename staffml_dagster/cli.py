@@ -53,11 +53,13 @@ def summary(con=None) -> str:
     applicable = con.execute("SELECT topic, track FROM applicability_matrix WHERE applicable").df()
     per_topic = q.groupby("topic").size().reindex(applicable["topic"].unique(), fill_value=0)
     per_partition = q.groupby(["topic", "track"]).size()
+    corpus = int(con.execute("SELECT count(*) FROM corpus").fetchone()[0]) if "corpus" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else 0
     lines = [
         f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(applicable) + int(con.execute('SELECT count(*) FROM applicability_matrix WHERE NOT applicable').fetchone()[0])})",
         f"per track: {q.groupby('track').size().to_dict()}",
         f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: {q.groupby('track')['zone'].nunique().to_dict()}; levels per track: {q.groupby('track')['level'].nunique().to_dict()}",
         f"sigma/mu of per-topic counts: {per_topic.std(ddof=0) / per_topic.mean():.3f}" if len(per_topic) else "no topics",
+        f"validated corpus: {corpus} questions passed every criterion",
     ]
     return "\n".join(lines)
 
@@ -100,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         out = run_pipeline(args.partition, args.backend)
         print(f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {len(out['failed'])} failed {out['failed'][:5]}")
         print(summary())
+        print("corpus checks (blocking): " + ("passed" if out["corpus_ok"] else "FAILED: " + "; ".join(out["failed_checks"])))
+        print(f"coverage report: {data_dir() / 'reports' / 'coverage.html'}")
         print(f"warehouse: {data_dir() / 'warehouse'}  (query: staffml sql \"SELECT zone, count(*) FROM questions GROUP BY zone\")")
         print("UI: make ui  ->  http://127.0.0.1:3000")
-        return 1 if out["failed"] else 0
+        return 1 if out["failed"] or not out["corpus_ok"] else 0
     return 2
 
 

@@ -98,8 +98,26 @@ def _disclosed(steps: list[CalcStep], level: Level, hide: set[str]) -> list[Calc
     return [s for s in givens if s.source.startswith(("assumption", "specs/tracks.yaml", "observed"))]
 
 
+def _shared_once(steps: list[CalcStep]) -> list[CalcStep]:
+    """In a two-option comparison, state a figure both options share once, without its [A: ...] tag."""
+    by_name = {s.name: s for s in steps}
+    out = []
+    for s in steps:
+        twin = by_name.get("b_" + s.name[2:]) if s.name.startswith("a_") else None
+        if twin is not None and twin.value == s.value and twin.unit == s.unit and twin.source == s.source:
+            out.append(replace(s, label=s.label.split("] ", 1)[-1]))
+            continue
+        if s.name.startswith("b_"):
+            a = by_name.get("a_" + s.name[2:])
+            if a is not None and a.value == s.value and a.unit == s.unit and a.source == s.source:
+                continue
+        out.append(s)
+    return out
+
+
 def _givens_sentence(steps: list[CalcStep], level: Level) -> str:
     bank = framings_bank()["disclosure"]
+    steps = _shared_once(steps)
     if not steps:
         return bank["none"][level.specs]
     listed = "; ".join(f"{s.label} = {fmt_quantity(s.value, s.unit)}" for s in steps)
