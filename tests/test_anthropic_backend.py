@@ -16,7 +16,7 @@ from staffml_dagster.generation.calc import Calc, recompute
 from staffml_dagster.quality import criteria
 from staffml_dagster.specs import SpecError
 
-SECRET = "sk-ant-test-SECRET123"
+SECRET = "fake-anthropic-key-SECRET123"
 CELL = CellRequest("kv-cache-management", "cloud", "quantify", "L3", 2, 1)
 OTHER_CELL = CellRequest("kv-cache-management", "cloud", "analyze", "L3", 1, 1)
 USAGE = {"input_tokens": 1000, "output_tokens": 2000, "cache_creation_input_tokens": 4000, "cache_read_input_tokens": 0}
