@@ -48,6 +48,17 @@ def test_taxonomy_check_catches_unknown_edge_and_cycle(specs):
     assert any("cycle" in p for p in problems)
 
 
+def test_figure_check_catches_non_positive_and_unitless_figures(specs):
+    from staffml_dagster.specs import Figure
+    from staffml_dagster.stages.taxonomy import figure_problems, hardware_figures
+
+    assert figure_problems(hardware_figures(specs)) == []
+    bad = [("h100-sxm", "memory", Figure.model_construct(value=-1.0, unit="GB", source="x")),
+           ("h100-sxm", "power", Figure.model_construct(value=700.0, unit="horsepowerz", source="x"))]
+    problems = figure_problems(bad)
+    assert problems[0] == "h100-sxm.memory is not positive" and "unknown unit 'horsepowerz'" in problems[1]
+
+
 def test_cells_respect_affinity_and_capacity_formula(specs):
     m = applicability_rows(specs)
     cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})

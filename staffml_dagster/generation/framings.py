@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import pint
@@ -46,7 +46,6 @@ class Draft:
     workload: str | None
     scale_point: str
     signature: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 @lru_cache(maxsize=4)
@@ -66,10 +65,6 @@ class _Fmt(dict):
 
 def fill(template: str, values: dict) -> str:
     return template.format_map(_Fmt(values))
-
-
-def _derived_count(steps: list[CalcStep]) -> int:
-    return sum(1 for s in steps if s.kind == "derived")
 
 
 def prefixed(calc: Calc, prefix: str, label_prefix: str) -> list[CalcStep]:

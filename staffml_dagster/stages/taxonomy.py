@@ -147,15 +147,20 @@ def topics_form_a_dag(topics: pd.DataFrame) -> dg.AssetCheckResult:
     problems = taxonomy_problems(topics)
     return dg.AssetCheckResult(passed=not problems, metadata={"topics": len(topics), "problems": "; ".join(problems[:20]) or "none"})
 
-@dg.asset_check(asset=hardware_platforms, blocking=True, description="Every hardware figure is positive and carries a unit that pint understands.")
-def hardware_figures_have_units(specs: SpecsResource) -> dg.AssetCheckResult:
+def figure_problems(figures: list[tuple[str, str, Figure | None]]) -> list[str]:
+    """Figures that are not positive or whose unit pint cannot read."""
     bad = []
-    figures = hardware_figures(specs.load())
     for owner, name, fig in figures:
         try:
-            q = fig.q
-            if not q.magnitude > 0:
+            if not fig.q.magnitude > 0:
                 bad.append(f"{owner}.{name} is not positive")
         except ValueError as exc:
             bad.append(f"{owner}.{name}: {exc}")
+    return bad
+
+
+@dg.asset_check(asset=hardware_platforms, blocking=True, description="Every hardware figure is positive and carries a unit that pint understands.")
+def hardware_figures_have_units(specs: SpecsResource) -> dg.AssetCheckResult:
+    figures = hardware_figures(specs.load())
+    bad = figure_problems(figures)
     return dg.AssetCheckResult(passed=not bad, metadata={"figures": len(figures), "problems": "; ".join(bad) or "none"})
