@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from staffml_dagster.generation.calc import recompute
+from staffml_dagster.generation.framings import MAX_TITLE_CHARS
 from staffml_dagster.generation.offline import ItemModelGenerator, models_for
 from staffml_dagster.generation.partition import generate_partition
 from staffml_dagster.stages.applicability import applicability_rows
@@ -113,6 +114,11 @@ class TestFullCorpus:
         off = [r.id for r in corpus.itertuples() if not set(r.platforms) <= by_track[r.track]]
         assert not off
         assert (corpus.answer_value != corpus.mistake_value).all()
+
+    def test_answers_are_positive_and_titles_fit(self, corpus):
+        """A max batch of -0.45 or a 130-character title is a defect the corpus suite rejects."""
+        assert (corpus.answer_value > 0).all(), corpus[corpus.answer_value <= 0][["id", "framing", "asked", "answer_value"]].head()
+        assert corpus.title.str.len().max() <= MAX_TITLE_CHARS, corpus.loc[corpus.title.str.len().idxmax(), "title"]
 
     def test_many_item_models_are_in_use(self, corpus):
         per_model = collections.Counter(corpus.item_model)

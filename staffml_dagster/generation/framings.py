@@ -24,6 +24,10 @@ from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import Level
 from staffml_dagster.units import quantity
 
+# The longest title the `validated_questions` suite accepts (specs/quality.yaml).
+MAX_TITLE_CHARS = 120
+
+
 @dataclass
 class Draft:
     """A generated question before it becomes a row."""
@@ -210,6 +214,8 @@ class Framer:
         title_suffix = bank["zones"][self.zone].get("title_suffix")
         if title_suffix:
             title = f"{title}{fill(self.rng.choice(title_suffix), values)}"
+        if len(title) > MAX_TITLE_CHARS:  # a long platform or workload name: the shortest title that names them
+            title = min((fill(t, values) for t in titles), key=len)
         return Draft(
             item_model=self.model.id,
             framing=framing,
@@ -358,7 +364,7 @@ class Framer:
         a, b = self.build(), self.build(s=self.other)
         names = {st.name for st in a.steps}
         options = [x for x in (ask, self.model.knob, self.model.units) if x and x in names]
-        ask = next((x for x in options if _differs(a.get(x).value, b.get(x).value) and b.get(x).value > 0), None)
+        ask = next((x for x in options if _differs(a.get(x).value, b.get(x).value) and a.get(x).value > 0 and b.get(x).value > 0), None)
         if ask is None:
             return None
         calc = Calc(steps=prefixed(a, "a_", f"[A: {self.s.platform.name}]") + prefixed(b, "b_", f"[B: {self.other.platform.name}]"))

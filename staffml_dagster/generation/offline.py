@@ -19,7 +19,7 @@ from staffml_dagster.generation.item_model import ItemModel, Setting
 from staffml_dagster.generation.item_models import REGISTRY
 from staffml_dagster.specs import Specs
 
-GENERATOR_VERSION = "item-models/1"
+GENERATOR_VERSION = "item-models/2"
 ASK_ZONES = {"quantify", "fluency", "diagnosis", "optimization", "analyze", "evaluation"}
 
 
