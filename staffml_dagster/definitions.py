@@ -36,6 +36,14 @@ design_stages_job = dg.define_asset_job(
 )
 
 
+everything_job = dg.define_asset_job(
+    "everything",
+    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus") - dg.AssetSelection.assets("cell_capacity"),
+    partitions_def=topic_track,
+    description="The whole graph offline in one run: design stages, then the questions of every partition in the range, their validation, the corpus and its coverage report (what `make run` launches).",
+)
+
+
 capacity_job = dg.define_asset_job(
     "capacity_job",
     selection=dg.AssetSelection.assets("cell_capacity"),
@@ -67,7 +75,7 @@ def resources(specs_dir: str | None = None, warehouse: str | None = None) -> dic
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[design_stages_job, questions_job, corpus_job, capacity_job],
+    jobs=[design_stages_job, questions_job, corpus_job, everything_job, capacity_job],
     schedules=[capacity_schedule],
     resources=resources(),
 )

@@ -10,7 +10,7 @@ from staffml_dagster.partitions import topic_track
 from staffml_dagster.quality.criteria import distinct_text
 
 GROUP = "validation"
-EMBEDDING_COLUMNS = ["id", "zone", "level", "model", "vector"]
+EMBEDDING_COLUMNS = ["id", "topic", "track", "zone", "level", "model", "vector"]
 
 
 def embedding_rows(questions: pd.DataFrame, embedder) -> pd.DataFrame:
@@ -18,7 +18,8 @@ def embedding_rows(questions: pd.DataFrame, embedder) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in EMBEDDING_COLUMNS})
     vectors = embedder.encode([distinct_text(r) for r in questions.to_dict("records")])
     return pd.DataFrame(
-        {"id": questions["id"].values, "zone": questions["zone"].values, "level": questions["level"].values,
+        {"id": questions["id"].values, "topic": questions["topic"].values, "track": questions["track"].values,
+         "zone": questions["zone"].values, "level": questions["level"].values,
          "model": embedder.name, "vector": [np.asarray(v, dtype=np.float32) for v in vectors]}
     )
 
@@ -32,6 +33,7 @@ def vectors_by_id(embeddings: pd.DataFrame) -> dict[str, np.ndarray]:
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     code_version="1",
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline, or the hashed TF-IDF fallback).",
 )
 def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, questions: pd.DataFrame) -> pd.DataFrame:

@@ -72,6 +72,26 @@ def questions_metadata(df: pd.DataFrame) -> dict:
         "samples": dg.MetadataValue.md("\n\n---\n\n".join(render_question(r) for _, r in samples.iterrows())),
     }
 
+def partition_questions(loaded, backend, topic: str, track: str, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
+                        cell_capacity: pd.DataFrame, seed: int | None) -> tuple[pd.DataFrame, dict]:
+    """The questions of one (topic, track) partition and what happened to it: empty with the
+    reason when the partition is inapplicable, otherwise every cell filled up to its target
+    (ids of the previous materialization are kept where the generator reproduces them)."""
+    verdict = applicability_matrix[(applicability_matrix["topic"] == topic) & (applicability_matrix["track"] == track)]
+    if verdict.empty:
+        raise dg.Failure(f"partition {topic}|{track} is not in the applicability matrix; rematerialize applicability_matrix")
+    if not bool(verdict.iloc[0]["applicable"]):
+        return empty_questions(), {"inapplicable": str(verdict.iloc[0]["justification"])}
+    previous = read_partition(warehouse_dir(), "questions", {"topic": topic, "track": track})
+    mine = cell_targets(cells[(cells["topic"] == topic) & (cells["track"] == track)], cell_capacity, previous, loaded.generation.questions_per_cell)
+    try:
+        df = generate_partition(loaded, backend, mine, seed)
+    except AnthropicBackendError as exc:  # budget reached, retries exhausted: nothing is written for this run
+        raise dg.Failure(f"{topic}|{track}: {exc}", metadata=backend_metadata(backend)) from None
+    kept = set(previous["id"]) if previous is not None and len(previous) else set()
+    return df, {"kept": len(kept & set(df["id"])), "dropped": len(kept - set(df["id"]))}
+
+
 @dg.asset(
     partitions_def=topic_track,
     group_name=GROUP,
@@ -79,31 +99,30 @@ def questions_metadata(df: pd.DataFrame) -> dict:
     code_version=f"{GENERATOR_VERSION}+{ANTHROPIC_VERSION}",
     pool="anthropic",
     automation_condition=TOP_UP,
-    description="Questions of one (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
-    keys = context.partition_key.keys_by_dimension
-    topic, track = keys["topic"], keys["track"]
     loaded = specs.load()
-    verdict = applicability_matrix[(applicability_matrix["topic"] == topic) & (applicability_matrix["track"] == track)]
-    if verdict.empty:
-        raise dg.Failure(f"partition {topic}|{track} is not in the applicability matrix; rematerialize applicability_matrix")
-    if not bool(verdict.iloc[0]["applicable"]):
-        reason = verdict.iloc[0]["justification"]
-        context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0), "inapplicable": reason})
-        return empty_questions()
-    previous = read_partition(warehouse_dir(), "questions", {"topic": topic, "track": track})
-    mine = cell_targets(cells[(cells["topic"] == topic) & (cells["track"] == track)], cell_capacity, previous, loaded.generation.questions_per_cell)
     backend = make_backend(config.backend)
-    try:
-        df = generate_partition(loaded, backend, mine, config.seed)
-    except AnthropicBackendError as exc:  # budget reached, retries exhausted: nothing is written for this partition
-        raise dg.Failure(str(exc), metadata=backend_metadata(backend)) from None
-    kept = set(previous["id"]) if previous is not None and len(previous) else set()
-    context.add_output_metadata({
-        **questions_metadata(df), **backend_metadata(backend),
-        "capacity_source": "measured (cell_capacity)" if len(cell_capacity) else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)",
-        "kept_from_previous": dg.MetadataValue.int(len(kept & set(df["id"]))),
-        "dropped_from_previous": dg.MetadataValue.int(len(kept - set(df["id"]))),
-    })
+    frames, inapplicable, kept, dropped = [], {}, 0, 0
+    for key in context.partition_keys:
+        dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
+        df, outcome = partition_questions(loaded, backend, dims["topic"], dims["track"], cells, applicability_matrix, cell_capacity, config.seed)
+        frames.append(df)
+        if "inapplicable" in outcome:
+            inapplicable[key] = outcome["inapplicable"]
+        kept, dropped = kept + outcome.get("kept", 0), dropped + outcome.get("dropped", 0)
+    filled = [f for f in frames if len(f)]
+    df = pd.concat(filled, ignore_index=True) if filled else empty_questions()
+    meta = {**questions_metadata(df), **backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
+    if inapplicable:
+        meta["inapplicable"] = next(iter(inapplicable.values())) if len(frames) == 1 else dg.MetadataValue.json(inapplicable)
+    if len(inapplicable) < len(frames):
+        meta.update({
+            "capacity_source": "measured (cell_capacity)" if len(cell_capacity) else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)",
+            "kept_from_previous": dg.MetadataValue.int(kept),
+            "dropped_from_previous": dg.MetadataValue.int(dropped),
+        })
+    context.add_output_metadata(meta)
     return df

@@ -47,6 +47,7 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     code_version="1",
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene); failures are kept with their reasons, never dropped.",
 )
 def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,69 @@
+"""A backfill of many partitions is one run: it must write exactly what one run per
+partition writes, partition by partition."""
+
+import dagster as dg
+import pytest
+
+from staffml_dagster.partitions import topic_track
+from staffml_dagster.stages.applicability import applicability_rows
+from staffml_dagster.storage import read_partition
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@pytest.fixture(scope="module")
+def window(specs):
+    """Four consecutive partition keys, some applicable and at least one not."""
+    applicable = {(r.topic, r.track): bool(r.applicable) for r in applicability_rows(specs).itertuples()}
+    keys = topic_track.get_partition_keys()
+    for i in range(len(keys) - 3):
+        dims = [k.keys_by_dimension for k in keys[i:i + 4]]
+        flags = [applicable[(d["topic"], d["track"])] for d in dims]
+        if 1 <= flags.count(False) and flags.count(True) >= 2:
+            return keys[i:i + 4], flags
+    pytest.fail("no window of four partitions mixes applicable and inapplicable ones")
+
+
+def _materialize(instance, partition_key=None, tags=None):
+    from staffml_dagster.definitions import defs
+
+    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance, run_config=QUIET).success
+    result = defs.resolve_job_def("questions_job").execute_in_process(instance=instance, partition_key=partition_key, tags=tags, run_config=QUIET)
+    assert result.success
+    return result
+
+
+def test_one_run_over_a_range_writes_what_single_runs_write(window, warehouse, tmp_path, monkeypatch):
+    keys, flags = window
+    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize(instance, tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    assert len(instance.get_run_records()) == 2  # the design stages, then all four partitions at once
+    materialized = instance.get_materialized_partitions(dg.AssetKey("validated_questions"))
+    assert set(materialized) == set(keys)
+
+    ranged = {}
+    for key, applicable in zip(keys, flags):
+        dims = dict(key.keys_by_dimension)
+        q = read_partition(warehouse, "questions", dims)
+        e = read_partition(warehouse, "question_embeddings", dims)
+        v = read_partition(warehouse, "validated_questions", dims)
+        assert (len(q) > 0) == applicable, key
+        assert (q["topic"] == dims["topic"]).all() and (q["track"] == dims["track"]).all()
+        assert list(e["id"]) == list(q["id"]) and list(v["id"]) == list(q["id"])
+        ranged[key] = sorted(q["id"])
+
+    # the same partition materialized on its own, in a fresh warehouse, holds the same questions
+    monkeypatch.setenv("STAFFML_DATA_DIR", str(tmp_path / "single"))
+    single_key = next(k for k, a in zip(keys, flags) if a)
+    _materialize(dg.DagsterInstance.ephemeral(), partition_key=single_key)
+    alone = read_partition(tmp_path / "single" / "warehouse", "questions", dict(single_key.keys_by_dimension))
+    assert sorted(alone["id"]) == ranged[single_key]
+
+
+def test_backfills_of_the_partitioned_stages_are_single_runs():
+    from staffml_dagster.definitions import defs
+
+    for name in ("questions", "question_embeddings", "validated_questions", "cell_capacity"):
+        policy = defs.resolve_assets_def(name).backfill_policy
+        assert policy is not None and policy.max_partitions_per_run is None, name
