@@ -135,3 +135,33 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> 
     tmp.write_text("\n".join(body))
     tmp.replace(target)
     return target
+
+
+# The coverage questions a user asks of the warehouse, as DuckDB SQL over its views
+# (`corpus`, `cells`, `applicability_matrix`); `staffml report` prints them and
+# benchmarks/ times them over the whole corpus. Each agrees with `coverage()` above.
+COVERAGE_SQL = {
+    "cell_fill": """
+        SELECT c.topic, c.track, c.zone, c.level, c.target, c.theoretical_capacity, count(q.id) AS filled
+        FROM cells c LEFT JOIN corpus q USING (topic, track, zone, level)
+        GROUP BY ALL""",
+    "completeness": """
+        SELECT avg(CASE WHEN filled >= target THEN 1.0 ELSE 0.0 END) AS completeness,
+               sum(CASE WHEN filled > theoretical_capacity THEN 1 ELSE 0 END) AS overfilled_cells
+        FROM (SELECT c.target, c.theoretical_capacity, count(q.id) AS filled
+              FROM cells c LEFT JOIN corpus q USING (topic, track, zone, level) GROUP BY ALL)""",
+    "topic_balance": """
+        SELECT count(*) AS topics, sum(n) AS questions, stddev_pop(n) / avg(n) AS cv_topics, max(n) / sum(n) AS max_topic_share
+        FROM (SELECT a.topic, count(q.id) AS n
+              FROM (SELECT DISTINCT topic FROM applicability_matrix) a LEFT JOIN corpus q USING (topic) GROUP BY ALL)""",
+    "empty_partitions": """
+        SELECT a.topic, a.track FROM applicability_matrix a
+        WHERE a.applicable AND NOT EXISTS (SELECT 1 FROM corpus q WHERE q.topic = a.topic AND q.track = a.track)""",
+    "track_zone_level": """
+        SELECT track, zone, level, count(*) AS questions FROM corpus GROUP BY ALL ORDER BY ALL""",
+}
+
+
+def coverage_queries(con) -> dict[str, pd.DataFrame]:
+    """Run every COVERAGE_SQL query on a DuckDB connection over the warehouse views."""
+    return {name: con.execute(sql).df() for name, sql in COVERAGE_SQL.items()}
