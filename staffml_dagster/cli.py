@@ -64,7 +64,8 @@ def summary(con=None) -> str:
     applicable = con.execute("SELECT topic, track FROM applicability_matrix WHERE applicable").df()
     per_topic = q.groupby("topic").size().reindex(applicable["topic"].unique(), fill_value=0)
     per_partition = q.groupby(["topic", "track"]).size()
-    corpus = int(con.execute("SELECT count(*) FROM corpus").fetchone()[0]) if "corpus" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else 0
+    tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    corpus = int(con.execute("SELECT count(*) FROM corpus").fetchone()[0]) if "corpus" in tables else 0
     lines = [
         f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(applicable) + int(con.execute('SELECT count(*) FROM applicability_matrix WHERE NOT applicable').fetchone()[0])})",
         f"per track: {q.groupby('track').size().to_dict()}",
@@ -72,6 +73,12 @@ def summary(con=None) -> str:
         f"sigma/mu of per-topic counts: {per_topic.std(ddof=0) / per_topic.mean():.3f}" if len(per_topic) else "no topics",
         f"validated corpus: {corpus} questions passed every criterion",
     ]
+    if {"corpus", "cells"} <= tables:
+        from staffml_dagster.quality.coverage import COVERAGE_SQL
+
+        done = con.execute(COVERAGE_SQL["completeness"]).fetchone()
+        balance = con.execute(COVERAGE_SQL["topic_balance"]).fetchone()
+        lines.append(f"corpus coverage: {done[0]:.1%} of cells at target, {done[1]} overfilled; sigma/mu across topics {balance[2]:.3f}, largest topic share {balance[3]:.2%}")
     return "\n".join(lines)
 
 
