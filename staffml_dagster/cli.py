@@ -1,4 +1,4 @@
-"""`staffml`: run the pipeline offline, query the warehouse, print a report."""
+"""`staffml`: run the pipeline offline, query the warehouse, print a report, import and export StaffML corpora."""
 
 from __future__ import annotations
 
@@ -82,6 +82,62 @@ def summary(con=None) -> str:
     return "\n".join(lines)
 
 
+def import_command(path: str, out: str | None) -> int:
+    """Import, print the summary (errors on stderr), write the rows. Exit 2 when the path is
+    missing, 1 when nothing could be imported (or written), else 0 even if some files failed."""
+    from pathlib import Path
+
+    from staffml_dagster.interchange import import_corpus, write_import
+    from staffml_dagster.paths import warehouse_dir
+    from staffml_dagster.specs import SpecError, cached_specs
+
+    try:
+        result = import_corpus(path, cached_specs())
+    except FileNotFoundError as exc:
+        print(f"import failed: {exc}", file=sys.stderr)
+        return 2
+    except SpecError as exc:
+        print(f"bad spec, nothing imported: {exc}", file=sys.stderr)
+        return 2
+    for problem in result.errors:
+        print(f"error: {problem}", file=sys.stderr)
+    print(result.summary())
+    if not result.rows:
+        print(f"nothing could be imported from {path}", file=sys.stderr)
+        return 1
+    try:
+        target = write_import(result, Path(out) if out else warehouse_dir() / "imported_corpus")
+    except OSError as exc:
+        print(f"import read {len(result.rows)} question(s) but could not write them: {exc}", file=sys.stderr)
+        return 1
+    print(f"written: {target} (report: {target.parent / 'import_report.json'})")
+    if not out:
+        print('query: staffml sql "SELECT track, zone, count(*) FROM imported_corpus GROUP BY ALL ORDER BY ALL"')
+    return 0
+
+
+def export_command(out: str | None, fmt: str) -> int:
+    from pathlib import Path
+
+    from staffml_dagster.interchange import FORMATS, corpus_rows, export_corpus
+    from staffml_dagster.paths import data_dir
+
+    try:
+        rows = corpus_rows()
+    except LookupError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        written = export_corpus(rows, Path(out) if out else data_dir() / "export", FORMATS if fmt == "all" else [fmt])
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"export failed, nothing written: {exc}", file=sys.stderr)
+        return 1
+    for name, where in written.items():
+        print(f"{name}: {where}")
+    print(f"exported {len(rows)} question(s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="staffml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,7 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     p_sql = sub.add_parser("sql", help="run a DuckDB query over the warehouse views and print the result")
     p_sql.add_argument("query")
     sub.add_parser("report", help="print the corpus summary")
+    p_import = sub.add_parser("import", help="read a StaffML corpus (YAML tree, .json or .jsonl bundle) into the warehouse")
+    p_import.add_argument("path", help="a folder or a single question/bundle file")
+    p_import.add_argument("--out", help="folder for part.parquet and import_report.json (default: <warehouse>/imported_corpus, the view imported_corpus)")
+    p_export = sub.add_parser("export", help="write the validated corpus as StaffML YAML, JSONL and/or Parquet")
+    p_export.add_argument("--out", help="output folder (default: data/export)")
+    p_export.add_argument("--format", choices=["yaml", "jsonl", "parquet", "all"], default="all")
     args = parser.parse_args(argv)
+
+    if args.command == "import":
+        return import_command(args.path, args.out)
+    if args.command == "export":
+        return export_command(args.out, args.format)
 
     if args.command == "sql":
         from staffml_dagster.storage import connect_warehouse

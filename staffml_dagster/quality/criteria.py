@@ -28,6 +28,7 @@ class Verdict:
     criterion: str
     passed: bool
     reason: str = ""
+    duplicate_of: str | None = None  # distinctness: the id of the earlier question this one repeats
 
 
 def _ok(criterion: str) -> Verdict:
@@ -343,12 +344,12 @@ def distinctness(cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embe
     for i, row in enumerate(rows):
         sig = _text(row, "signature")
         if sig and sig in signatures:
-            verdicts.append(Verdict("distinctness", False, f"same solution path and parameters as {signatures[sig]}"))
+            verdicts.append(Verdict("distinctness", False, f"same solution path and parameters as {signatures[sig]}", signatures[sig]))
             continue
         sims = vectors[accepted] @ vectors[i] if accepted else np.array([])
         if sims.size and float(sims.max()) > threshold:
             j = accepted[int(sims.argmax())]
-            verdicts.append(Verdict("distinctness", False, f"cosine similarity {float(sims.max()):.2f} > {threshold} with {rows[j].get('id')}"))
+            verdicts.append(Verdict("distinctness", False, f"cosine similarity {float(sims.max()):.2f} > {threshold} with {rows[j].get('id')}", str(rows[j].get("id"))))
             continue
         accepted.append(i)
         if sig:
