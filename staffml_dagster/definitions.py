@@ -78,4 +78,7 @@ defs = dg.Definitions(
     jobs=[design_stages_job, questions_job, corpus_job, everything_job, capacity_job],
     schedules=[capacity_schedule],
     resources=resources(),
+    # steps run one after another in the run's own process: questions -> embeddings -> validation
+    # are a chain, and one process loads the definitions and the embedding model once per run
+    executor=dg.in_process_executor,
 )

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import anthropic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
@@ -661,6 +660,8 @@ class AnthropicGenerator:
             key = os.environ.get(KEY_ENV, "").strip()
             if not key:
                 raise MissingAPIKey(MISSING_KEY_MESSAGE)
+            import anthropic  # the SDK takes seconds to import: only when Claude is asked
+
             client = anthropic.Anthropic(api_key=key, max_retries=0, http_client=http_client)
             del key
         elif hasattr(client, "with_options"):
@@ -992,6 +993,8 @@ class AnthropicGenerator:
         return delay
 
     def _with_retries(self, fn: Callable[[], Any], what: str) -> Any:
+        import anthropic
+
         for attempt in range(self.max_api_retries + 1):
             try:
                 return fn()

@@ -5,7 +5,6 @@ import pandas as pd
 
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.coverage import coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
-from staffml_dagster.quality.expectations import run_suite
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import table_metadata
 from staffml_dagster.stages.validation import suite_params
@@ -42,6 +41,8 @@ def _corpus_suite_frames(corpus: pd.DataFrame, applicability: pd.DataFrame):
 
 
 def corpus_check_result(name: str, frame: pd.DataFrame, specs, params: dict, at_fault: list[str]) -> dg.AssetCheckResult:
+    from staffml_dagster.quality.expectations import run_suite  # Great Expectations takes seconds to import
+
     suite = specs.quality.suites[name]
     result = run_suite(frame, name, suite, {**suite_params(specs), **params}, docs_dir=reports_dir() / "gx")
     return dg.AssetCheckResult(

@@ -6,7 +6,6 @@ import pandas as pd
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.criteria import CRITERIA, validate_questions
-from staffml_dagster.quality.expectations import run_suite
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
 from staffml_dagster.stages.embeddings import vectors_by_id
@@ -58,6 +57,8 @@ def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource,
 
 @dg.asset_check(asset=validated_questions, description="Great Expectations suite `validated_questions` (specs/quality.yaml): schema, closed enums, non-null fields, value ranges.")
 def validated_questions_expectations(context: dg.AssetCheckExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame) -> dg.AssetCheckResult:
+    from staffml_dagster.quality.expectations import run_suite  # Great Expectations takes seconds to import
+
     loaded = specs.load()
     suite = loaded.quality.suites["validated_questions"]
     result = run_suite(validated_questions, "validated_questions", suite, suite_params(loaded), docs_dir=None)
