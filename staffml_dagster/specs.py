@@ -1,6 +1,6 @@
 """The human-authored inputs of the backward design (``specs/*.yaml``), loaded and validated.
 
-Every file is parsed with ``yaml.safe_load`` into a pydantic model. Any problem raises
+Every file is parsed with the safe YAML loader into a pydantic model. Any problem raises
 :class:`SpecError` naming the file, the key path and what is wrong, so nothing is ever
 materialized from a bad spec. Cross-file references (a topic requiring an unknown
 substrate, a platform on an unknown track, ...) are checked in :func:`load_specs`.
@@ -24,6 +24,8 @@ from staffml_dagster.units import parse_unit, quantity
 TRACK_IDS = ("cloud", "edge", "mobile", "tinyml")
 LEVEL_IDS = ("L1", "L2", "L3", "L4", "L5", "L6+")
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+# the safe loader, in C where libyaml is there (ten times faster; same documents accepted)
+SAFE_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SpecError(ValueError):
@@ -513,7 +515,7 @@ def load_file(path: Path, model: type[_Model]) -> _Model:
     if not path.is_file():
         raise SpecError(name, "<file>", f"not found at {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_YAML)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"

@@ -26,3 +26,53 @@ def test_resource_follows_config_and_environment(monkeypatch):
     assert EmbedderResource(kind="tfidf").get() is get_embedder("tfidf")  # loaded once per process
     with pytest.raises(ValueError, match="unknown embedder"):
         EmbedderResource(kind="word2vec").get()
+
+
+class CountingEmbedder:
+    """The TF-IDF embedder, counting the texts it is asked to encode."""
+
+    name = "tfidf"
+
+    def __init__(self):
+        self.encoded = 0
+
+    def encode(self, texts):
+        self.encoded += len(texts)
+        return get_embedder("tfidf").encode(texts)
+
+
+def _questions(texts):
+    import pandas as pd
+
+    return pd.DataFrame({"id": [f"q{i}" for i in range(len(texts))], "topic": "t", "track": "cloud", "zone": "recall", "level": "L1",
+                         "scenario": texts, "question": "How much?", "realistic_solution": "So much."})
+
+
+def test_stored_vectors_are_reused_only_for_the_same_text_and_model():
+    from staffml_dagster.stages.embeddings import embedding_rows
+
+    first = CountingEmbedder()
+    before, reused = embedding_rows(_questions([*NEAR, FAR]), first)
+    assert (first.encoded, reused) == (3, 0)
+
+    again = CountingEmbedder()
+    changed = _questions([NEAR[0], NEAR[1] + " Twice.", FAR])
+    after, reused = embedding_rows(changed, again, previous=before)
+    assert (again.encoded, reused) == (1, 2)  # only the edited text is embedded again
+    assert np.array_equal(after["vector"][0], before["vector"][0])
+    assert not np.array_equal(after["vector"][1], before["vector"][1])
+
+    other_model = before.assign(model="all-MiniLM-L6-v2")
+    third = CountingEmbedder()
+    _, reused = embedding_rows(_questions([*NEAR, FAR]), third, previous=other_model)
+    assert (third.encoded, reused) == (3, 0)  # vectors of another model are never mixed in
+
+
+def test_minilm_loads_its_model_on_first_encode_only():
+    from staffml_dagster.embedding import MiniLMEmbedder
+
+    e = MiniLMEmbedder()
+    assert e._model is None
+    assert e.encode([]).shape == (0, 384) and e._model is None
+    e.encode(NEAR[:1])
+    assert e._model is not None

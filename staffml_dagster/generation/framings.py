@@ -21,7 +21,7 @@ import yaml
 from staffml_dagster.generation.calc import Calc, CalcStep, fmt_quantity, round_sig
 from staffml_dagster.generation.item_model import ItemModel, Setting, formatted_values, platform_figure
 from staffml_dagster.paths import assets_dir
-from staffml_dagster.specs import Level
+from staffml_dagster.specs import SAFE_YAML, Level
 from staffml_dagster.units import quantity
 
 # The longest title the `validated_questions` suite accepts (specs/quality.yaml).
@@ -55,7 +55,7 @@ class Draft:
 @lru_cache(maxsize=4)
 def _bank(path: str) -> dict:
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=SAFE_YAML)
 
 
 def framings_bank() -> dict:

@@ -31,7 +31,7 @@ import yaml
 
 from staffml_dagster.generation.calc import Calc, fmt_quantity
 from staffml_dagster.paths import assets_dir
-from staffml_dagster.specs import Figure, Platform, Specs, Workload
+from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Phrasing:
 
     @classmethod
     def load(cls, path: Path) -> "Phrasing":
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_YAML)
         known = {"id", "titles", "situations", "asks", "misconceptions", "limit", "knob", "lever", "observable", "units"}
         missing = [k for k in ("id", "titles", "situations", "asks", "misconceptions") if k not in data]
         if missing:

@@ -1,5 +1,8 @@
 """Embeddings of every question (scenario + question + solution), used for distinctness
-and for measuring capacity."""
+and for measuring capacity. A text embedded before by the same model keeps its stored
+vector: re-materializing a partition whose questions did not change loads no model."""
+
+import hashlib
 
 import dagster as dg
 import numpy as np
@@ -7,21 +10,45 @@ import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
+from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.quality.criteria import distinct_text
+from staffml_dagster.storage import read_partition
 
 GROUP = "validation"
-EMBEDDING_COLUMNS = ["id", "topic", "track", "zone", "level", "model", "vector"]
+EMBEDDING_COLUMNS = ["id", "topic", "track", "zone", "level", "model", "text_hash", "vector"]
 
 
-def embedding_rows(questions: pd.DataFrame, embedder) -> pd.DataFrame:
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def embedding_rows(questions: pd.DataFrame, embedder, previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+    """One embedding per question, and how many were reused: a text whose hash appears in
+    ``previous`` (earlier rows of this asset) with the same model takes the stored vector."""
     if questions.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in EMBEDDING_COLUMNS})
-    vectors = embedder.encode([distinct_text(r) for r in questions.to_dict("records")])
-    return pd.DataFrame(
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in EMBEDDING_COLUMNS}), 0
+    texts = [distinct_text(r) for r in questions.to_dict("records")]
+    hashes = [text_hash(t) for t in texts]
+    stored = {}
+    if previous is not None and len(previous) and "text_hash" in previous.columns:
+        same_model = previous[previous["model"] == embedder.name]
+        stored = dict(zip(same_model["text_hash"], same_model["vector"]))
+    todo = [i for i, h in enumerate(hashes) if h not in stored]
+    fresh = dict(zip(todo, embedder.encode([texts[i] for i in todo]))) if todo else {}
+    vectors = [np.asarray(fresh[i] if i in fresh else stored[h], dtype=np.float32) for i, h in enumerate(hashes)]
+    df = pd.DataFrame(
         {"id": questions["id"].values, "topic": questions["topic"].values, "track": questions["track"].values,
          "zone": questions["zone"].values, "level": questions["level"].values,
-         "model": embedder.name, "vector": [np.asarray(v, dtype=np.float32) for v in vectors]}
+         "model": embedder.name, "text_hash": hashes, "vector": vectors}
     )
+    return df, len(texts) - len(todo)
+
+
+def stored_embeddings(partition_keys: list[str]) -> pd.DataFrame | None:
+    """What this asset holds now for the given partitions (None when never materialized)."""
+    frames = [read_partition(warehouse_dir(), "question_embeddings", dict(topic_track.get_partition_key_from_str(k).keys_by_dimension)) for k in partition_keys]
+    frames = [f for f in frames if f is not None and len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def vectors_by_id(embeddings: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -32,12 +59,13 @@ def vectors_by_id(embeddings: pd.DataFrame) -> dict[str, np.ndarray]:
     partitions_def=topic_track,
     group_name=GROUP,
     kinds={"pandas", "parquet"},
-    code_version="1",
+    code_version="2",
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline, or the hashed TF-IDF fallback).",
 )
 def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, questions: pd.DataFrame) -> pd.DataFrame:
-    df = embedding_rows(questions, embedder.get())
+    df, reused = embedding_rows(questions, embedder.get(), stored_embeddings(context.partition_keys))
     dim = len(df["vector"].iloc[0]) if len(df) else 0
-    context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(len(df)), "model": embedder.get().name, "dimension": dim})
+    context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(len(df)), "model": embedder.get().name, "dimension": dim,
+                                 "reused_vectors": dg.MetadataValue.int(reused)})
     return df
