@@ -62,9 +62,10 @@ def _child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, str]
 
 
 def _home(work: Path, name: str) -> str:
-    """A fresh DAGSTER_HOME: a sqlite instance of its own, as `make run` has one."""
+    """A fresh DAGSTER_HOME: a sqlite instance of its own, as `make run` has one, telemetry off."""
     home = work / f"{name}-home"
     home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return str(home)
 
 
