@@ -7,17 +7,19 @@ from staffml_dagster.quality.coverage import coverage, coverage_queries
 from staffml_dagster.storage import connect_warehouse, write_parquet_atomic
 
 CELLS = pd.DataFrame(
-    [("a", "cloud", "recall", "L1", 2, 3), ("a", "cloud", "design", "L4", 2, 2), ("b", "edge", "recall", "L2", 1, 5), ("c", "cloud", "recall", "L1", 2, 4)],
+    [("a", "cloud", "recall", "L1", 2, 3), ("a", "cloud", "design", "L4", 2, 2), ("b", "edge", "recall", "L2", 1, 5), ("c", "cloud", "recall", "L1", 2, 4),
+     ("b", "edge", "design", "L3", 2, 2)],  # same target and capacity as a|cloud|design|L4: each cell counts on its own
     columns=["topic", "track", "zone", "level", "target", "theoretical_capacity"],
 )
 MATRIX = pd.DataFrame(
     [("a", "cloud", True), ("a", "edge", False), ("b", "cloud", False), ("b", "edge", True), ("c", "cloud", True), ("c", "edge", False)],
     columns=["topic", "track", "applicable"],
 )
-# a|cloud|recall|L1 filled 2 of 2, a|cloud|design|L4 overfilled (3 > capacity 2), b|edge 1 of 1, c|cloud empty
+# a|cloud|recall|L1 filled 2 of 2, a|cloud|design|L4 overfilled (3 > capacity 2), b|edge|recall 1 of 1,
+# b|edge|design 1 of 2 (under target, not overfilled), c|cloud empty
 CORPUS = pd.DataFrame(
     [(f"q{i}", t, k, z, lv) for i, (t, k, z, lv) in enumerate(
-        [("a", "cloud", "recall", "L1")] * 2 + [("a", "cloud", "design", "L4")] * 3 + [("b", "edge", "recall", "L2")])],
+        [("a", "cloud", "recall", "L1")] * 2 + [("a", "cloud", "design", "L4")] * 3 + [("b", "edge", "recall", "L2")] + [("b", "edge", "design", "L3")])],
     columns=["id", "topic", "track", "zone", "level"],
 )
 
@@ -34,11 +36,11 @@ def test_sql_coverage_matches_pandas_coverage(con):
     cov = coverage(CORPUS, CELLS, MATRIX)
     fill = sql["cell_fill"].sort_values(["topic", "track", "zone", "level"]).reset_index(drop=True)
     expected = cov.cells.sort_values(["topic", "track", "zone", "level"]).reset_index(drop=True)
-    assert list(fill["filled"]) == list(expected["filled"]) == [3, 2, 1, 0]
-    assert sql["completeness"]["completeness"].iloc[0] == pytest.approx(cov.stats["completeness"]) == pytest.approx(3 / 4)
+    assert list(fill["filled"]) == list(expected["filled"]) == [3, 2, 1, 1, 0]
+    assert sql["completeness"]["completeness"].iloc[0] == pytest.approx(cov.stats["completeness"]) == pytest.approx(3 / 5)
     assert int(sql["completeness"]["overfilled_cells"].iloc[0]) == cov.stats["overfilled_cells"] == 1
     assert sql["topic_balance"]["cv_topics"].iloc[0] == pytest.approx(cov.stats["cv_topics"])
-    assert sql["topic_balance"]["max_topic_share"].iloc[0] == pytest.approx(cov.stats["max_topic_share"]) == pytest.approx(5 / 6)
+    assert sql["topic_balance"]["max_topic_share"].iloc[0] == pytest.approx(cov.stats["max_topic_share"]) == pytest.approx(5 / 7)
     assert [tuple(r) for r in sql["empty_partitions"].itertuples(index=False)] == [("c", "cloud")]
     assert cov.stats["empty_partitions"] == 1
     assert int(sql["track_zone_level"]["questions"].sum()) == len(CORPUS)

@@ -140,16 +140,16 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> 
 # The coverage questions a user asks of the warehouse, as DuckDB SQL over its views
 # (`corpus`, `cells`, `applicability_matrix`); `staffml report` prints them and
 # benchmarks/ times them over the whole corpus. Each agrees with `coverage()` above.
-COVERAGE_SQL = {
-    "cell_fill": """
+CELL_FILL_SQL = """
         SELECT c.topic, c.track, c.zone, c.level, c.target, c.theoretical_capacity, count(q.id) AS filled
         FROM cells c LEFT JOIN corpus q USING (topic, track, zone, level)
-        GROUP BY ALL""",
-    "completeness": """
+        GROUP BY c.topic, c.track, c.zone, c.level, c.target, c.theoretical_capacity"""
+COVERAGE_SQL = {
+    "cell_fill": CELL_FILL_SQL,
+    "completeness": f"""
         SELECT avg(CASE WHEN filled >= target THEN 1.0 ELSE 0.0 END) AS completeness,
                sum(CASE WHEN filled > theoretical_capacity THEN 1 ELSE 0 END) AS overfilled_cells
-        FROM (SELECT c.target, c.theoretical_capacity, count(q.id) AS filled
-              FROM cells c LEFT JOIN corpus q USING (topic, track, zone, level) GROUP BY ALL)""",
+        FROM ({CELL_FILL_SQL})""",
     "topic_balance": """
         SELECT count(*) AS topics, sum(n) AS questions, stddev_pop(n) / avg(n) AS cv_topics, max(n) / sum(n) AS max_topic_share
         FROM (SELECT a.topic, count(q.id) AS n
