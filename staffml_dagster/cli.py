@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("materializing every stage of " + (f"{len(args.partition)} partition(s)" if args.partition else "every partition, in one Dagster run") + "...", flush=True)
         out = run_pipeline(args.partition, args.backend)
-        print(f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {len(out['failed'])} failed {out['failed'][:5]}")
+        failed = f"{len(out['failed'])} failed partition(s)" if args.partition else f"{len(out['failed'])} failed step(s)"
+        print(f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {failed} {out['failed'][:5] if out['failed'] else ''}".rstrip())
         print(summary())
         print("corpus checks (blocking): " + ("passed" if out["corpus_ok"] else "FAILED: " + "; ".join(out["failed_checks"])))
         print(f"coverage report: {data_dir() / 'reports' / 'coverage.html'}")
