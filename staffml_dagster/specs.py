@@ -200,6 +200,7 @@ class Topic(_Model):
     area: str
     tier: Literal["v0", "tier-a"]
     description: str = Field(min_length=40)
+    mechanism: str = Field(min_length=40, max_length=400, description="the quantitative mechanism a question on this topic turns on")
     requires: list[str] = Field(default_factory=list, description="substrates that must be present")
     prerequisites: list[str] = Field(default_factory=list)
     related: list[str] = Field(default_factory=list)
@@ -231,7 +232,7 @@ class Platform(_Model):
     kind: Literal["gpu", "tpu", "npu", "soc", "accelerator", "mcu"]
     memory: Figure
     memory_kind: str
-    memory_bandwidth: Figure
+    memory_bandwidth: Figure | None = Field(default=None, description="None for host-attached accelerators whose on-chip memory bandwidth is unpublished")
     compute: dict[str, Figure] = Field(min_length=1, description="peak throughput per precision (fp16, int8, ...)")
     default_precision: str
     power: Figure
@@ -327,7 +328,6 @@ class CapacityMeasurement(_Model):
 class GenerationSpec(_Model):
     seed: int = 20261128
     questions_per_cell: int = Field(gt=0, description="bound for cells whose capacity has not been measured yet")
-    min_per_partition: int = Field(gt=0, default=20)
     capacity: CapacityMeasurement
 
 
@@ -348,6 +348,7 @@ class QualitySpec(_Model):
     similarity_threshold: float = Field(gt=0, le=1)
     balance_max_cv: float = Field(gt=0)
     max_topic_share: float = Field(gt=0, le=1)
+    topic_fit_top_k: int = Field(default=3, ge=1, description="topic_fit: a question's topic must be among its k closest topics")
     suites: dict[str, Suite]
 
 

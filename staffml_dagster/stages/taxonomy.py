@@ -74,7 +74,7 @@ def platforms_table(specs: Specs) -> pd.DataFrame:
     rows = []
     for p in specs.hardware.platforms:
         peak = p.compute[p.default_precision]
-        ridge = (peak.q / p.memory_bandwidth.q).to("op/byte").magnitude
+        ridge = (peak.q / p.memory_bandwidth.q).to("op/byte").magnitude if p.memory_bandwidth else None
         rows.append(
             {
                 "platform": p.id,
@@ -86,11 +86,11 @@ def platforms_table(specs: Specs) -> pd.DataFrame:
                 "memory_kind": p.memory_kind,
                 "memory_bandwidth": _fmt(p.memory_bandwidth),
                 "peak_compute": f"{_fmt(peak)} ({p.default_precision})",
-                "ridge_point_op_per_byte": round(ridge, 2),
+                "ridge_point_op_per_byte": None if ridge is None else round(ridge, 2),
                 "power": _fmt(p.power),
                 "idle_power": _fmt(p.idle_power),
                 "interconnect": p.interconnect,
-                "sources": sorted({f.source for f in [p.memory, p.memory_bandwidth, p.power, *p.compute.values()]}),
+                "sources": sorted({f.source for f in [p.memory, p.memory_bandwidth, p.power, *p.compute.values()] if f is not None}),
             }
         )
     return pd.DataFrame(rows)
