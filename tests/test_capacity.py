@@ -10,14 +10,17 @@ from staffml_dagster.generation.partition import cell_targets, generate_partitio
 from staffml_dagster.stages.applicability import applicability_rows
 from staffml_dagster.stages.capacity import capacity_plot, cell_rows, measure_partition
 
-TOPIC, TRACK = "duty-cycling", "tinyml"
+TOPIC, TRACK = "kv-cache-management", "cloud"
 
 
 @pytest.fixture(scope="module")
 def part(specs):
     m = applicability_rows(specs)
     cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})
-    return cells[(cells.topic == TOPIC) & (cells.track == TRACK)].reset_index(drop=True)
+    part = cells[(cells.topic == TOPIC) & (cells.track == TRACK)]
+    # the cells the partition's item model writes questions for (the others stay empty by design)
+    written = {("quantify", "L3"), ("design", "L4"), ("diagnosis", "L4"), ("evaluation", "L5")}
+    return part[[(z, lv) in written for z, lv in zip(part.zone, part.level)]].reset_index(drop=True)
 
 
 def test_measuring_cells_gives_estimates_curves_and_reasons(specs, part):
@@ -36,12 +39,12 @@ def test_measuring_cells_gives_estimates_curves_and_reasons(specs, part):
 
 def test_filling_to_capacity_never_churns(specs, part):
     backend = ItemModelGenerator()
-    first = generate_partition(specs, backend, cell_targets(part, None, None, specs.generation.questions_per_cell))
+    first = generate_partition(specs, backend, cell_targets(part, None, None, 1))
     measured = part[["zone", "level"]].assign(capacity=4)
-    grown = generate_partition(specs, backend, cell_targets(part, measured, first, specs.generation.questions_per_cell))
+    grown = generate_partition(specs, backend, cell_targets(part, measured, first, 1))
     assert set(first["id"]) <= set(grown["id"]) and len(grown) > len(first)
     shrunk_capacity = part[["zone", "level"]].assign(capacity=1)
-    kept = generate_partition(specs, backend, cell_targets(part, shrunk_capacity, grown, specs.generation.questions_per_cell))
+    kept = generate_partition(specs, backend, cell_targets(part, shrunk_capacity, grown, 1))
     assert set(grown["id"]) <= set(kept["id"])  # a lower estimate never drops accepted questions
 
 
@@ -68,11 +71,11 @@ def test_single_run_over_two_partitions_writes_each(warehouse, specs, monkeypatc
     monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
     instance = dg.DagsterInstance.ephemeral()
     assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
-    tags = {"dagster/asset_partition_range_start": "duty-cycling|mobile", "dagster/asset_partition_range_end": "duty-cycling|tinyml"}
+    tags = {"dagster/asset_partition_range_start": "kv-cache-management|cloud", "dagster/asset_partition_range_end": "kv-cache-management|edge"}
     result = defs.resolve_job_def("capacity_job").execute_in_process(instance=instance, tags=tags)
     assert result.success
-    for track in ("mobile", "tinyml"):
-        df = read_partition(warehouse, "cell_capacity", {"topic": "duty-cycling", "track": track})
+    for track in ("cloud", "edge"):
+        df = read_partition(warehouse, "cell_capacity", {"topic": "kv-cache-management", "track": track})
         assert df is not None and len(df) > 0 and set(df["track"]) == {track}
 
 

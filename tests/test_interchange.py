@@ -308,8 +308,8 @@ def test_cli_import_writes_parquet_and_reports_errors_on_stderr(tmp_path, wareho
 def generated_rows(specs):
     gen = ItemModelGenerator()
     rows = []
-    for topic, track, zone, level in [("kv-cache-management", "cloud", "quantify", "L3"), ("duty-cycling", "tinyml", "debug", "L6+"),
-                                      ("roofline-analysis", "edge", "evaluation", "L5")]:
+    for topic, track, zone, level in [("kv-cache-management", "cloud", "quantify", "L3"), ("kv-cache-management", "edge", "design", "L4"),
+                                      ("kv-cache-management", "cloud", "design", "L4")]:
         rows += gen.generate(specs, CellRequest(topic, track, zone, level, 2, specs.generation.seed))
     assert len(rows) == 6 and all(r["calc"] and r["platforms"] for r in rows)
     return rows
@@ -359,7 +359,7 @@ def test_export_then_import_round_trips_every_field(tmp_path, warehouse, specs, 
 
     files = sorted(p.relative_to(out / "questions").as_posix() for p in (out / "questions").rglob("*.yaml"))
     assert len(files) == 7 and f"cloud/L3/implement/{generated_rows[0]['id']}.yaml" in files
-    assert any(f.startswith("tinyml/L6+/debug/") for f in files)
+    assert any(f.startswith("edge/L4/design/") for f in files)
     first = yaml.safe_load((out / "questions" / files[0]).read_text())
     assert first["schema_version"] == "1.0" and set(first["details"]) >= {"realistic_solution", "common_mistake", "napkin_math"}
 

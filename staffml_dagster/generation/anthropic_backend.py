@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
 from staffml_dagster.generation.calc import CalcStep, recompute
-from staffml_dagster.generation.framings import napkin_math as render_napkin_math
+from staffml_dagster.generation.render import napkin_math as render_napkin_math
 from staffml_dagster.paths import assets_dir, data_dir
 from staffml_dagster.quality import criteria
 from staffml_dagster.specs import Figure, Platform, SpecError, Specs, default_specs_dir, load_file
@@ -266,7 +266,8 @@ def _platform_line(p: Platform) -> str:
     )
     parts = [
         f"memory {_fig(p.memory)} {p.memory_kind} (`{p.id}.memory`)",
-        f"memory bandwidth {_fig(p.memory_bandwidth)} (`{p.id}.memory_bandwidth`)",
+        (f"memory bandwidth {_fig(p.memory_bandwidth)} (`{p.id}.memory_bandwidth`)" if p.memory_bandwidth
+         else "no published memory bandwidth (weights in on-chip SRAM; the host link is its interconnect)"),
         f"peak compute per precision (`{p.id}.compute.<precision>`): {compute}; default precision {p.default_precision}",
         f"power {_fig(p.power)} (`{p.id}.power`)",
     ]
@@ -487,6 +488,8 @@ def build_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, *, model: s
         "framing": cell.zone,
         "asked": steps[-1].name,
         "signature": signature,
+        "claims": [],
+        "distractors": [],
         "backend": AnthropicGenerator.name,
         "generator_version": GENERATOR_VERSION,
         "prompt_hash": phash[:16],

@@ -14,7 +14,7 @@ QUESTION_COLUMNS = [
     "id", "topic", "track", "zone", "level", "competency_area", "title", "scenario", "question",
     "realistic_solution", "common_mistake", "napkin_math", "calc", "answer_value", "answer_unit",
     "mistake_value", "mistake_id", "platforms", "workload", "scale_point", "item_model", "framing",
-    "asked", "signature", "backend", "model", "generator_version", "prompt_hash", "cost_usd", "spec_version", "created_at",
+    "asked", "signature", "claims", "distractors", "backend", "model", "generator_version", "prompt_hash", "cost_usd", "spec_version", "created_at",
 ]
 
 

@@ -126,6 +126,40 @@ def evaluate(expression: str, env: dict[str, pint.Quantity]) -> pint.Quantity:
     return result if isinstance(result, pint.Quantity) else Q_(result, ureg.dimensionless)
 
 
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+
+
+def evaluate_condition(expression: str, env: dict[str, pint.Quantity]) -> bool:
+    """Evaluate a claim or condition such as ``"memory_time > compute_time and fits"``:
+    comparisons (< <= > >=) between arithmetic expressions, ``and``/``or``/``not``, and
+    names of earlier steps. Quantities of different units compare after conversion."""
+    tree = _parse(expression)
+
+    def ev(node) -> bool:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.BoolOp):
+            values = [ev(v) for v in node.values]
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not ev(node.operand)
+        if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+            left = evaluate(ast.unparse(node.left), env)
+            for op, comparator in zip(node.ops, node.comparators):
+                right = evaluate(ast.unparse(comparator), env)
+                try:
+                    ok = _COMPARE[type(op)](left, right)
+                except pint.DimensionalityError as exc:
+                    raise CalcError(f"condition {expression!r} compares incompatible units: {exc}") from None
+                if not ok:
+                    return False
+                left = right
+            return True
+        raise CalcError(f"condition {expression!r} must be comparisons joined by and/or/not")
+
+    return bool(ev(tree))
+
+
 def _to(q: pint.Quantity, unit: str, where: str) -> float:
     try:
         return float(q.to(_unit(unit)).magnitude)
@@ -163,6 +197,10 @@ class Calc:
         stated = round_sig(value)
         self.steps.append(CalcStep(name, expression, stated, unit, label, "", "derived"))
         return stated
+
+    def holds(self, condition: str) -> bool:
+        """Whether a condition over the steps so far holds (see :func:`evaluate_condition`)."""
+        return evaluate_condition(condition, self._env())
 
     def get(self, name: str) -> CalcStep:
         for s in self.steps:
@@ -255,3 +293,14 @@ def fmt_quantity(value: float, unit: str) -> str:
     if unit == "percent":
         return f"{fmt_number(value)}%"
     return f"{fmt_number(value)} {unit}"
+
+
+def stated_quantities(steps: list[dict]) -> dict[str, pint.Quantity]:
+    """Each step's stated value as a quantity, by name: the environment claims are checked in."""
+    env: dict[str, pint.Quantity] = {}
+    for raw in steps:
+        try:
+            env[str(raw["name"])] = Q_(float(raw["value"]), _unit(str(raw.get("unit", ""))))
+        except (KeyError, TypeError, ValueError, pint.PintError):
+            continue
+    return env

@@ -1,168 +1,594 @@
-"""Item models: napkin-math families that questions are generated from.
+"""Item models: whole question designs over one napkin-math mechanism.
 
-An item model owns the *computation* of one family (e.g. weights + KV-cache footprint):
-it adds given figures taken from specs/ and derived steps to a :class:`Calc`. Its
-*phrasing* lives in ``assets/item_models/<id>.yaml`` (situations, asked quantities,
-misconceptions, titles), so wording can be reviewed without reading code.
+An item model is one YAML file in ``assets/item_models/``. It declares
 
-Contract for a subclass:
+- ``topics``: the topics whose own mechanism it computes (it serves no others),
+- ``tracks`` and ``vary``: the platforms, workloads and scenario parameters it ranges over
+  (the capacity formula's platforms x architectures x scale points),
+- ``calc``: the chain of steps as data. A step takes a figure from ``specs/`` (``from:``),
+  states an assumption with its reason (``value:`` + ``why:``), a measured symptom
+  (``observed:``, an expression over earlier steps that the scenario reports as measured),
+  or derives a value (``expr:``). ``mistakes:`` beside a step give the expression a named
+  misconception uses instead, so a wrong answer is the same chain with one step changed,
+- ``claims``: the boolean statements the text's conclusions rest on ("memory-bound",
+  "fits"); the text branches on them and the quality gate recomputes them,
+- ``misconceptions``: pitfall, rationale and consequence of each named error,
+- ``questions``: the designs. Each is written whole for one zone and one level: title,
+  scenario, question, solution and conclusion are Jinja templates of one situation, with
+  the zone's structure declared (``alternatives`` for a diagnosis, ``distractors`` at L5+).
 
-- ``id``, ``tracks`` (where the physics holds), ``workload_families`` (None if the
-  family needs no model architecture), ``scale_axes`` (track scale axes it can vary).
-- ``build(s, calc, mistake=None, lever=False)`` adds every step. ``mistake`` is one of
-  the misconception ids in the YAML: build the chain the way the misconception does.
-  ``lever`` applies the optimization named in the YAML's ``lever``.
-- ``asks``: step names that can be asked (each needs a phrase in the YAML).
-- ``limit``: a step name that the main ask is judged against (memory capacity, frame
-  budget, ...), or None. ``knob``: a step name holding the solved design variable, or None.
-- ``observable``: (step asked, hidden given, exponent) for debug framings: the observed
-  value of the step is ``nominal * factor``; the hidden given scales it with ``exponent``.
-- ``recall``: platform figure names a recall question may ask (memory, memory_bandwidth,
-  compute, power, idle_power, clock, flash).
+Rendering context of every template: each step's formatted value by name (``{{ weights }}``
+gives ``16.06 GB``), ``n.<step>`` its number, ``c.<claim>`` a claim's truth, ``platform``,
+``platform_b``, ``workload`` (names), ``answer`` and ``wrong`` (the answer and the value the
+design's misconception gives), ``w.<step>`` a step's value under that misconception.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+import ast
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from itertools import product
 from pathlib import Path
+from typing import Literal
 
+import jinja2
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from staffml_dagster.generation.calc import Calc, fmt_quantity
+from staffml_dagster.generation.calc import Calc, CalcError, CalcStep, fmt_number, fmt_quantity
+from staffml_dagster.generation.render import common_mistake, napkin_math
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
+
+RESERVED = {"platform", "platform_b", "platform_short", "platform_b_short", "workload", "track", "n", "c", "w",
+            "answer", "wrong", "loop", "range"}
+ZONE_NEEDS = {
+    # what a design must declare for its zone to be honest (DESIGN.md §6, REVIEW_RUBRIC zone_fit)
+    "diagnosis": ("symptom", "alternatives"),
+    "debug": ("symptom", "alternatives"),
+    "evaluation": ("options",),
+    "design": ("decision",),
+    "specification": ("decision",),
+    "realization": ("decision",),
+    "optimization": ("lever",),
+    "mastery": ("decision",),
+    "analyze": ("claims",),
+}
+
+
+class ItemModelError(ValueError):
+    """A malformed item model file: names the file, the design and the problem."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StepSpec(_Spec):
+    name: str
+    label: str
+    unit: str = ""
+    source_: str | None = Field(default=None, alias="from")
+    value: float | None = None
+    why: str | None = None
+    expr: str | None = None
+    observed: str | None = None
+    mistakes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "StepSpec":
+        kinds = [k for k in ("source_", "expr", "observed") if getattr(self, k) is not None]
+        if self.value is not None:
+            kinds.append("value")
+        if len(kinds) != 1:
+            raise ValueError(f"step {self.name!r} needs exactly one of from/value/expr/observed, has {kinds or 'none'}")
+        if self.value is not None and not self.why:
+            raise ValueError(f"step {self.name!r}: an assumed value needs `why`")
+        if self.name in RESERVED or not self.name.isidentifier():
+            raise ValueError(f"step name {self.name!r} is reserved or not an identifier")
+        return self
+
+
+class Misconception(_Spec):
+    pitfall: str
+    rationale: str
+    consequence: str
+
+
+class PlatformChoice(_Spec):
+    kinds: list[str] | None = None
+    ids: dict[str, list[str]] | None = None  # per track; default every platform of the track
+    needs: list[str] = Field(default_factory=list)  # figure paths the platform must have, e.g. compute.int8
+
+
+class WorkloadChoice(_Spec):
+    families: list[str] = Field(default_factory=list)
+    ids: list[str] | None = None
+
+
+class Vary(_Spec):
+    platform: PlatformChoice | None = None
+    platform_b: PlatformChoice | None = None
+    workload: WorkloadChoice | None = None
+    params: dict[str, dict[str, list[float]]] = Field(default_factory=dict)  # name -> track -> values
+
+
+class Design(_Spec):
+    id: str
+    zone: str
+    level: str
+    answer: str
+    mistake: str
+    title: str
+    scenario: str
+    question: str
+    solution: str
+    conclusion: str
+    topics: list[str] | None = None
+    tracks: list[str] | None = None
+    when: list[str] = Field(default_factory=list)
+    claims: dict[str, str] = Field(default_factory=dict)
+    distractors: list[str] = Field(default_factory=list)
+    symptom: str | None = None  # the observed step a diagnosis starts from
+    alternatives: list[str] = Field(default_factory=list)  # competing explanations the solution rules out
+    options: list[str] = Field(default_factory=list)  # evaluation: the steps holding each option's figure
+    decision: str | None = None  # design/specification: the step holding the chosen value
+    lever: str | None = None  # optimization: the step holding the figure after the lever
+    shows: list[str] = Field(default_factory=list)  # further steps the text states and the napkin math shows
+    hands_over: list[str] = Field(default_factory=list)  # derived steps the scenario states as given (fewer steps)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+class ItemModelSpec(_Spec):
+    id: str
+    topics: list[str] = Field(min_length=1)
+    tracks: list[Literal["cloud", "edge", "mobile", "tinyml"]] = Field(min_length=1)
+    summary: str = Field(min_length=20)
+    vary: Vary = Field(default_factory=Vary)
+    when: list[str] = Field(default_factory=list)
+    calc: list[StepSpec] = Field(min_length=1)
+    claims: dict[str, str] = Field(default_factory=dict)
+    misconceptions: dict[str, Misconception] = Field(min_length=1)
+    questions: list[Design] = Field(min_length=1)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, str) else v
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One concrete parameterisation of an item model inside a cell."""
+    """One point of an item model's space inside a track."""
 
-    specs: Specs
-    topic: str
     track: str
-    platform: Platform
+    platform: Platform | None
+    platform_b: Platform | None
     workload: Workload | None
-    scale_axis: str
-    scale_value: float
-    failure_mode: str
-    variant: int = 0  # free index an item model may use for its own knobs (precision, ...)
+    params: tuple[tuple[str, float], ...]
 
     @property
-    def wl(self) -> Workload:
-        if self.workload is None:
-            raise ValueError("this item model needs a workload")
-        return self.workload
+    def key(self) -> str:
+        parts = [self.platform.id if self.platform else "-", self.platform_b.id if self.platform_b else "-",
+                 self.workload.id if self.workload else "-"]
+        return "|".join(parts + [",".join(f"{k}={v:g}" for k, v in self.params) or "-"])
+
+    @property
+    def scale_point(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.params)
 
 
-@dataclass(frozen=True)
-class Phrasing:
-    """The YAML phrasing bank of one item model."""
+@dataclass
+class Draft:
+    """One rendered question of a design at a setting."""
 
-    id: str
-    titles: list[str]
-    situations: list[str]
-    asks: dict[str, dict]
-    misconceptions: dict[str, dict]
-    limit: dict | None = None
-    knob: dict | None = None
-    lever: dict | None = None
-    observable: dict | None = None
-    units: dict | None = None
-    extra: dict = field(default_factory=dict)
+    item_model: str
+    design: str
+    topic: str
+    title: str
+    scenario: str
+    question: str
+    realistic_solution: str
+    common_mistake: str
+    napkin_math: str
+    calc: list[CalcStep]
+    answer: CalcStep
+    mistake_id: str
+    mistake_value: float
+    claims: list[dict]
+    distractors: list[str]
+    setting: Setting
+    signature: str
+    reasoning: str  # item model, design and the outcome of its claims: same reasoning, same key
 
-    @classmethod
-    def load(cls, path: Path) -> "Phrasing":
-        data = yaml.load(path.read_text(), Loader=SAFE_YAML)
-        known = {"id", "titles", "situations", "asks", "misconceptions", "limit", "knob", "lever", "observable", "units"}
-        missing = [k for k in ("id", "titles", "situations", "asks", "misconceptions") if k not in data]
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {missing}")
-        return cls(**{k: data.get(k) for k in known}, extra={k: v for k, v in data.items() if k not in known})
+
+_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_JINJA.filters["billions"] = lambda x: fmt_number(float(x) / 1e9)  # 8.03e9 -> "8.03" (write "billion" after it)
+_JINJA.filters["num"] = lambda x: fmt_number(float(x))  # four significant figures, thousands separators
+
+
+@lru_cache(maxsize=8192)
+def _template(text: str) -> jinja2.Template:
+    return _JINJA.from_string(text)
+
+
+def render(text: str, context: dict) -> str:
+    return " ".join(_template(text).render(context).split())
+
+
+class _Ns(dict):
+    """Attribute access for the template namespaces n, c and w, with a clear error."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise jinja2.UndefinedError(f"no step or claim named {key!r}") from None
+
+
+def _differs(a: float, b: float) -> bool:
+    """A misconception is worth naming only if its number is visibly wrong (10% or more)."""
+    return not math.isclose(a, b, rel_tol=0.1)
 
 
 class ItemModel:
-    id: str = ""
-    tracks: frozenset[str] = frozenset()
-    workload_families: frozenset[str] | None = None
-    scale_axes: tuple[str, ...] = ()
-    asks: tuple[str, ...] = ()
-    limit: str | None = None
-    knob: str | None = None
-    units: str | None = None
-    observable: tuple[str, str, int] | None = None
-    recall: tuple[str, ...] = ("memory", "memory_bandwidth")
-    version: str = "1"
+    """An item model loaded from its YAML file, with the calc and rendering logic."""
 
-    # ----------------------------------------------------------------- to override
-    def accepts(self, s: Setting) -> bool:
-        """Whether this setting is physically meaningful (e.g. the model fits at all)."""
-        return True
+    def __init__(self, spec: ItemModelSpec, path: Path):
+        self.spec = spec
+        self.path = path
+        self.id = spec.id
+        self.tracks = frozenset(spec.tracks)
+        self.version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        self._check_references()
 
-    def build(self, s: Setting, calc: Calc, mistake: str | None = None, lever: bool = False) -> None:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: Path) -> "ItemModel":
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_YAML)
+        except yaml.YAMLError as exc:
+            raise ItemModelError(f"{path.name}: not valid YAML: {exc}") from None
+        try:
+            spec = ItemModelSpec.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ItemModelError(f"{path.name}: {where}: {first['msg']}") from None
+        if spec.id != path.stem:
+            raise ItemModelError(f"{path.name}: id {spec.id!r} must equal the file name")
+        return cls(spec, path)
 
-    # ----------------------------------------------------------------- shared
-    @cached_property
-    def phrasing(self) -> Phrasing:
-        return Phrasing.load(assets_dir() / "item_models" / f"{self.id}.yaml")
+    def _fail(self, where: str, problem: str) -> None:
+        raise ItemModelError(f"{self.path.name}: {where}: {problem}")
 
-    def fits(self, track: str, workload: Workload | None) -> bool:
-        if track not in self.tracks:
-            return False
-        if self.workload_families is None:
-            return True
-        return workload is not None and workload.family in self.workload_families
+    def _check_references(self) -> None:
+        names: list[str] = []
+        for step in self.spec.calc:
+            if step.name in names:
+                self._fail(f"calc.{step.name}", "defined twice")
+            names.append(step.name)
+            for mid in step.mistakes:
+                if mid not in self.spec.misconceptions:
+                    self._fail(f"calc.{step.name}.mistakes", f"unknown misconception {mid!r}")
+        for d in self.spec.questions:
+            where = f"questions.{d.id}"
+            if d.answer not in names:
+                self._fail(where, f"answer {d.answer!r} is not a calc step")
+            if d.mistake not in self.spec.misconceptions:
+                self._fail(where, f"mistake {d.mistake!r} is not a misconception")
+            if not any(d.mistake in s.mistakes for s in self.spec.calc):
+                self._fail(where, f"no step declares how misconception {d.mistake!r} changes the calc")
+            for key in ("symptom", "decision", "lever"):
+                ref = getattr(d, key)
+                if ref is not None and ref not in names:
+                    self._fail(where, f"{key} {ref!r} is not a calc step")
+            for ref in d.options + d.distractors + d.shows + d.hands_over:
+                if ref not in names:
+                    self._fail(where, f"{ref!r} is not a calc step")
+            for need in ZONE_NEEDS.get(d.zone, ()):
+                have = {"symptom": d.symptom, "alternatives": d.alternatives, "options": len(d.options) >= 2,
+                        "decision": d.decision, "lever": d.lever, "claims": {**self.spec.claims, **d.claims}}[need]
+                if not have:
+                    self._fail(where, f"zone {d.zone} needs `{need}` (see ZONE_NEEDS)")
+            if d.distractors and d.level not in ("L5", "L6+"):
+                self._fail(where, "distractors are for L5 and L6+ only")
+            if d.question.count("?") != 1 or not d.question.strip().endswith("?"):
+                self._fail(where, "the question must be one sentence ending in its only '?'")
+        if len({d.id for d in self.spec.questions}) != len(self.spec.questions):
+            self._fail("questions", "design ids must be unique")
 
+    def check_against(self, specs: Specs) -> None:
+        """Cross-file references: topics, zones, levels and families exist in specs/."""
+        for t in self.spec.topics + [t for d in self.spec.questions for t in (d.topics or [])]:
+            if t not in specs.topic_by_id:
+                self._fail("topics", f"unknown topic {t!r}")
+        for d in self.spec.questions:
+            if d.zone not in specs.zone_by_id:
+                self._fail(f"questions.{d.id}", f"unknown zone {d.zone!r}")
+            if d.level not in specs.zone_by_id[d.zone].levels:
+                self._fail(f"questions.{d.id}", f"level {d.level} is outside zone {d.zone}'s levels {specs.zone_by_id[d.zone].levels}")
+            for t in d.topics or []:
+                if t not in self.spec.topics:
+                    self._fail(f"questions.{d.id}", f"topic {t!r} is not one of the model's topics")
+        families = set(specs.workloads.families)
+        if self.spec.vary.workload:
+            for f in self.spec.vary.workload.families:
+                if f not in families:
+                    self._fail("vary.workload.families", f"unknown family {f!r}")
 
-# ----------------------------------------------------------------- helpers for build()
+    # ------------------------------------------------------------------ the space
+    def settings(self, specs: Specs, track: str) -> list[Setting]:
+        v = self.spec.vary
+        platforms = self._platforms(specs, track, v.platform) if v.platform else [None]
+        platforms_b = self._platforms(specs, track, v.platform_b) if v.platform_b else [None]
+        if v.workload:
+            workloads = [w for w in specs.workloads.workloads if track in w.tracks and w.family in v.workload.families
+                         and (v.workload.ids is None or w.id in v.workload.ids)]
+        else:
+            workloads = [None]
+        names = sorted(v.params)
+        values = [v.params[n].get(track, v.params[n].get("all", [])) for n in names]
+        out = []
+        for p, pb, w, combo in product(platforms, platforms_b, workloads, product(*values)):
+            if p is not None and pb is not None and p.id == pb.id:
+                continue
+            out.append(Setting(track, p, pb, w, tuple(zip(names, (float(x) for x in combo)))))
+        return out
 
+    @staticmethod
+    def _platforms(specs: Specs, track: str, choice: PlatformChoice) -> list[Platform]:
+        allowed = None if choice.ids is None else set(choice.ids.get(track, []))
+        out = []
+        for p in specs.platforms_for(track):
+            if allowed is not None and p.id not in allowed:
+                continue
+            if choice.kinds and p.kind not in choice.kinds:
+                continue
+            if all(_platform_figure(p, need) is not None for need in choice.needs):
+                out.append(p)
+        return out
 
-def platform_figure(calc: Calc, name: str, s: Setting, figure: str, label: str | None = None, precision: str | None = None, unit: str | None = None) -> float:
-    """Add a platform figure from specs/hardware.yaml as a given step (optionally converted)."""
-    p = s.platform
-    if figure == "compute":
-        prec = precision or p.default_precision
-        fig = p.compute[prec]
-        source = f"specs/hardware.yaml: {p.id}.compute.{prec}"
-        text = label or f"{p.name} peak {prec.upper()} throughput"
-    else:
-        fig = getattr(p, figure)
+    def designs_for(self, topic: str, track: str, zone: str, level: str) -> list[Design]:
+        return [d for d in self.spec.questions
+                if d.zone == zone and d.level == level and track in (d.tracks or self.spec.tracks)
+                and topic in (d.topics or self.spec.topics)]
+
+    # ------------------------------------------------------------------ the calc
+    def build(self, specs: Specs, s: Setting, mistake: str | None = None, handed: dict[str, CalcStep] | None = None) -> Calc:
+        """The chain at a setting; with ``mistake``, as that misconception computes it. Steps in
+        ``handed`` are stated by the scenario: they become givens with the stated value."""
+        calc = Calc()
+        context = self._names(s)
+        for step in self.spec.calc:
+            label = render(step.label, context)
+            if handed and step.name in handed:
+                h = handed[step.name]
+                calc.given(step.name, h.value, h.unit, label, f"scenario: {label}")
+                continue
+            alt = step.mistakes.get(mistake) if mistake else None
+            if alt is not None:
+                if step.expr is None and step.observed is None:  # a given replaced by another figure or expression
+                    given = self._given(specs, s, step, calc, label)
+                    env_name = f"{step.name}__nominal"
+                    calc.given(env_name, given[0], given[1], label, given[2])
+                    calc.step(step.name, re.sub(r"\bself\b", env_name, alt), step.unit or given[1], label)
+                else:
+                    calc.step(step.name, alt, step.unit, label)
+                continue
+            if step.expr is not None:
+                calc.step(step.name, step.expr, step.unit, label)
+            elif step.observed is not None:
+                tmp = Calc(steps=list(calc.steps))
+                value = tmp.step("observed__", step.observed, step.unit, label)
+                calc.given(step.name, value, step.unit, label, f"observed: {label}")
+            else:
+                value, unit, source = self._given(specs, s, step, calc, label)
+                calc.given(step.name, value, unit, label, source)
+        return calc
+
+    def _given(self, specs: Specs, s: Setting, step: StepSpec, calc: Calc, label: str) -> tuple[float, str, str]:
+        if step.value is not None:
+            return step.value, step.unit, f"assumption: {step.why}"
+        path = step.source_ or ""
+        head, _, rest = path.partition(".")
+        fig: Figure | float | None
+        if head in ("platform", "platform_b"):
+            p = s.platform if head == "platform" else s.platform_b
+            if p is None:
+                raise CalcError(f"step {step.name}: the item model varies no {head}")
+            if rest.startswith("interconnect."):
+                ic = specs.interconnect_by_id.get(p.interconnect or "")
+                attr = rest.split(".", 1)[1]
+                fig = getattr(ic, attr, None) if ic else None
+                source = f"specs/hardware.yaml: interconnects.{p.interconnect}.{attr}"
+            else:
+                fig = _platform_figure(p, rest)
+                source = f"specs/hardware.yaml: {p.id}.{_figure_path(p, rest)}"
+        elif head == "workload":
+            if s.workload is None:
+                raise CalcError(f"step {step.name}: the item model varies no workload")
+            fig = getattr(s.workload, rest, None)
+            source = f"specs/workloads.yaml: {s.workload.id}.{rest}"
+        elif head == "interconnect":
+            ic_id, _, attr = rest.partition(".")
+            ic = specs.interconnect_by_id.get(ic_id)
+            fig = getattr(ic, attr, None) if ic else None
+            source = f"specs/hardware.yaml: interconnects.{ic_id}.{attr}"
+        elif head in ("economics", "energy_per_op", "energy_sources"):
+            fig = getattr(specs.hardware, head).get(rest)
+            source = f"specs/hardware.yaml: {head}.{rest}"
+        elif head == "param":
+            fig = dict(s.params).get(rest)
+            source = f"scenario: {label}"
+        else:
+            raise CalcError(f"step {step.name}: unknown figure path {path!r}")
         if fig is None:
-            raise ValueError(f"{p.id} has no {figure} figure in specs/hardware.yaml")
-        source = f"specs/hardware.yaml: {p.id}.{figure}"
-        text = label or f"{p.name} {figure.replace('_', ' ')}"
-    value, unit_out = fig.value, fig.unit
-    if unit and unit != fig.unit:
-        value, unit_out = float(fig.q.to(unit).magnitude), unit
-    return calc.given(name, value, unit_out, text, source)
+            raise CalcError(f"step {step.name}: {path} has no value for this setting")
+        if isinstance(fig, Figure):
+            value, unit = fig.value, fig.unit
+            if step.unit and step.unit != fig.unit:
+                value, unit = float(fig.q.to(step.unit).magnitude), step.unit
+            return value, unit, source
+        return float(fig), step.unit, source
+
+    @staticmethod
+    def _names(s: Setting) -> dict:
+        def short(p: Platform | None) -> str:
+            return p.name.split(" (")[0] if p else ""
+
+        return {
+            "platform": s.platform.name if s.platform else "", "platform_short": short(s.platform),
+            "platform_b": s.platform_b.name if s.platform_b else "", "platform_b_short": short(s.platform_b),
+            "workload": s.workload.name if s.workload else "", "track": s.track,
+        }
+
+    def claims(self, d: Design | None, calc: Calc) -> dict[str, bool]:
+        exprs = {**self.spec.claims, **(d.claims if d else {})}
+        return {name: calc.holds(expr) for name, expr in exprs.items()}
+
+    @cached_property
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.spec.calc]
 
 
-def spec_figure(calc: Calc, name: str, fig: Figure, label: str, where: str, unit: str | None = None) -> float:
-    value, unit_out = fig.value, fig.unit
-    if unit and unit != fig.unit:
-        value, unit_out = float(fig.q.to(unit).magnitude), unit
-    return calc.given(name, value, unit_out, label, f"{where}")
+def _platform_figure(p: Platform, path: str) -> Figure | None:
+    if path.startswith("compute."):
+        prec = path.split(".", 1)[1]
+        return p.compute.get(p.default_precision if prec == "default" else prec)
+    if path.startswith("interconnect."):
+        return p.interconnect  # resolved through specs.interconnect_by_id by the caller
+    value = getattr(p, path, None)
+    return value if isinstance(value, Figure) else None
 
 
-def workload_given(calc: Calc, name: str, s: Setting, attr: str, label: str, unit: str = "") -> float:
-    w = s.wl
-    value = getattr(w, attr)
-    if value is None:
-        raise ValueError(f"workload {w.id} has no {attr} in specs/workloads.yaml")
-    if isinstance(value, Figure):
-        return spec_figure(calc, name, value, label, f"specs/workloads.yaml: {w.id}.{attr}", unit)
-    return calc.given(name, float(value), unit, label, f"specs/workloads.yaml: {w.id}.{attr}")
+def _figure_path(p: Platform, path: str) -> str:
+    if path == "compute.default":
+        return f"compute.{p.default_precision}"
+    return path
 
 
-def scale_given(calc: Calc, name: str, s: Setting, label: str, unit: str = "") -> float:
-    return calc.given(name, s.scale_value, unit, label, f"specs/tracks.yaml: {s.track}.scale_points.{s.scale_axis}")
+# ---------------------------------------------------------------------- rendering one draft
 
 
-def assumption(calc: Calc, name: str, value: float, unit: str, label: str, why: str) -> float:
-    """A modelling assumption (not a hardware figure): stated with its reason."""
-    return calc.given(name, value, unit, label, f"assumption: {why}")
+def _closure(calc: Calc, names: list[str]) -> list[CalcStep]:
+    keep: set[str] = set()
+    for n in names:
+        keep.update(s.name for s in calc.closure(n))
+    return [s for s in calc.steps if s.name in keep]
 
 
-def formatted_values(calc: Calc) -> dict[str, str]:
-    return {s.name: fmt_quantity(s.value, s.unit) for s in calc.steps}
+def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str) -> Draft | None:
+    """Render design ``d`` at setting ``s``, or None where the setting does not suit it
+    (a figure is missing, a ``when`` condition fails, or the misconception changes nothing)."""
+    try:
+        calc = model.build(specs, s)
+        if not all(calc.holds(w) for w in model.spec.when + d.when):
+            return None
+        if d.hands_over:
+            handed = {n: calc.get(n) for n in d.hands_over}
+            calc = model.build(specs, s, handed=handed)
+        else:
+            handed = None
+        wrong_calc = model.build(specs, s, mistake=d.mistake, handed=handed)
+    except CalcError:
+        return None
+    answer = calc.get(d.answer)
+    wrong = wrong_calc.get(d.answer).value
+    if not _differs(answer.value, wrong) or answer.value <= 0:
+        return None
+    claims = model.claims(d, calc)
+    claim_exprs = {**model.spec.claims, **d.claims}
+    used = [d.answer] + [n for n in (d.symptom, d.decision, d.lever) if n] + d.options + d.shows
+    used += [n.id for e in claim_exprs.values() for n in _names_in(e) if n.id in model.step_names]
+    steps = _closure(calc, used)
+    names = {st.name for st in steps}
+    steps += [st for st in calc.steps if st.name in d.distractors and st.name not in names]
+    steps = _answer_last(model, d, steps)
+    context = {
+        **ItemModel._names(s),
+        **{st.name: fmt_quantity(st.value, st.unit) for st in calc.steps if "__" not in st.name},
+        "n": _Ns({st.name: st.value for st in calc.steps}),
+        "c": _Ns(claims),
+        "w": _Ns({st.name: fmt_quantity(st.value, st.unit) for st in wrong_calc.steps}),
+        "answer": fmt_quantity(answer.value, answer.unit),
+        "wrong": fmt_quantity(wrong, answer.unit),
+    }
+    mis = model.spec.misconceptions[d.mistake]
+    try:
+        texts = {k: render(getattr(d, k), context) for k in ("title", "scenario", "question", "solution", "conclusion")}
+        mistake_text = common_mistake({k: render(getattr(mis, k), context) for k in ("pitfall", "rationale", "consequence")})
+    except jinja2.TemplateError as exc:
+        raise ItemModelError(f"{model.path.name}: questions.{d.id}: {exc}") from None
+    if d.alternatives:
+        ruled_out = " ".join(render(a, context) for a in d.alternatives)
+        texts["solution"] = f"{texts['solution']} {ruled_out}"
+    signature = f"{model.id}|{d.id}|{s.key}"
+    outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()))
+    return Draft(
+        item_model=model.id, design=d.id, topic=topic, title=texts["title"], scenario=texts["scenario"],
+        question=texts["question"], realistic_solution=texts["solution"], common_mistake=mistake_text,
+        napkin_math=napkin_math(steps, texts["conclusion"]), calc=steps, answer=answer, mistake_id=d.mistake,
+        mistake_value=wrong, claims=[{"name": k, "expression": claim_exprs[k], "holds": v} for k, v in claims.items()],
+        distractors=list(d.distractors), setting=s, signature=signature, reasoning=f"{model.id}|{d.id}|{outcome}",
+    )
+
+
+def _answer_last(model: ItemModel, d: Design, steps: list[CalcStep]) -> list[CalcStep]:
+    """Chain order with the answer moved to the end (readers take the last step as the answer)."""
+    steps = sorted(steps, key=lambda st: model.step_names.index(st.name) if st.name in model.step_names else -1)
+    after = [st for st in steps if st.kind == "derived" and d.answer in {n.id for n in _names_in(st.expression)}]
+    if after:
+        raise ItemModelError(f"{model.path.name}: questions.{d.id}: step {after[0].name} uses the answer "
+                             f"{d.answer}; the answer must be the last step the question shows")
+    return [st for st in steps if st.name != d.answer] + [st for st in steps if st.name == d.answer]
+
+
+def _names_in(expression: str):
+    return [n for n in ast.walk(ast.parse(expression, mode="eval")) if isinstance(n, ast.Name)]
+
+
+# ---------------------------------------------------------------------- the registry
+
+
+@lru_cache(maxsize=4)
+def _load_all(directory: str) -> dict[str, ItemModel]:
+    models = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        m = ItemModel.load(path)
+        models[m.id] = m
+    return models
+
+
+def item_models(directory: Path | None = None) -> dict[str, ItemModel]:
+    """Every item model in ``assets/item_models/``, loaded once per process."""
+    return _load_all(str(directory or assets_dir() / "item_models"))
+
+
+def models_for_topic(topic: str, track: str) -> list[ItemModel]:
+    """The item models whose mechanism is the topic's own, on this track."""
+    return [m for m in item_models().values() if track in m.tracks
+            and (topic in m.spec.topics or any(topic in (d.topics or []) for d in m.spec.questions))]
+
+
+def assigned_topic(model: ItemModel, d: Design, s: Setting) -> str:
+    """A design serving several topics gives each setting to one of them, so the same
+    computation never appears under two topics of a track."""
+    topics = d.topics or model.spec.topics
+    if len(topics) == 1:
+        return topics[0]
+    digest = int(hashlib.sha256(f"{model.id}|{d.id}|{s.key}".encode()).hexdigest()[:8], 16)
+    return topics[digest % len(topics)]
+
+
+def native_item_model_counts(pairs: list[tuple[str, str]]) -> list[dict]:
+    """How many item models compute each (topic, track)'s own mechanism."""
+    return [{"topic": t, "track": k, "native_item_models": len(models_for_topic(t, k))} for t, k in pairs]

@@ -1,73 +1,36 @@
-"""The offline backend: automatic item generation from item models.
+"""The offline backend: questions from item models (automatic item generation).
 
-For one cell it enumerates (item model, platform, workload, scale point, asked step)
-candidates in a seeded order, frames each for the cell's zone and level, and keeps the
-first ones whose solution-path signature is new. Everything is computed from specs/;
-the same seed and spec version give the same questions and the same ids.
+For one cell (topic, track, zone, level) it takes the designs written for that zone and
+level in the item models native to the topic, ranges them over their settings in a seeded
+order, and keeps one question per distinct reasoning: (item model, design, outcome of its
+claims). A row's ``signature`` is that reasoning; the setting it was rendered at is in
+``platforms``, ``workload`` and ``scale_point``. Everything is computed from specs/; the same
+seed and specs give the same questions and ids.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from itertools import product
 
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
-from staffml_dagster.generation.calc import Calc
-from staffml_dagster.generation.framings import Draft, Framer, build_calc, topic_item_models
-from staffml_dagster.generation.item_model import ItemModel, Setting
-from staffml_dagster.generation.item_models import REGISTRY
+from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, models_for_topic
 from staffml_dagster.specs import Specs
 
-GENERATOR_VERSION = "item-models/2"
-ASK_ZONES = {"quantify", "fluency", "diagnosis", "optimization", "analyze", "evaluation"}
+GENERATOR_VERSION = "item-models/3"
 
 
-def models_for(topic: str, track: str) -> list[ItemModel]:
-    names = topic_item_models(topic)
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise KeyError(f"assets/topics.yaml: topic {topic!r} names unknown item model(s) {unknown}")
-    return [REGISTRY[n] for n in names if track in REGISTRY[n].tracks]
+_DRAFTS: dict[tuple, Draft | None] = {}
 
 
-def _settings(specs: Specs, model: ItemModel, topic: str, track: str) -> list[tuple]:
-    platforms = specs.platforms_for(track)
-    if model.workload_families is None:
-        workloads = [None]
-    else:
-        workloads = [w for w in specs.workloads_for(topic, track) if w.family in model.workload_families]
-        if not workloads:  # the topic's own families do not fit this model: use the model's families on the track
-            workloads = [w for w in specs.workloads.workloads if w.family in model.workload_families and track in w.tracks]
-    axes = specs.track_by_id[track].scale_points
-    topic_axes = [a for a in specs.topic_by_id[topic].scale_axes if a in model.scale_axes] or list(model.scale_axes)
-    scales = [(a, v) for a in topic_axes for v in axes.get(a, [])] or [("devices", 1.0)]
-    return list(product(platforms, workloads, scales))
-
-
-def _level_asks(model: ItemModel, calc: Calc, lo: int, hi: int) -> list[str]:
-    counts = {}
-    for ask in model.asks:
-        try:
-            counts[ask] = sum(1 for s in calc.closure(ask) if s.kind == "derived")
-        except KeyError:
-            continue
-    if not counts:
-        return []
-    fitting = [a for a, d in counts.items() if lo <= d <= hi]
-    if fitting:
-        return fitting
-    best = min(abs(d - lo) if d < lo else abs(d - hi) for d in counts.values())
-    return [a for a, d in counts.items() if (abs(d - lo) if d < lo else abs(d - hi)) == best]
-
-
-def signature(draft: Draft) -> str:
-    """Solution path (item model x framing x asked step) and the parameters the math uses."""
-    sources = " ".join(s.source for s in draft.calc)
-    platforms = ",".join(draft.platforms) if "specs/hardware.yaml" in sources else "-"
-    workload = draft.workload if draft.workload and "specs/workloads.yaml" in sources else "-"
-    scale = draft.scale_point if "specs/tracks.yaml" in sources else "-"
-    return f"{draft.item_model}|{draft.framing}|{draft.asked}|{platforms}|{workload}|{scale}"
+def _draft(specs: Specs, model, design, s, topic: str) -> Draft | None:
+    """draft(), memoized per process: a partition asks the same cell several times."""
+    key = (specs.version, model.id, model.version, design.id, s.key, topic)
+    if key not in _DRAFTS:
+        if len(_DRAFTS) > 50000:
+            _DRAFTS.clear()
+        _DRAFTS[key] = draft(model, specs, design, s, topic)
+    return _DRAFTS[key]
 
 
 class ItemModelGenerator:
@@ -77,64 +40,45 @@ class ItemModelGenerator:
     version = GENERATOR_VERSION
 
     def drafts(self, specs: Specs, cell: CellRequest):
-        """Distinct drafts for the cell, in the seeded order, without a count limit."""
-        level = specs.level_by_id[cell.level]
-        lo, hi = level.steps
+        """One draft per distinct reasoning of the cell, in the seeded order.
+
+        Two questions are the same if a candidate would solve them the same way: the same design
+        whose claims come out the same (memory- vs compute-bound, fits or not, which option wins)
+        with other numbers is not a new question. So a cell holds at most one question per
+        (item model, design, outcome), and its offline capacity is the number of those."""
         rng = random.Random(f"{cell.seed}|{cell.topic}|{cell.track}|{cell.zone}|{cell.level}")
-        topic = specs.topic_by_id[cell.topic]
-        candidates = [(m, *setting) for m in models_for(cell.topic, cell.track) for setting in _settings(specs, m, cell.topic, cell.track)]
-        rng.shuffle(candidates)
-        seen = set(cell.accepted_signatures)
-        platforms = specs.platforms_for(cell.track)
-        for i, (model, platform, workload, (axis, value)) in enumerate(candidates):
-            crng = random.Random(f"{cell.seed}|{cell.topic}|{cell.track}|{cell.zone}|{cell.level}|{i}")
-            s = Setting(specs, cell.topic, cell.track, platform, workload, axis, value, crng.choice(topic.failure_modes))
-            if not model.accepts(s):
-                continue
-            other = None
-            if cell.zone == "evaluation":
-                others = [p for p in platforms if p.id != platform.id]
-                if not others:
-                    continue
-                other = Setting(specs, cell.topic, cell.track, crng.choice(others), workload, axis, value, s.failure_mode)
-                if not model.accepts(other):
-                    continue
-            try:
-                base = build_calc(model, s)
-            except ValueError:
-                continue  # the platform lacks a figure this model needs
-            asks = _level_asks(model, base, lo, hi) if cell.zone in ASK_ZONES else [model.asks[0] if model.asks else ""]
-            crng.shuffle(asks)
-            for ask in asks:
-                framer = Framer(model, s, cell.zone, level, random.Random(f"{crng.random()}"), other)
-                try:
-                    draft = framer.frame(ask)
-                except (ValueError, KeyError):  # this framing does not apply to this setting
-                    draft = None
-                if draft is None:
-                    continue
-                draft.signature = signature(draft)
-                if draft.signature in seen:
-                    continue
-                seen.add(draft.signature)
-                yield draft
-                break
+        first: dict[str, Draft] = {}
+        for model in models_for_topic(cell.topic, cell.track):
+            for design in model.designs_for(cell.topic, cell.track, cell.zone, cell.level):
+                settings = model.settings(specs, cell.track)
+                rng.shuffle(settings)
+                for s in settings:
+                    if assigned_topic(model, design, s) != cell.topic:
+                        continue
+                    d = _draft(specs, model, design, s, cell.topic)
+                    if d is not None and d.reasoning not in cell.accepted_signatures:
+                        first.setdefault(d.reasoning, d)
+        order = list(first)
+        rng.shuffle(order)
+        for key in order:
+            yield first[key]
 
     def generate(self, specs: Specs, cell: CellRequest) -> list[dict]:
         rows = []
-        for draft in self.drafts(specs, cell):
+        for d in self.drafts(specs, cell):
             if len(rows) >= cell.target:
                 break
-            rows.append(self.row(specs, cell, draft))
+            rows.append(self.row(specs, cell, d))
         return rows
 
     def row(self, specs: Specs, cell: CellRequest, d: Draft) -> dict:
         topic = specs.topic_by_id[cell.topic]
         content = {
             "zone": cell.zone, "level": cell.level, "title": d.title, "scenario": d.scenario, "question": d.question,
-            "answer_value": d.answer_value, "answer_unit": d.answer_unit, "signature": d.signature,
+            "answer_value": d.answer.value, "answer_unit": d.answer.unit, "signature": d.reasoning,
         }
-        prompt_hash = hashlib.sha256(f"{self.version}|{specs.version}|{d.signature}".encode()).hexdigest()[:16]
+        prompt_hash = hashlib.sha256(f"{self.version}|{specs.version}|{d.signature}".encode()).hexdigest()[:16]  # setting included
+        s = d.setting
         return {
             "id": content_id(cell.track, cell.topic, content),
             "topic": cell.topic,
@@ -148,18 +92,20 @@ class ItemModelGenerator:
             "realistic_solution": d.realistic_solution,
             "common_mistake": d.common_mistake,
             "napkin_math": d.napkin_math,
-            "calc": [s.as_dict() for s in d.calc],
-            "answer_value": float(d.answer_value),
-            "answer_unit": d.answer_unit,
+            "calc": [st.as_dict() for st in d.calc],
+            "answer_value": float(d.answer.value),
+            "answer_unit": d.answer.unit,
             "mistake_value": float(d.mistake_value),
             "mistake_id": d.mistake_id,
-            "platforms": list(d.platforms),
-            "workload": d.workload,
-            "scale_point": d.scale_point,
+            "platforms": [p.id for p in (s.platform, s.platform_b) if p is not None],
+            "workload": s.workload.id if s.workload else None,
+            "scale_point": s.scale_point,
             "item_model": d.item_model,
-            "framing": d.framing,
-            "asked": d.asked,
-            "signature": d.signature,
+            "framing": d.design,
+            "asked": d.answer.name,
+            "signature": d.reasoning,
+            "claims": d.claims,
+            "distractors": d.distractors,
             "backend": self.name,
             "model": None,
             "generator_version": self.version,

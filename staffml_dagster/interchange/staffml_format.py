@@ -185,17 +185,33 @@ def _calc(record: Mapping) -> list[dict] | None:
     return out
 
 
-def _platforms(record: Mapping) -> list[str] | None:
-    value = record.get("platforms")
+def _names(record: Mapping, key: str, what: str) -> list[str] | None:
+    value = record.get(key)
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise FieldError("platforms", "expected a list of platform ids (text)")
+        raise FieldError(key, f"expected a list of {what} (text)")
     return list(value)
 
 
+def _claims(record: Mapping) -> list[dict] | None:
+    claims = record.get("claims")
+    if claims is None:
+        return None
+    if not isinstance(claims, list):
+        raise FieldError("claims", f"expected a list of claims, got {type(claims).__name__}")
+    out = []
+    for i, claim in enumerate(claims):
+        if not isinstance(claim, Mapping) or set(claim) != {"name", "expression", "holds"}:
+            raise FieldError(f"claims[{i}]", "expected a mapping with exactly name, expression and holds")
+        if not isinstance(claim["holds"], bool):
+            raise FieldError(f"claims[{i}].holds", f"expected true or false, got {claim['holds']!r:.40}")
+        out.append({"name": _string(claim, "name"), "expression": _string(claim, "expression"), "holds": claim["holds"]})
+    return out
+
+
 _NUMBER_COLUMNS = {"answer_value", "mistake_value", "cost_usd"}
-_SPECIAL_COLUMNS = {"calc", "platforms", *_NUMBER_COLUMNS}
+_SPECIAL_COLUMNS = {"calc", "platforms", "claims", "distractors", *_NUMBER_COLUMNS}
 
 
 def record_to_row(record: Mapping, vocab: Vocabulary, hints: Mapping[str, str] | None = None) -> MappedQuestion:
@@ -228,7 +244,9 @@ def record_to_row(record: Mapping, vocab: Vocabulary, hints: Mapping[str, str] |
     for column in _NUMBER_COLUMNS:
         row[column] = _number(record, column)
     row["calc"] = _calc(record)
-    row["platforms"] = _platforms(record)
+    row["platforms"] = _names(record, "platforms", "platform ids")
+    row["claims"] = _claims(record)
+    row["distractors"] = _names(record, "distractors", "calc step names")
 
     mapped = MappedQuestion(row)
     source_values: dict[str, str] = {}
