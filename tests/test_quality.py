@@ -16,7 +16,11 @@ from tests.conftest import REFERENCE
 
 @pytest.fixture(scope="module")
 def good(specs):
-    rows = ItemModelGenerator().generate(specs, CellRequest("kv-cache-management", "cloud", "quantify", "L3", 3, specs.generation.seed))
+    gen = ItemModelGenerator()
+    rows = []
+    for zone, level in (("quantify", "L3"), ("design", "L4")):  # two cells: distinct designs, not twins
+        rows += gen.generate(specs, CellRequest("kv-cache-management", "cloud", zone, level, 2, specs.generation.seed))[:2]
+    rows = [rows[0], rows[2], rows[1]]
     assert len(rows) == 3
     return rows
 
@@ -150,3 +154,244 @@ def test_report_on_published_staffml_sample(specs):
         example = next((v.reason for v in verdicts if not v.passed), "")
         print(f"  {name:15s} pass rate {rate:.0%}  e.g. {example[:110]}")
     assert all(len(v) == len(rows) for v in results.values())
+
+
+# --------------------------------------------------------------------------- what the reviewer sees
+# Hand-built rows (independent of the generator): decode on an H100 is a weight-streaming problem.
+
+from staffml_dagster.quality.criteria import (  # noqa: E402
+    answer_key, closure, coherence, repeated_computations, stated_figures, structure, topic_fit_verdicts,
+)
+
+
+def _given(name, value, unit, label, source):
+    return {"name": name, "expression": f"{value} {unit}".strip(), "value": value, "unit": unit, "label": label, "source": source, "kind": "given"}
+
+
+def _derived(name, expression, value, unit, label):
+    return {"name": name, "expression": expression, "value": value, "unit": unit, "label": label, "source": "", "kind": "derived"}
+
+
+DECODE_CALC = [
+    _given("params", 8.03e9, "", "Llama 3 8B parameters", "specs/workloads.yaml: llama-3-8b.params"),
+    _given("bytes_per_param", 2.0, "byte", "bytes per weight", "assumption: FP16 weights, 2 bytes each"),
+    _derived("weight_bytes", "params * bytes_per_param", 16.06, "GB", "weights read per decode step"),
+    _given("bandwidth", 3.35, "TB/s", "H100 memory bandwidth", "specs/hardware.yaml: h100-sxm.memory_bandwidth"),
+    _derived("weight_time", "weight_bytes / bandwidth", 4.794, "ms", "time to stream the weights once"),
+]
+COMPUTE_STEPS = [
+    _given("peak", 989.0, "TFLOPS", "H100 dense FP16 peak", "specs/hardware.yaml: h100-sxm.compute.fp16"),
+    _derived("flops_per_token", "2 * params", 1.606e10, "FLOP", "FLOPs per decoded token"),
+    _derived("compute_time", "flops_per_token / peak", 0.01624, "ms", "time to do the arithmetic"),
+]
+
+
+def _decode_row(**changes) -> dict:
+    row = {
+        "id": "decode-1", "topic": "kv-cache-management", "track": "cloud", "zone": "quantify", "level": "L3",
+        "competency_area": "memory", "title": "The decode floor of Llama 3 8B on one H100",
+        "scenario": ("A team serves Llama 3 8B in FP16 on one NVIDIA H100 SXM5 and wants the floor on the time of one "
+                     "decode step. The model has 8.03e9 parameters stored at 2 bytes each, and the H100 streams "
+                     "3.35 TB/s from HBM."),
+        "question": "What is the shortest time one decode step can take?",
+        "realistic_solution": ("Every decode step reads every weight once: 16.06 GB of weights over 3.35 TB/s is 4.794 ms. "
+                               "Decode at a batch of one is memory-bound, so the arithmetic hides under the weight stream."),
+        "common_mistake": ("**The Pitfall:** Dividing FLOPs by peak compute gives 0.01624 ms instead of 4.794 ms.\n"
+                           "**The Rationale:** Peak TFLOPS is the headline figure.\n**The Consequence:** The latency plan is off by 300x."),
+        "napkin_math": ("**Assumptions & Constraints:**\n- Llama 3 8B parameters: 8.03e9\n- bytes per weight: 2 byte\n"
+                        "- H100 memory bandwidth: 3.35 TB/s\n\n**Calculations:**\n"
+                        "- weights read per decode step: `weight_bytes = params * bytes_per_param` = 16.06 GB\n"
+                        "- time to stream the weights once: `weight_time = weight_bytes / bandwidth` = 4.794 ms\n\n"
+                        "**Conclusion:**\nOne decode step takes at least 4.794 ms."),
+        "calc": copy.deepcopy(DECODE_CALC), "answer_value": 4.794, "answer_unit": "ms", "mistake_value": 0.01624,
+        "platforms": ["h100-sxm"], "workload": "llama-3-8b", "scale_point": "batch=1", "item_model": "decode-floor",
+        "framing": "weight-stream", "claims": [], "distractors": [], "backend": "item-models",
+    }
+    row.update(changes)
+    return row
+
+
+def _reasons(verdict):
+    return verdict.reason if not verdict.passed else ""
+
+
+def test_clean_structured_row_passes_the_reviewer_checks(specs):
+    row = _decode_row()
+    assert closure(row["calc"]) == {"params", "bytes_per_param", "weight_bytes", "bandwidth", "weight_time"}
+    for verdict in (coherence(row, specs), answer_key(row), structure(row, specs)):
+        assert verdict.passed, verdict.reason
+
+
+def test_stated_figures_skip_names_labels_and_years(specs):
+    text = ("Llama 3 8B on an NVIDIA H100 SXM5 in FP16 with 2:4 sparsity and a p99 target, since 2023, on the 1st node "
+            "of a PCIe 4.0 x16 host: batch 8, 8,192 tokens, 8.03e9 weights, 1.5 billion users, 32k context, 90%, 0.5 ms.")
+    figures = {f.text: f.values for f in stated_figures(text, specs)}
+    assert list(figures) == ["8", "8,192 tokens", "8.03e9", "1.5 billion", "32k", "90%", "0.5 ms"]
+    assert figures["1.5 billion"] == (1.5e9,) and 0.9 in figures["90%"] and 32768.0 in figures["32k"]
+
+
+def test_orphan_figure_is_caught(specs):
+    row = _decode_row(scenario=_decode_row()["scenario"] + " The scheduler runs a decode batch of 8 with 8,192 tokens of context.")
+    reason = _reasons(coherence(row, specs))
+    assert "scenario states '8', which the solution never uses" in reason
+    assert "'8,192 tokens'" in reason
+
+
+def test_same_figure_in_another_unit_is_not_an_orphan(specs):
+    row = _decode_row(question="Is 4,794 us per step the floor of one decode step?")  # the answer in microseconds
+    assert coherence(row, specs).passed, coherence(row, specs).reason
+
+
+def test_given_in_the_closure_must_be_stated_at_L3(specs):
+    row = _decode_row(scenario=_decode_row()["scenario"].replace(", and the H100 streams 3.35 TB/s from HBM", ""))
+    reason = _reasons(coherence(row, specs))
+    assert "the solution uses H100 memory bandwidth (3.35 TB/s), which the scenario never states" in reason
+    row["level"] = "L5"  # specs are recalled from L5 on
+    assert "never states" not in _reasons(coherence(row, specs))
+
+
+def _with_distractor(level: str, solution_names_it: bool) -> dict:
+    base = _decode_row()
+    solution = base["realistic_solution"] + (" The 8,192-token context does not enter the weight stream." if solution_names_it else "")
+    return _decode_row(
+        level=level, realistic_solution=solution, distractors=["context"],
+        scenario=base["scenario"] + " Each sequence carries 8,192 tokens of context.",
+        calc=[*copy.deepcopy(DECODE_CALC[:-1]), _given("context", 8192.0, "", "tokens of context", "scenario: context per sequence"), copy.deepcopy(DECODE_CALC[-1])],
+    )
+
+
+def test_distractor_rejected_at_L3_accepted_at_L5_when_the_solution_names_it(specs):
+    assert "distractors are allowed only at L5 and L6+" in _reasons(coherence(_with_distractor("L3", True), specs))
+    assert coherence(_with_distractor("L5", True), specs).passed, coherence(_with_distractor("L5", True), specs).reason
+    assert "distractor context (8,192) is not addressed by the solution" in _reasons(coherence(_with_distractor("L5", False), specs))
+
+
+def test_leaked_internals_placeholders_and_empty_calculations_are_caught(specs):
+    base = _decode_row()
+    assert "'mlsysim'" in _reasons(coherence(_decode_row(realistic_solution=base["realistic_solution"] + " (mlsysim reference)"), specs))
+    assert "'{x}'" in _reasons(coherence(_decode_row(scenario=base["scenario"] + " It runs {x}."), specs))
+    assert "identifier weight_time" in _reasons(coherence(_decode_row(realistic_solution="So weight_time is 4.794 ms. " + base["realistic_solution"]), specs))
+    empty = base["napkin_math"].split("**Calculations:**")[0] + "**Calculations:**\n\n**Conclusion:**\nIt takes 4.794 ms."
+    assert "empty Calculations section" in _reasons(coherence(_decode_row(napkin_math=empty), specs))
+    # free text with LaTeX braces and code in backticks is not residue
+    latex = {"scenario": "Throughput is \\min(\\text{GPU}, \\text{pipeline}).", "realistic_solution": "Set `num_workers` higher."}
+    assert coherence(latex, specs).passed, coherence(latex, specs).reason
+
+
+def test_claims_are_recomputed(specs):
+    calc = copy.deepcopy(DECODE_CALC[:-1] + COMPUTE_STEPS + DECODE_CALC[-1:])
+    true_claim = {"name": "memory_bound", "expression": "weight_time > compute_time", "holds": True}
+    assert answer_key(_decode_row(calc=calc, claims=[true_claim])).passed
+    verdict = answer_key(_decode_row(calc=calc, claims=[{**true_claim, "holds": False}]))
+    assert not verdict.passed and "claim memory_bound says false, the calc says true" in verdict.reason
+
+
+def test_memory_bound_text_contradicted_by_the_calc(specs):
+    prefill = [
+        copy.deepcopy(DECODE_CALC[0]), _given("tokens", 2048.0, "", "prompt tokens", "scenario: prompt length"),
+        copy.deepcopy(COMPUTE_STEPS[0]),
+        _derived("flops", "2 * params * tokens", 3.289e13, "FLOP", "prefill FLOPs"),
+        _derived("compute_time", "flops / peak", 33.26, "ms", "time to do the arithmetic"),
+        copy.deepcopy(DECODE_CALC[1]), copy.deepcopy(DECODE_CALC[2]), copy.deepcopy(DECODE_CALC[3]),
+        _derived("weight_time", "weight_bytes / bandwidth", 4.794, "ms", "time to stream the weights once"),
+        _derived("prefill_time", "max(compute_time, weight_time)", 33.26, "ms", "prefill time"),
+    ]
+    said = "Prefill of a 2,048-token prompt is memory-bound: it takes 33.26 ms."
+    verdict = answer_key(_decode_row(calc=prefill, realistic_solution=said))
+    assert not verdict.passed and "says memory-bound, but compute_time (33.26 ms) exceeds weight_time (4.794 ms)" in verdict.reason
+    assert answer_key(_decode_row(calc=prefill, realistic_solution=said.replace("memory-bound", "compute-bound"))).passed
+    assert answer_key(_decode_row(calc=prefill, realistic_solution=said.replace("memory-bound", "not memory-bound"))).passed
+
+
+def test_L6_row_stating_a_hardware_figure_is_caught(specs):
+    row = _decode_row(level="L6+", zone="mastery")
+    assert "H100 memory bandwidth (3.35 TB/s) from specs/hardware.yaml, which a L6+ candidate should recall" in _reasons(structure(row, specs))
+    row["scenario"] = row["scenario"].replace(", and the H100 streams 3.35 TB/s from HBM", "")
+    assert "should recall" not in _reasons(structure(row, specs))
+
+
+def test_level_and_zone_need_what_the_calc_shows(specs):
+    mastery = _reasons(structure(_decode_row(level="L6+", zone="mastery"), specs))
+    assert "L6+ takes 5-10 steps, but the answer takes 2 derived step(s)" in mastery
+    assert "mastery integrates several steps" in mastery
+    assert "no claim justifies it" in _reasons(structure(_decode_row(zone="design", level="L4"), specs))
+    assert "no prefer_/choose_/option_ claim" in _reasons(structure(_decode_row(zone="evaluation", level="L5"), specs))
+    assert "no after_/lever" in _reasons(structure(_decode_row(zone="optimization", level="L4"), specs))
+
+
+def test_diagnosis_needs_an_observed_symptom(specs):
+    assert "no given step has an 'observed: ...' source" in _reasons(structure(_decode_row(zone="diagnosis", level="L4"), specs))
+    calc = copy.deepcopy(DECODE_CALC)
+    calc[3] = _given("bandwidth", 3.35, "TB/s", "H100 memory bandwidth", "observed: the profiler's achieved bandwidth")
+    assert "observed" not in _reasons(structure(_decode_row(zone="diagnosis", level="L4", calc=calc), specs))
+
+
+def test_free_text_rows_are_unverifiable_not_failed(specs):
+    row = {k: v for k, v in _decode_row().items() if k not in ("calc", "claims", "distractors")}
+    for verdict in (coherence(row, specs), answer_key(row), structure(row, specs)):
+        assert verdict.passed and verdict.reason.startswith("unverifiable"), verdict
+
+
+KV_TEXT = {
+    "question": "How many concurrent full-context sessions fit in the KV cache beside the weights?",
+    "realistic_solution": ("The KV cache stores a key and a value per layer, per KV head and per head dimension for every token: "
+                           "2 x layers x KV heads x head dim x bytes per element. Grouped-query attention shares KV heads, "
+                           "and paging or quantizing the cache lets more concurrent sequences and longer contexts fit."),
+    "napkin_math": "KV cache per token = 2 x 32 layers x 8 KV heads x 128 x 2 bytes = 131 kB; per 8,192-token session 1.07 GB.",
+}
+
+
+def test_topic_fit_flags_a_kv_cache_question_labelled_thermal_management(specs):
+    rows = pd.DataFrame([{**KV_TEXT, "id": "a", "topic": "thermal-management"}, {**KV_TEXT, "id": "b", "topic": "kv-cache-management"}])
+    wrong, right = topic_fit_verdicts(rows, specs, tfidf_embed)
+    assert not wrong.passed and "kv-cache-management" in wrong.reason and wrong.reason.endswith(
+        f"than to its topic thermal-management (rank {wrong.reason.split('rank ')[1].split(' ')[0]} of {len(specs.topics.topics)})")
+    assert right.passed, right.reason
+    assert specs.quality.topic_fit_top_k == 3
+
+
+def test_repeated_computations_across_topics():
+    key = {"track": "cloud", "item_model": "roofline", "framing": "ridge", "platforms": ["h100-sxm"], "workload": "llama-3-8b", "scale_point": "batch=1"}
+    df = pd.DataFrame([
+        {**key, "id": "q2", "topic": "thermal-management"},
+        {**key, "id": "q1", "topic": "roofline-analysis"},
+        {**key, "id": "q3", "topic": "roofline-analysis"},  # same topic: distinctness's business
+        {**key, "id": "q4", "topic": "thermal-management", "workload": "llama-3-70b"},
+        {**key, "id": "q5", "topic": "power-budgeting", "track": "edge"},
+    ])
+    repeats = repeated_computations(df)
+    assert list(repeats["id"]) == ["q2"]
+    assert repeats.iloc[0]["repeats_topic"] == "roofline-analysis" and repeats.iloc[0]["repeats_id"] == "q1"
+    assert repeated_computations(df.drop(columns="item_model")).empty
+
+
+def test_validate_adds_the_new_criteria_and_passed_needs_all(specs):
+    good, orphan = _decode_row(), _decode_row(id="decode-2", scenario=_decode_row()["scenario"] + " The rack holds 512 GPUs.")
+    out = validate_questions(pd.DataFrame([good, orphan]), specs, tfidf_embed)
+    for c in ("coherence", "answer_key", "structure", "topic_fit"):
+        assert f"{c}_ok" in out and f"{c}_reason" in out
+    assert list(out["coherence_ok"]) == [True, False]
+    assert not out.iloc[1]["passed"] and any(f.startswith("coherence:") for f in out.iloc[1]["failures"])
+
+
+def test_corpus_check_warns_on_a_repeated_computation():
+    from staffml_dagster.stages.corpus import computation_unique_across_topics
+
+    key = {"track": "cloud", "item_model": "roofline", "framing": "ridge", "platforms": ["h100-sxm"], "workload": "llama-3-8b", "scale_point": "batch=1"}
+    repeated = pd.DataFrame([{**key, "id": "q1", "topic": "roofline-analysis"}, {**key, "id": "q2", "topic": "thermal-management"}])
+    result = computation_unique_across_topics(repeated)
+    assert not result.passed and result.severity.value == "WARN"
+    assert "thermal-management" in result.metadata["examples"].md_str
+    assert computation_unique_across_topics(repeated.iloc[:1]).passed
+
+
+def test_dominates_must_name_the_largest_part(specs):
+    calc = [
+        _given("weights", 16.06, "GB", "weights", "specs/workloads.yaml: llama-3-8b.params"),
+        _given("kv", 34.36, "GB", "KV cache of the batch", "scenario: 32 sessions of 8,192 tokens"),
+        _derived("total", "weights + kv", 50.42, "GB", "memory needed"),
+    ]
+    said = "The footprint is 50.42 GB, dominated by the weights."
+    verdict = answer_key(_decode_row(calc=calc, realistic_solution=said))
+    assert not verdict.passed and "the text says weights dominates, but KV cache of the batch (34.36 GB) is larger" in verdict.reason
+    assert answer_key(_decode_row(calc=calc, realistic_solution=said.replace("the weights", "the KV cache of the batch"))).passed

@@ -31,7 +31,9 @@ class Coverage:
     stats: dict
 
 
-def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFrame) -> Coverage:
+def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFrame, native: pd.DataFrame | None = None) -> Coverage:
+    """Fill per cell and balance. ``native`` (topic, track, native_item_models) says how many item
+    models compute each partition's own mechanism; a partition with none is empty by design."""
     keys = ["topic", "track", "zone", "level"]
     counts = corpus.groupby(keys).size().rename("filled") if len(corpus) else pd.Series(dtype=int, name="filled")
     table = cells[keys + ["target", "theoretical_capacity"]].merge(counts.reset_index(), on=keys, how="left") if len(cells) else pd.DataFrame(columns=keys + ["target", "theoretical_capacity", "filled"])
@@ -42,6 +44,9 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     per_partition = corpus.groupby(["topic", "track"]).size().rename("questions") if len(corpus) else pd.Series(dtype=int, name="questions")
     partitions = applicable.merge(per_partition.reset_index(), on=["topic", "track"], how="left").fillna({"questions": 0})
     partitions["questions"] = partitions["questions"].astype(int)
+    if native is not None:
+        partitions = partitions.merge(native, on=["topic", "track"], how="left").fillna({"native_item_models": 0})
+        partitions["native_item_models"] = partitions["native_item_models"].astype(int)
     topics = sorted(applicability["topic"].unique())
     by_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0) if len(corpus) else pd.Series(0, index=topics)
     by_track = corpus.groupby("track").size() if len(corpus) else pd.Series(dtype=int)
@@ -53,6 +58,7 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
         "completeness": float(table["at_target"].mean()) if len(table) else 0.0,
         "overfilled_cells": int(table["overfilled"].sum()),
         "empty_partitions": int((partitions["questions"] == 0).sum()),
+        **({"partitions_without_native_item_model": int((partitions["native_item_models"] == 0).sum())} if native is not None else {}),
         "cv_topics": cv(by_topic),
         "cv_tracks": cv(by_track),
         "cv_zones": cv(by_zone),
@@ -127,6 +133,11 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> 
     body.append("<h2>Counts by track, zone and level</h2>")
     for label, series in (("track", cov.by_track), ("zone", cov.by_zone), ("level", cov.by_level)):
         body.append(series.rename("questions").to_frame().rename_axis(label).to_html())
+    if "native_item_models" in cov.partitions:
+        body.append("<h2>Partitions: questions and the native item models that serve them</h2>")
+        body.append("<p>A partition whose topic has no item model computing its own mechanism stays empty: "
+                    "its questions wait for that item model rather than borrowing another topic's computation.</p>")
+        body.append(cov.partitions.sort_values(["native_item_models", "questions", "topic", "track"]).to_html(index=False))
     body.append(f"<h2>Cells below target ({int((~cov.cells['at_target']).sum())})</h2>")
     body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
     body.append("</body></html>")

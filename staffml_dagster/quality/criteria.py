@@ -1,26 +1,35 @@
-"""The five quality criteria and the review defects, as plain functions over a question row.
+"""The quality criteria and the review defects, as plain functions over a question row.
 
 Each returns a :class:`Verdict` with a reason a person can act on. A row is a mapping
-with the fields of DESIGN.md §3 (``calc`` may be absent for free-text questions, in
-which case the criteria that need it say so).
+with the fields of DESIGN.md §3 (``calc``, ``claims`` and ``distractors`` may be absent for
+free-text questions; the criteria that need them then pass as "unverifiable").
+
+specificity, grounding, falsifiability, computability, distinctness and hygiene check the
+form. coherence, answer_key, structure and topic_fit check what a Staff-level reviewer
+checks (REVIEW_RUBRIC.md): every figure belongs to the situation, the key's claims agree
+with its numbers, zone and level are honest, and the text is about its own topic.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import re
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import pint
 
-from staffml_dagster.generation.calc import fmt_quantity, recompute
+from staffml_dagster.generation.calc import CalcError, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
 from staffml_dagster.specs import Figure, Platform, Specs
-from staffml_dagster.units import Q_
+from staffml_dagster.units import Q_, parse_unit
 
-CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "distinctness", "hygiene")
+CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "distinctness", "hygiene",
+            "coherence", "answer_key", "structure", "topic_fit")
 
 
 @dataclass(frozen=True)
@@ -313,6 +322,447 @@ def hygiene(row: Mapping, specs: Specs) -> Verdict:
     return _fail("hygiene", problems)
 
 
+# --------------------------------------------------------------------------- structure of a row (calc, claims, distractors)
+
+UNVERIFIABLE = "unverifiable: no structured calc"
+_LATE_LEVELS = ("L5", "L6+")  # the levels where the candidate recalls specs and distractors are allowed
+
+
+def _items(row: Mapping, key: str) -> list | None:
+    """A list column (claims, distractors, platforms) as a list; None when the row lacks it."""
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or isinstance(value, str):
+        return None
+    try:
+        return list(value)  # a list, or a numpy array after a parquet round trip
+    except TypeError:
+        return None
+
+
+@lru_cache(maxsize=8192)
+def _names_in(expression: str) -> frozenset[str]:
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return frozenset()
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+
+
+def closure(steps: list[dict], targets: list[str] | None = None) -> set[str]:
+    """Names of the steps ``targets`` (default: the last step, the answer) depend on,
+    transitively through the names in derived expressions, themselves included."""
+    by_name = {str(s.get("name")): s for s in steps}
+    stack = list(targets) if targets is not None else ([str(steps[-1].get("name"))] if steps else [])
+    needed: set[str] = set()
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in by_name:
+            continue
+        needed.add(name)
+        step = by_name[name]
+        if step.get("kind") != "given":
+            stack.extend(_names_in(str(step.get("expression", ""))) & by_name.keys())
+    return needed
+
+
+def _claims(row: Mapping) -> list[dict]:
+    return [dict(c) for c in _items(row, "claims") or [] if isinstance(c, Mapping)]
+
+
+def _claim_names(row: Mapping) -> list[str]:
+    return sorted({n for c in _claims(row) for n in _names_in(str(c.get("expression", "")))})
+
+
+def _solution_text(row: Mapping) -> str:
+    """The realistic solution and the napkin math's conclusion (not its list of steps)."""
+    conclusion = _text(row, "napkin_math").partition("**Conclusion:**")[2]
+    return _text(row, "realistic_solution") + "\n" + conclusion
+
+
+def _used(steps: list[dict], row: Mapping) -> set[str]:
+    """What the solution uses: the closures of the answer, of every claim's inputs and of
+    every derived figure the solution's text states (a diagnosis compares with the plan)."""
+    text = _solution_text(row)
+    shown = [str(s.get("name")) for s in steps if s.get("kind") != "given" and _states(text, [], s)]
+    return closure(steps) | closure(steps, _claim_names(row) + shown)
+
+
+# --------------------------------------------------------------------------- figures stated in text
+
+_MULTIPLIERS = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+_GLUED = {"k": (1e3, 1024.0), "K": (1e3, 1024.0), "M": (1e6,), "B": (1e9,)}
+_UNIT_FIXES = {"KB": "kB", "Gbps": "Gbit/s", "Gb/s": "Gbit/s", "Mbps": "Mbit/s", "Mb/s": "Mbit/s", "µW": "uW", "µs": "us",
+               "fps": "1/s", "FPS": "1/s", "sec": "s", "secs": "s", "hrs": "h", "mins": "min"}
+_NUMBER = re.compile(
+    r"(?<![\w.,])(?<![A-Za-z]-)"  # not glued to a name (H100, FP16, p99, GPT-2, v5e, 1.2.3)
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<frac>\.\d+)?"
+    r"(?:[eE](?P<exp>[+-]?\d+)|\s?[x×]\s?10\^(?P<exp10>[+-]?\d+))?"
+    r"(?!\.\d)(?!(?:st|nd|rd|th)\b)"
+    r"(?:\s?(?P<word>thousand|million|billion|trillion)\b|(?P<glued>[kKMB])\b(?!/)|(?P<pct>%))?"
+    r"(?:-?\s?(?P<unit>[A-Za-zµ°][A-Za-zµ°]*(?:/[A-Za-zµ]+)?))?"
+)
+_MASKS = (
+    r"\b\d+:\d+\b",  # 2:4 sparsity, ratios, clock times
+    r"\b\d+(?:\.\d+)?x\d+\b",  # 224x224, 8x7B
+    r"(?i)\b(?:PCIe|NVLink|UFS|eMMC|USB|Gen|RoCE|CUDA|version|Llama|GPT|Gemma|Qwen|Phi|Whisper|Python)[ -]?\d+(?:\.\d+)*\b",
+    r"(?m)^\s*\d+[.)]\s",  # list markers
+)
+
+
+@dataclass(frozen=True)
+class Stated:
+    """A figure as written in the text: its plain readings and, with a unit, its base quantity."""
+
+    text: str
+    values: tuple[float, ...]
+    base: tuple[float, str] | None = None  # magnitude in base units, dimensionality
+
+
+_NAME_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _names_pattern(specs: Specs) -> re.Pattern:
+    """Every platform alias, workload name and link name: numbers inside them are not figures."""
+    if specs.version not in _NAME_PATTERNS:
+        names = {n for aliases in platform_aliases(specs).values() for n in aliases}
+        for thing in [*specs.workloads.workloads, *specs.hardware.interconnects]:
+            names |= {thing.name, thing.name.split(" (")[0]}
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        _NAME_PATTERNS[specs.version] = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+    return _NAME_PATTERNS[specs.version]
+
+
+def _mask(text: str, specs: Specs) -> str:
+    blank = lambda m: " " * len(m.group(0))  # noqa: E731 - keeps positions
+    text = _names_pattern(specs).sub(blank, text)
+    for pattern in _MASKS:
+        text = re.sub(pattern, blank, text)
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _base(value: float, unit: str) -> tuple[float, str] | None:
+    try:
+        q = Q_(value, parse_unit(_UNIT_FIXES.get(unit, unit))).to_base_units()
+    except (ValueError, pint.PintError, TypeError, AttributeError):
+        return None
+    return float(q.magnitude), str(q.dimensionality)
+
+
+def stated_figures(text: str, specs: Specs, mask: bool = True) -> list[Stated]:
+    """The figures a text states: integers, decimals, 8,192, 8.03e9, 8 billion, 8k, 40%, with
+    the unit that follows where pint knows it. Numbers in platform, workload and link names,
+    precision and percentile labels (FP16, p99), ordinals, 2:4 and years are not figures."""
+    out = []
+    for m in _NUMBER.finditer(_mask(text, specs) if mask else text):
+        g = m.groupdict()
+        value = float(g["num"].replace(",", "") + (g["frac"] or "")) * 10 ** int(g["exp"] or g["exp10"] or 0)
+        plain = not (g["frac"] or g["exp"] or g["exp10"] or g["word"] or g["glued"] or g["pct"] or g["unit"] or "," in g["num"])
+        if plain and (1950 <= value <= 2039 or value in (0, 1)):
+            continue  # a year, or "one GPU", "batch 1": not a figure to compute with
+        values = [value]
+        if g["word"]:
+            values = [value * _MULTIPLIERS[g["word"]]]
+        elif g["glued"]:
+            values += [value * f for f in _GLUED[g["glued"]]]
+        elif g["pct"]:
+            values.append(value / 100)
+        base = _base(values[0], g["unit"]) if g["unit"] else None
+        written = m.group(0) if base or not g["unit"] else m.group(0)[: m.start("unit") - m.start()]  # drop "8 with"
+        out.append(Stated(written.strip(" -"), tuple(values), base))
+    return out
+
+
+def _close(a: float, b: float, tol: float = 0.005) -> bool:
+    return math.isclose(a, b, rel_tol=tol, abs_tol=1e-12)
+
+
+def _step_base(step: Mapping) -> tuple[float, str] | None:
+    try:
+        return _base(float(step.get("value")), str(step.get("unit", "") or ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def _same_quantity(fig: Stated, step: Mapping) -> bool:
+    """Same figure with a unit: 0.5 ms and 500 us, 3.35 TB/s and 3,350 GB/s."""
+    sb = _step_base(step)
+    return fig.base is not None and sb is not None and fig.base[1] == sb[1] and _close(fig.base[0], sb[0])
+
+
+def _matches(fig: Stated, step: Mapping) -> bool:
+    try:
+        value = float(step.get("value"))
+    except (TypeError, ValueError):
+        return False
+    return any(_close(v, value) for v in fig.values) or _same_quantity(fig, step)
+
+
+def _states(text: str, figures: list[Stated], step: Mapping) -> bool:
+    """Whether a text states a step's value: its formatted number, or a figure equal to it."""
+    try:
+        shown = fmt_number(float(step.get("value")))
+    except (TypeError, ValueError):
+        return False
+    return re.search(rf"(?<![\w.,]){re.escape(shown)}(?![\d])", text) is not None or any(_matches(f, step) for f in figures)
+
+
+def _shown(step: Mapping) -> str:
+    try:
+        return fmt_quantity(float(step.get("value")), str(step.get("unit", "") or ""))
+    except (TypeError, ValueError):
+        return str(step.get("value"))
+
+
+# --------------------------------------------------------------------------- coherence
+
+_LEAKS = re.compile(r"mlsysim|generic smartphone|reference phone|item[ -]models?\b|\[insert", re.IGNORECASE)
+_LEAKS_CASED = re.compile(r"\bTODO\b|\bXXX\b|(?<![\w-])(?:nan|NaN)(?![\w-])|\bNone\b(?!\s+of\b)")
+_LATEX = re.compile(r"\\[A-Za-z]+\{[^{}]*\}|\$[^$\n]*\$")
+_SNAKE = re.compile(r"(?<![\w./-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+_TEXT_FIELDS = ("title", "scenario", "question", "realistic_solution", "common_mistake", "napkin_math")
+_PROSE_FIELDS = ("scenario", "question", "realistic_solution", "common_mistake")
+
+
+def leaks(row: Mapping) -> list[str]:
+    """Tool-internal or placeholder residue in the text, and an empty Calculations section."""
+    problems = []
+    for key in _TEXT_FIELDS:
+        text = _text(row, key)
+        found = [m.group(0) for m in _LEAKS.finditer(text)] + [m.group(0) for m in _LEAKS_CASED.finditer(text)]
+        braces = re.search(r"\{[^{}\n]{0,40}\}|[{}]", _LATEX.sub(" ", text))
+        if braces:
+            found.append(braces.group(0).strip())
+        if key in _PROSE_FIELDS:
+            prose = re.sub(r"`[^`]*`|\[[^\]\n]*\]", " ", _LATEX.sub(" ", text))  # code spans, tensor shapes
+            found += [f"identifier {m.group(0)}" for m in _SNAKE.finditer(prose)]
+        if found:
+            problems.append(f"{key} contains tool-internal or placeholder text: {', '.join(repr(f) for f in dict.fromkeys(found))}")
+    calcs = re.search(r"\*\*Calculations:\*\*(.*?)(?=\n\s*\*\*[^*\n]+:\*\*|\Z)", _text(row, "napkin_math"), re.DOTALL)
+    if calcs and not any(re.search(r"[\d=]", line) for line in calcs.group(1).splitlines()):
+        problems.append("empty Calculations section in the napkin math")
+    return problems
+
+
+def _orphans(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
+    """Figures in the scenario or question that no used step and no distractor carries, and
+    that are not the trap the common mistake falls into (all 24 query heads, not 8 KV heads)."""
+    names = _used(steps, row) | {str(d) for d in _items(row, "distractors") or []}
+    used = [s for s in steps if str(s.get("name")) in names]
+    traps = {v for f in stated_figures(_text(row, "common_mistake"), specs) for v in f.values}
+    problems = []
+    for key in ("scenario", "question"):
+        for fig in stated_figures(_text(row, key), specs):
+            if not any(_matches(fig, s) for s in used) and not any(_close(v, t) for v in fig.values for t in traps):
+                problems.append(f"{key} states {fig.text!r}, which the solution never uses (use it, cut it, or make it a named distractor at L5+)")
+    return problems
+
+
+def _unstated_givens(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
+    """At levels whose specs are given, every given the answer rests on is in the scenario or question."""
+    level = specs.level_by_id.get(_text(row, "level"))
+    if level is None or level.specs != "given":
+        return []
+    text = _text(row, "scenario") + "\n" + _text(row, "question")
+    figures = stated_figures(text, specs) + stated_figures(text, specs, mask=False)
+    answer = str(steps[-1].get("name"))
+    needed = closure(steps) - {answer}
+    return [f"the solution uses {s.get('label') or s.get('name')} ({_shown(s)}), which the scenario never states"
+            for s in steps if str(s.get("name")) in needed and s.get("kind") == "given" and s.get("value") != 1  # 1 day, 1 byte: a unit
+            and not _states(text, figures, s)]
+
+
+def _distractor_problems(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
+    names = [str(d) for d in _items(row, "distractors") or []]
+    if not names:
+        return []
+    level = _text(row, "level")
+    if level not in _LATE_LEVELS:
+        return [f"distractor {', '.join(names)} at {level}: distractors are allowed only at L5 and L6+"]
+    by_name = {str(s.get("name")): s for s in steps}
+    solution = _text(row, "realistic_solution")
+    figures = stated_figures(solution, specs)
+    answer = closure(steps)
+    problems = []
+    for name in names:
+        step = by_name.get(name)
+        if step is None:
+            problems.append(f"distractor {name} is not a calc step")
+        elif name in answer:
+            problems.append(f"distractor {name} is used by the answer, so it is no distractor")
+        elif not (_states(solution, figures, step) or _label_in(step, solution)):
+            problems.append(f"distractor {name} ({_shown(step)}) is not addressed by the solution")
+    return problems
+
+
+def _label_in(step: Mapping, text: str) -> bool:
+    label = str(step.get("label", "") or "").lower().strip()
+    return bool(label) and label in text.lower()
+
+
+def coherence(row: Mapping, specs: Specs) -> Verdict:
+    """Every figure stated belongs to the situation: no orphan figures, every given the
+    answer rests on is stated (L1-L4), distractors only at L5+ and named by the solution,
+    no tool-internal or placeholder residue."""
+    problems = leaks(row)
+    steps = _calc(row)
+    if not steps:
+        return Verdict("coherence", not problems, "; ".join(problems) or UNVERIFIABLE)
+    problems += _orphans(row, steps, specs) + _unstated_givens(row, steps, specs) + _distractor_problems(row, steps, specs)
+    return _fail("coherence", problems)
+
+
+# --------------------------------------------------------------------------- answer_key
+
+_BOUND = re.compile(r"(?P<neg>\bnot\s+|\bno\s+longer\s+|n't\s+|\brather\s+than\s+|\binstead\s+of\s+)?"
+                    r"\b(?P<kind>memory|memory[- ]bandwidth|bandwidth|compute)[- ]bound\b", re.IGNORECASE)
+_DOMINATES = re.compile(r"\bdominated\s+by\s+(?:the\s+)?(?P<after>[\w -]{3,60})|(?P<before>(?:\b[\w-]+\s+){1,8}?)dominates?\b", re.IGNORECASE)
+
+
+def _time_steps(steps: list[dict], words: tuple[str, ...], others: tuple[str, ...]) -> list[dict]:
+    out = []
+    for s in steps:
+        name, base = str(s.get("name", "")).lower(), _step_base(s)
+        if base and base[1] == "[time]" and any(w in name for w in words) and not any(w in name for w in others):
+            out.append(s)
+    return out
+
+
+def _the_one(candidates: list[dict], steps: list[dict]) -> dict | None:
+    """The single candidate step, preferring those the answer uses; None when ambiguous."""
+    if len(candidates) > 1:
+        names = closure(steps)
+        candidates = [s for s in candidates if str(s.get("name")) in names]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _bound_problem(row: Mapping, steps: list[dict]) -> str | None:
+    """'memory-bound' in the text needs the memory time above the compute time, and the reverse."""
+    text = _text(row, "realistic_solution") + "\n" + _text(row, "napkin_math")
+    kinds = {"compute" if m["kind"].lower() == "compute" else "memory" for m in _BOUND.finditer(text) if not m["neg"]}
+    if len(kinds) != 1:
+        return None  # not said, or both said (regimes compared): nothing unambiguous to check
+    memory = _the_one(_time_steps(steps, ("memory", "weight", "stream"), ("compute", "flop")), steps)
+    compute = _the_one(_time_steps(steps, ("compute", "flop"), ("memory", "weight", "stream")), steps)
+    if memory is None or compute is None:
+        return None
+    said = kinds.pop()
+    if (said == "memory") != (_step_base(memory)[0] > _step_base(compute)[0]):
+        big, small = (compute, memory) if said == "memory" else (memory, compute)
+        return f"the text says {said}-bound, but {big['name']} ({_shown(big)}) exceeds {small['name']} ({_shown(small)})"
+    return None
+
+
+def _names_step(phrase: str, step: Mapping) -> bool:
+    """Whether a phrase of the text names a step: it contains the step's label, or is a
+    phrase of two or more words inside it."""
+    label = str(step.get("label", "") or "").lower()
+    return bool(label) and (label in phrase or (len(phrase.split()) >= 2 and phrase in label))
+
+
+def _dominance_problems(row: Mapping, steps: list[dict]) -> list[str]:
+    """'X dominates' / 'dominated by X' where X is a step's label: X is the largest of its kind."""
+    text = _text(row, "realistic_solution") + "\n" + _text(row, "napkin_math")
+    used = [s for s in steps if str(s.get("name")) in closure(steps) and _step_base(s)]
+    problems = []
+    for m in _DOMINATES.finditer(text):
+        phrase = (m["after"] or m["before"] or "").lower().strip()
+        named = [s for s in used if _names_step(phrase, s)]
+        if len(named) != 1:
+            continue  # no step, or several: the mapping is not unambiguous
+        x = named[0]
+        related = closure(steps, [str(x["name"])]) | {str(s["name"]) for s in used if str(x["name"]) in closure(steps, [str(s["name"])])}
+        rivals = [s for s in used if str(s["name"]) not in related and _step_base(s)[1] == _step_base(x)[1]]
+        bigger = max(rivals, key=lambda s: _step_base(s)[0], default=None)
+        if bigger is not None and _step_base(bigger)[0] > _step_base(x)[0]:
+            problems.append(f"the text says {x['label']} dominates, but {bigger.get('label') or bigger['name']} ({_shown(bigger)}) is larger than {_shown(x)}")
+    return problems
+
+
+def answer_key(row: Mapping) -> Verdict:
+    """The key's claims agree with its numbers: every claim re-evaluated over the stated
+    values; 'memory-bound' / 'compute-bound' / 'X dominates' in the text agree with the calc."""
+    steps = _calc(row)
+    if not steps:
+        return Verdict("answer_key", True, UNVERIFIABLE)
+    env = stated_quantities(steps)
+    problems = []
+    for claim in _claims(row):
+        name, said = claim.get("name", "?"), claim.get("holds")
+        if said is None:
+            problems.append(f"claim {name} does not say whether it holds")
+            continue
+        try:
+            actual = evaluate_condition(str(claim.get("expression", "")), env)
+        except (CalcError, pint.PintError, TypeError, ValueError) as exc:
+            problems.append(f"claim {name} cannot be re-evaluated: {exc}")
+            continue
+        if actual != bool(said):
+            problems.append(f"claim {name} says {str(bool(said)).lower()}, the calc says {str(actual).lower()} ({claim.get('expression')})")
+    bound = _bound_problem(row, steps)
+    problems += ([bound] if bound else []) + _dominance_problems(row, steps)
+    return _fail("answer_key", problems)
+
+
+# --------------------------------------------------------------------------- structure
+
+_LEVER = re.compile(r"^after_|lever|optimi[sz]ed|improved")
+_OPTION_CLAIM = re.compile(r"^(prefer|choose|option)|wins?$|_wins?_|better|beats")
+
+
+def _zone_problems(row: Mapping, zone: str, steps: list[dict], derived: int) -> list[str]:
+    """What the zone's task needs in the calc. A row without a claims field cannot show a
+    decision or a comparison: those needs are then unverifiable, not failed."""
+    declared = _items(row, "claims") is not None
+    claims = _claims(row)
+    problems = []
+    if zone in ("diagnosis", "debug") and not any(s.get("kind") == "given" and str(s.get("source", "")).startswith("observed") for s in steps):
+        problems.append(f"{zone} reasons from a symptom, but no given step has an 'observed: ...' source")
+    if zone == "evaluation" and declared and len(set(_items(row, "platforms") or [])) < 2 \
+            and not any(_OPTION_CLAIM.search(str(c.get("name", ""))) for c in claims):
+        problems.append("evaluation compares two options, but the row has one platform and no prefer_/choose_/option_ claim")
+    if zone in ("design", "specification", "realization") and declared and not claims:
+        problems.append(f"{zone} makes a decision, but no claim justifies it")
+    if zone == "optimization" and not any(_LEVER.search(n) for n in _used(steps, row)):
+        problems.append("optimization applies a lever, but no after_/lever/optimized/improved step computes its effect")
+    if zone in ("mastery", "debug") and derived < 3:
+        problems.append(f"{zone} integrates several steps, but the answer takes {derived} derived step(s) (needs 3 or more)")
+    if zone == "recall" and derived > 1:
+        problems.append(f"recall states one figure, but the answer takes {derived} derived steps")
+    return problems
+
+
+def _recalled_specs_stated(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
+    """At L5 and L6+ the candidate recalls the hardware figures: the text must not hand them over."""
+    if _text(row, "level") not in _LATE_LEVELS:
+        return []
+    text = _text(row, "scenario") + "\n" + _text(row, "question")
+    figures = stated_figures(text, specs)
+    problems = []
+    for s in steps:
+        if s.get("kind") == "given" and str(s.get("source", "")).startswith("specs/hardware.yaml"):
+            if _shown(s) in text or any(_same_quantity(f, s) for f in figures):
+                problems.append(f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, which a {_text(row, 'level')} candidate should recall")
+    return problems
+
+
+def structure(row: Mapping, specs: Specs) -> Verdict:
+    """Zone and level are honest, from the calc: the number of derived steps fits the level,
+    L5+ does not hand over hardware specs, and the zone's task is in the calc (a symptom for
+    diagnosis, two options for evaluation, a claim for a decision, a lever's effect, ...)."""
+    steps = _calc(row)
+    if not steps:
+        return Verdict("structure", True, UNVERIFIABLE)
+    names = closure(steps)
+    derived = sum(1 for s in steps if str(s.get("name")) in names and s.get("kind") != "given")
+    problems = []
+    level = specs.level_by_id.get(_text(row, "level"))
+    if level is not None and not level.steps[0] - 1 <= derived <= level.steps[1] + 1:
+        problems.append(f"{level.id} takes {level.steps[0]}-{level.steps[1]} steps, but the answer takes {derived} derived step(s)")
+    problems += _recalled_specs_stated(row, steps, specs) + _zone_problems(row, _text(row, "zone"), steps, derived)
+    return _fail("structure", problems)
+
+
 # --------------------------------------------------------------------------- distinctness
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -358,6 +808,109 @@ def distinctness(cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embe
     return verdicts
 
 
+# --------------------------------------------------------------------------- topic_fit
+
+
+def topic_fit_text(row: Mapping) -> str:
+    return " ".join(_text(row, k) for k in ("question", "realistic_solution", "napkin_math"))
+
+
+def topic_reference(topic) -> str:
+    """What a topic is about: its name and mechanism (its description until topics carry one)."""
+    return f"{topic.name}. {getattr(topic, 'mechanism', None) or topic.description}"
+
+
+_TOPIC_VECTORS: dict[tuple, object] = {}  # (specs version, embedder) -> topic vectors (TF-IDF: with its vectorizer)
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+def _topic_tfidf(specs: Specs):
+    """TF-IDF fitted on the topic references alone: a partition's rows all share one topic's
+    words, and fitting on them would down-weight exactly the words that name the topic."""
+    key = (specs.version, "tfidf")
+    if key not in _TOPIC_VECTORS:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        _TOPIC_VECTORS[key] = (vectorizer, _normalised(vectorizer.fit_transform([topic_reference(t) for t in specs.topics.topics]).toarray()))
+    return _TOPIC_VECTORS[key]
+
+
+def _topic_fit_vectors(texts: list[str], specs: Specs, embed: Embed) -> tuple[np.ndarray, np.ndarray]:
+    """Row vectors and topic vectors in one space, the topic side computed once per process.
+    TF-IDF (which fits a vocabulary per call) uses the topics' vocabulary for the rows too."""
+    if embed is tfidf_embed:
+        vectorizer, topic_vectors = _topic_tfidf(specs)
+        return _normalised(vectorizer.transform(texts).toarray()), topic_vectors
+    references = [topic_reference(t) for t in specs.topics.topics]
+    try:
+        key = (specs.version, embed)
+        hash(key)
+    except TypeError:
+        key = (specs.version, id(embed))
+    if key not in _TOPIC_VECTORS:
+        _TOPIC_VECTORS[key] = _normalised(embed(references))
+    return _normalised(embed(texts)), _TOPIC_VECTORS[key]
+
+
+def topic_fit_verdicts(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, top_k: int | None = None) -> list[Verdict]:
+    """A question fits its topic when its topic is among the ``top_k`` topics (of all of them)
+    whose name and mechanism its question, solution and napkin math read closest to."""
+    top_k = specs.quality.topic_fit_top_k if top_k is None else top_k
+    rows = df.to_dict("records")
+    if not rows:
+        return []
+    vectors, topic_vectors = _topic_fit_vectors([topic_fit_text(r) for r in rows], specs, embed)
+    ids = [t.id for t in specs.topics.topics]
+    verdicts = []
+    for row, sims in zip(rows, vectors @ topic_vectors.T):
+        own = _text(row, "topic")
+        if own not in ids:
+            verdicts.append(Verdict("topic_fit", True, f"unverifiable: unknown topic {own!r}"))
+            continue
+        order = [ids[i] for i in np.argsort(-sims, kind="stable")]
+        if own in order[:top_k]:
+            verdicts.append(_ok("topic_fit"))
+        else:
+            verdicts.append(Verdict("topic_fit", False, f"reads closer to {', '.join(order[:top_k])} than to its topic {own} (rank {order.index(own) + 1} of {len(ids)})"))
+    return verdicts
+
+
+# --------------------------------------------------------------------------- the same computation under several topics
+
+COMPUTATION_KEY = ["track", "item_model", "framing", "platforms", "workload", "scale_point"]
+
+
+def _computation_key(row: Mapping) -> tuple:
+    return (_text(row, "track"), _text(row, "item_model"), _text(row, "framing"),
+            tuple(sorted(str(p) for p in _items(row, "platforms") or [])), _text(row, "workload"), _text(row, "scale_point"))
+
+
+def repeated_computations(df: pd.DataFrame) -> pd.DataFrame:
+    """Questions whose computation (item model, framing, platforms, workload, scale point)
+    already appears under another topic of the same track. The first by (topic, id) is kept;
+    every later one in another topic is listed with the topic and question it repeats."""
+    columns = ["id", "topic", *COMPUTATION_KEY, "repeats_topic", "repeats_id"]
+    if df.empty or "item_model" not in df.columns:
+        return pd.DataFrame(columns=columns)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in sorted(df.to_dict("records"), key=lambda r: (_text(r, "topic"), _text(r, "id"))):
+        if _text(row, "item_model"):
+            groups[_computation_key(row)].append(row)
+    out = []
+    for key, rows in groups.items():
+        first = rows[0]
+        for row in rows[1:]:
+            if _text(row, "topic") != _text(first, "topic"):
+                out.append([_text(row, "id"), _text(row, "topic"), *key[:3], list(key[3]), *key[4:], _text(first, "topic"), _text(first, "id")])
+    return pd.DataFrame(out, columns=columns)
+
+
 # --------------------------------------------------------------------------- all together
 
 
@@ -383,7 +936,13 @@ def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embe
             "falsifiability": falsifiability(row, q.numeric_tolerance),
             "computability": computability(row, q.numeric_tolerance),
             "hygiene": hygiene(row, specs),
+            "coherence": coherence(row, specs),
+            "answer_key": answer_key(row),
+            "structure": structure(row, specs),
         })
+    # the rows' topic-fit texts are embedded here in one batch: stored vectors embed other text
+    for verdicts, verdict in zip(per_row, topic_fit_verdicts(df, specs, embed, q.topic_fit_top_k)):
+        verdicts["topic_fit"] = verdict
     cells = df.groupby(["topic", "track", "zone", "level"], sort=False).indices
     for positions in cells.values():
         cell = df.iloc[positions]

@@ -5,12 +5,13 @@ import pandas as pd
 
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.coverage import coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
+from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
 from staffml_dagster.resources import SpecsResource
-from staffml_dagster.stages.metadata import table_metadata
+from staffml_dagster.stages.metadata import markdown_table, table_metadata
 from staffml_dagster.stages.validation import suite_params
 
 GROUP = "corpus"
-VERDICT_PREFIXES = tuple(f"{c}_" for c in ("specificity", "grounding", "falsifiability", "computability", "distinctness", "hygiene"))
+VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
 
 
 @dg.asset(
@@ -20,15 +21,19 @@ VERDICT_PREFIXES = tuple(f"{c}_" for c in ("specificity", "grounding", "falsifia
     description="The corpus: every question that passed all criteria, across all partitions.",
 )
 def corpus(context: dg.AssetExecutionContext, validated_questions: pd.DataFrame) -> pd.DataFrame:
-    if validated_questions.empty:
-        df = validated_questions
-    else:
-        df = validated_questions[validated_questions["passed"].astype(bool)]
-        df = df.drop(columns=[c for c in df.columns if c.startswith(VERDICT_PREFIXES) or c in ("passed", "failures")]).reset_index(drop=True)
+    df = passed_questions(validated_questions)
     meta = table_metadata(df, ["id", "topic", "track", "zone", "level", "title"])
     meta["rejected"] = dg.MetadataValue.int(len(validated_questions) - len(df))
     context.add_output_metadata(meta)
     return df
+
+
+def passed_questions(validated: pd.DataFrame) -> pd.DataFrame:
+    """The questions that passed every criterion, without their verdict columns."""
+    if validated.empty:
+        return validated
+    df = validated[validated["passed"].astype(bool)]
+    return df.drop(columns=[c for c in df.columns if c.startswith(VERDICT_PREFIXES) or c in ("passed", "failures")]).reset_index(drop=True)
 
 
 def _corpus_suite_frames(corpus: pd.DataFrame, applicability: pd.DataFrame):
@@ -85,19 +90,45 @@ def corpus_covers_zones(specs: SpecsResource, corpus: pd.DataFrame) -> dg.AssetC
 def corpus_fills_partitions(specs: SpecsResource, corpus: pd.DataFrame, applicability_matrix: pd.DataFrame) -> dg.AssetCheckResult:
     loaded = specs.load()
     _, per_partition = _corpus_suite_frames(corpus, applicability_matrix)
-    empty = [f"{r.topic}|{r.track}" for r in per_partition.itertuples() if r.questions == 0]
+    from staffml_dagster.generation.item_model import models_for_topic
+
+    empty = [f"{r.topic}|{r.track}" + ("" if models_for_topic(r.topic, r.track) else " (no native item model yet)")
+             for r in per_partition.itertuples() if r.questions == 0]
     return corpus_check_result("corpus_partitions", per_partition, loaded, {}, empty)
+
+
+@dg.asset_check(asset=corpus, blocking=False,
+                description="The same computation (item model, framing, platforms, workload, scale point) does not reappear under another topic of the track (DESIGN.md §6, native to its topic).")
+def computation_unique_across_topics(corpus: pd.DataFrame) -> dg.AssetCheckResult:
+    repeats = repeated_computations(corpus)
+    pairs = repeats.groupby(["repeats_topic", "topic"]).size().sort_values(ascending=False) if len(repeats) else pd.Series(dtype=int)
+    return dg.AssetCheckResult(
+        passed=repeats.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if repeats.empty else f"{len(repeats)} question(s) repeat a computation already asked under another topic",
+        metadata={
+            "repeats": dg.MetadataValue.int(len(repeats)),
+            "topic_pairs": dg.MetadataValue.md("\n".join(f"- {a} -> {b}: {n}" for (a, b), n in pairs.head(20).items()) or "none"),
+            "examples": dg.MetadataValue.md(markdown_table(repeats, ["id", "topic", "repeats_topic", "item_model", "framing", "platforms", "workload", "scale_point"], rows=20, width=60)),
+        },
+    )
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "html"},
     code_version="1",
-    description="Coverage of the corpus: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells. Heatmaps in metadata and in data/reports/coverage.html.",
+    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release.",
 )
-def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, corpus: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame) -> pd.DataFrame:
+def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame) -> pd.DataFrame:
+    from staffml_dagster.generation.item_model import native_item_model_counts
+
     loaded = specs.load()
-    cov = coverage(corpus, cells, applicability_matrix)
+    corpus = passed_questions(validated_questions)
+    applicable = applicability_matrix[applicability_matrix["applicable"].astype(bool)]
+    native = pd.DataFrame(native_item_model_counts(list(zip(applicable["topic"], applicable["track"]))),
+                          columns=["topic", "track", "native_item_models"])
+    cov = coverage(corpus, cells, applicability_matrix, native)
     topics = [t.id for t in loaded.topics.topics]
     tracks = [t.id for t in loaded.tracks.tracks]
     pictures = {
