@@ -1,0 +1,463 @@
+"""Draw a blind-review sample: corpus questions mixed with published StaffML calibration items.
+
+Implements steps 1-2 of the protocol in ../shared/docs/REVIEW_RUBRIC.md. Writes, into a new
+folder:
+
+- ``items.md``  what the reviewer sees: every item rendered the same way, shuffled, with no
+  id, item model, backend, signature or provenance annotation;
+- ``key.json``  item number -> source ("corpus" | "staffml"), id and, for corpus rows, the
+  gate verdicts (every ``*_ok`` column and ``passed``). NEVER give it to the reviewer;
+- ``README.md`` seed, date, counts, how to score.
+
+    .venv/bin/python benchmarks/reviews/sample.py --seed 7
+    .venv/bin/python benchmarks/reviews/sample.py --seed 7 --n 30 --calibration 10 \\
+        --warehouse data/warehouse --out benchmarks/reviews/2025-01-01-seed7
+
+Only pandas, duckdb and the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import random
+import re
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REVIEWS_DIR = Path(__file__).resolve().parent
+DEFAULT_CALIBRATION = REPO_ROOT.parent / "shared" / "reference" / "staffml_questions_sample.jsonl"
+PREFERRED_TRACKS = ("cloud", "edge", "mobile", "tinyml")
+
+META_FIELDS = (("topic", "Topic"), ("track", "Track"), ("zone", "Zone"), ("level", "Level"), ("title", "Title"))
+SECTIONS = (
+    ("scenario", "Scenario"),
+    ("question", "Question"),
+    ("realistic_solution", "Realistic solution"),
+    ("common_mistake", "Common mistake"),
+    ("napkin_math", "Napkin math"),
+)
+REQUIRED = tuple(f for f, _ in META_FIELDS) + tuple(f for f, _ in SECTIONS)
+
+# Sub-labels both sources use inside a field, in either spelling -> the one label rendered.
+# Published rows say "Conclusion & Interpretation", ours "Conclusion"; both become "Conclusion".
+LABELS = {
+    "assumptions & constraints": "Assumptions & Constraints",
+    "assumptions and constraints": "Assumptions & Constraints",
+    "assumptions": "Assumptions & Constraints",
+    "calculations": "Calculations",
+    "calculation": "Calculations",
+    "conclusion & interpretation": "Conclusion",
+    "conclusion and interpretation": "Conclusion",
+    "conclusion": "Conclusion",
+    "the pitfall": "The Pitfall",
+    "pitfall": "The Pitfall",
+    "the rationale": "The Rationale",
+    "rationale": "The Rationale",
+    "the consequence": "The Consequence",
+    "consequence": "The Consequence",
+}
+# Provenance annotations our napkin math carries after each given, e.g.
+# "(specs/hardware.yaml: h100.hbm_bandwidth)", "(scenario: batch size)", "(assumption: typical batch)": they name the
+# tool's files and exist only in generated rows, so they are removed (balanced parentheses).
+PROVENANCE_PREFIXES = ("specs/", "assumption:", "scenario:", "hardware.json", "taxonomy.json", "reference/")
+
+
+class SampleError(RuntimeError):
+    """A sample cannot be drawn as asked (missing input, too few rows, reused seed)."""
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def default_warehouse() -> Path:
+    data = os.environ.get("STAFFML_DATA_DIR")
+    return Path(data) / "warehouse" if data else REPO_ROOT / "data" / "warehouse"
+
+
+def read_corpus(warehouse: Path) -> pd.DataFrame:
+    """The validated corpus: ``<warehouse>/corpus/**/*.parquet`` (hive partitions) or a single
+    ``<warehouse>/corpus/part.parquet``. Sorted by id so that a seed always draws the same rows.
+    When the corpus carries no gate verdicts (the corpus asset drops them), the ``*_ok`` and
+    ``passed`` columns of ``<warehouse>/validated_questions`` are joined on id where present."""
+    root = Path(warehouse) / "corpus"
+    files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.is_dir() else []
+    if not files:
+        raise SampleError(f"no corpus in {root}: expected {root}/**/*.parquet (run the pipeline first, or pass --warehouse)")
+    df = _read_parquet(files)
+    if "id" in df.columns:
+        df = df.sort_values("id", kind="stable").reset_index(drop=True)
+    if not gate_columns(df):
+        df = _join_verdicts(df, Path(warehouse) / "validated_questions")
+    return df
+
+
+def _read_parquet(files: list[Path]) -> pd.DataFrame:
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            "SELECT * FROM read_parquet(?, hive_partitioning = true, union_by_name = true)",
+            [[str(f) for f in files]],
+        ).df()
+    finally:
+        con.close()
+
+
+def _join_verdicts(df: pd.DataFrame, validated_root: Path) -> pd.DataFrame:
+    if "id" not in df.columns or not validated_root.is_dir():
+        return df
+    files = sorted(p for p in validated_root.rglob("*.parquet") if not p.name.startswith("."))
+    if not files:
+        return df
+    verdicts = _read_parquet(files)
+    cols = gate_columns(verdicts)
+    if "id" not in verdicts.columns or not cols:
+        return df
+    verdicts = verdicts[["id", *cols]].drop_duplicates("id")
+    return df.merge(verdicts, on="id", how="left")
+
+
+def gate_columns(df: pd.DataFrame) -> list[str]:
+    """The gate's verdict columns: every ``*_ok`` column, then ``passed``."""
+    cols = [c for c in df.columns if str(c).endswith("_ok")]
+    return cols + (["passed"] if "passed" in df.columns else [])
+
+
+def read_calibration(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(
+            f"calibration set not found: {path} (the published StaffML sample; pass --calibration-file PATH, "
+            "or --calibration 0 to review without calibration items)"
+        )
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise SampleError(f"{path}:{number}: not JSON: {exc}") from exc
+    df = pd.DataFrame(rows)
+    if "id" in df.columns:
+        df = df.sort_values("id", kind="stable").reset_index(drop=True)
+    return df
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def draw_corpus(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` random rows, never two with the same (non-empty) ``signature``."""
+    _check_fields(df, "corpus")
+    shuffled = df.sample(frac=1.0, random_state=seed)
+    if "signature" in shuffled.columns:
+        sig = shuffled["signature"]
+        blank = sig.isna() | (sig.astype(str).str.strip() == "")
+        shuffled = shuffled[blank | ~sig.where(~blank).duplicated(keep="first")]
+    if len(shuffled) < n:
+        raise SampleError(f"the corpus has {len(shuffled)} rows with distinct signatures; asked for --n {n}")
+    return shuffled.head(n).reset_index(drop=True)
+
+
+def draw_calibration(df: pd.DataFrame, k: int, seed: int, prefer_zones: set[str] | None = None) -> pd.DataFrame:
+    """``k`` random published rows, preferring tracks cloud/edge/mobile/tinyml and, among
+    them, zones the corpus also has (a zone only one source uses would give it away)."""
+    if k <= 0:
+        return df.head(0)
+    _check_fields(df, "calibration set")
+    track_ok = df["track"].isin(PREFERRED_TRACKS)
+    zone_ok = df["zone"].isin(prefer_zones) if prefer_zones else pd.Series(True, index=df.index)
+    tiers = [df[track_ok & zone_ok], df[track_ok & ~zone_ok], df[~track_ok]]
+    picked: list[pd.DataFrame] = []
+    need = k
+    for tier in tiers:
+        if need <= 0:
+            break
+        take = tier.sample(n=min(need, len(tier)), random_state=seed)
+        picked.append(take)
+        need -= len(take)
+    if need > 0:
+        raise SampleError(f"the calibration set has {len(df)} rows; asked for --calibration {k}")
+    return pd.concat(picked).reset_index(drop=True)
+
+
+def _check_fields(df: pd.DataFrame, what: str) -> None:
+    missing = [f for f in REQUIRED if f not in df.columns]
+    if missing:
+        raise SampleError(f"the {what} lacks column(s) {', '.join(missing)}")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _strip_provenance(line: str) -> str:
+    out, i = [], 0
+    while i < len(line):
+        if line[i] == "(" and line[i + 1:].lstrip().lower().startswith(PROVENANCE_PREFIXES):
+            depth, j = 0, i
+            while j < len(line):
+                depth += {"(": 1, ")": -1}.get(line[j], 0)
+                if depth == 0:
+                    break
+                j += 1
+            while out and out[-1] == " ":
+                out.pop()
+            i = j + 1
+            continue
+        out.append(line[i])
+        i += 1
+    return "".join(out)
+
+
+_LABEL_RE = re.compile(
+    r"^\s*(?:#+\s*)?(?:(?:[-*]|\d+[.)])\s+)?(?:\*\*|__)?\s*(?P<label>[A-Za-z][A-Za-z &]*?)\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(?P<rest>.*)$"
+)
+
+
+def _label(line: str) -> tuple[str, str] | None:
+    """(canonical label, rest of the line) when ``line`` opens with a known sub-label."""
+    m = _LABEL_RE.match(line)
+    if not m:
+        return None
+    canonical = LABELS.get(re.sub(r"\s+", " ", m.group("label").strip().lower()))
+    return (canonical, m.group("rest").strip()) if canonical else None
+
+
+def normalise_text(text: object, field: str = "") -> str:
+    """One house style for every source: known sub-labels rendered as ``**Label:**`` (the
+    conclusion always "Conclusion"), other bold/code/heading markup and provenance
+    annotations removed, bullets as "- ", no trailing whitespace, single blank lines."""
+    if text is None or (pd.api.types.is_scalar(text) and pd.isna(text)):
+        return ""
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    lines: list[str] = []
+    in_conclusion = False
+    for raw in text.split("\n"):
+        line = raw.rstrip()
+        if line.strip().startswith("```"):
+            continue
+        labelled = _label(line) if field in ("napkin_math", "common_mistake") else None
+        if labelled:
+            label, rest = labelled
+            in_conclusion = label == "Conclusion"
+            rest = _inline(rest)
+            if field == "napkin_math":
+                lines.append(f"**{label}:**")
+                if rest:
+                    lines.append(_conclusion_line(rest) if in_conclusion else rest)
+            else:
+                lines.append(f"**{label}:** {rest}".rstrip())
+            continue
+        line = re.sub(r"^(\s*)#+\s+", r"\1", line)
+        line = re.sub(r"^(\s*)[*+]\s+", r"\1- ", line)
+        line = re.sub(r"^(\s*)\d+[.)]\s+", r"\1- ", line)
+        line = _inline(line)
+        if in_conclusion and line.strip():
+            line = _conclusion_line(line)
+        lines.append(line)
+    if field == "napkin_math":
+        lines = _join_conclusion(_dedent_sections(lines))
+    out = "\n".join(lines).strip("\n")
+    out = re.sub(r"\n{3,}", "\n\n", out)
+    # a label line is preceded by a blank line (except the first)
+    out = re.sub(r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|The Pitfall|The Rationale|The Consequence):\*\*)", r"\n\n\1", out)
+    return out.strip()
+
+
+def _inline(line: str) -> str:
+    line = re.sub(r"\*\*(.+?)\*\*", r"\1", line)
+    line = re.sub(r"__(.+?)__", r"\1", line)
+    line = line.replace("`", "")
+    line = _strip_provenance(line)
+    return line.rstrip()
+
+
+def _conclusion_line(line: str) -> str:
+    """Published conclusions are bullets like "- **Result: ...**"; ours a plain sentence."""
+    line = re.sub(r"^\s*-\s+", "", line)
+    line = re.sub(r"^\s*(?:Result|Answer|Bottom line)\s*:\s*", "", line, flags=re.I)
+    return line.strip()
+
+
+def _dedent_sections(lines: list[str]) -> list[str]:
+    """Published napkin math sometimes nests each section's bullets under a numbered label
+    ("1. **Calculations:**" then "   - ..."); ours does not. Dedent each section's lines by
+    their common indentation (deeper nesting inside a section is kept)."""
+    out: list[str] = []
+    section: list[str] = []
+
+    def flush():
+        indents = [len(l) - len(l.lstrip(" ")) for l in section if l.strip()]
+        cut = min(indents, default=0)
+        out.extend(l[cut:] if l.strip() else "" for l in section)
+        section.clear()
+
+    for line in lines:
+        if _label(line):
+            flush()
+            out.append(line)
+        else:
+            section.append(line)
+    flush()
+    return out
+
+
+def _join_conclusion(lines: list[str]) -> list[str]:
+    """The conclusion as one paragraph, whatever the source split it into."""
+    try:
+        start = lines.index("**Conclusion:**")
+    except ValueError:
+        return lines
+    body = " ".join(l.strip() for l in lines[start + 1:] if l.strip())
+    return lines[: start + 1] + ([body] if body else [])
+
+
+def render_item(number: int, row: dict) -> str:
+    parts = [f"## Item {number}", ""]
+    for field, name in META_FIELDS:
+        parts.append(f"- {name}: {normalise_text(row.get(field), field)}")
+    for field, name in SECTIONS:
+        parts += ["", f"### {name}", "", normalise_text(row.get(field), field)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def build_review(corpus_rows: pd.DataFrame, calibration_rows: pd.DataFrame, seed: int) -> tuple[str, dict]:
+    """(items.md text, key) for the drawn rows, shuffled with ``seed``."""
+    gates = gate_columns(corpus_rows)
+    pool: list[tuple[str, dict]] = [("corpus", r) for r in corpus_rows.to_dict("records")]
+    pool += [("staffml", r) for r in calibration_rows.to_dict("records")]
+    random.Random(seed).shuffle(pool)
+    blocks, key = [], {}
+    for number, (source, row) in enumerate(pool, 1):
+        blocks.append(render_item(number, row))
+        entry: dict = {"source": source, "id": _plain(row.get("id"))}
+        if source == "corpus":
+            for col in gates:
+                entry[col] = _bool(row.get(col))
+            for extra in ("item_model", "backend"):
+                if extra in row and _plain(row[extra]) is not None:
+                    entry[extra] = _plain(row[extra])
+        key[str(number)] = entry
+    header = (
+        "# Review items\n\n"
+        f"{len(pool)} items. Score each one with the rubric (REVIEW_RUBRIC.md): the seven criteria 0/1 "
+        "with a one-line reason for every 0, and template_smell 0-2. Recompute the napkin math and check "
+        "every hardware figure you know. Write scores.json next to this file: a JSON list with one object "
+        "per item, e.g.\n\n"
+        "```json\n"
+        '[{"item": 1, "topic_fit": 1, "zone_fit": 0, "grounding": 1, "math_correct": 1, "mistake_real": 1,\n'
+        '  "coherent": 1, "staff_worthy": 0, "template_smell": 1,\n'
+        '  "reasons": {"zone_fit": "one formula at L6+", "staff_worthy": "too easy for the level"}}]\n'
+        "```\n"
+    )
+    return header + "\n" + "\n".join(blocks), key
+
+
+def _plain(value):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _bool(value):
+    value = _plain(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def seed_used(reviews_dir: Path, seed: int, out: Path) -> list[Path]:
+    """Earlier review folders drawn with ``seed`` (named ``<date>-seed<N>``)."""
+    if not reviews_dir.is_dir():
+        return []
+    return [p for p in sorted(reviews_dir.glob(f"*-seed{seed}")) if p.is_dir() and p.resolve() != out.resolve()]
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write_review(out: Path, items_md: str, key: dict, readme: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "items.md").write_text(items_md, encoding="utf-8")
+    (out / "key.json").write_text(json.dumps(key, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(readme, encoding="utf-8")
+
+
+def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehouse: Path, calibration: Path | None, out: Path) -> str:
+    return (
+        f"# Blind review, seed {seed}\n\n"
+        f"- drawn: {date}\n"
+        f"- seed: {seed}\n"
+        f"- items: {n_corpus + n_calibration} ({n_corpus} from the corpus, {n_calibration} published StaffML calibration items)\n"
+        f"- corpus: {warehouse}/corpus\n"
+        f"- calibration: {calibration if calibration else 'none'}\n\n"
+        "Give the reviewer `items.md` and `REVIEW_RUBRIC.md` only - never `key.json` or this file.\n"
+        "The reviewer writes `scores.json` here; then run\n\n"
+        f"    .venv/bin/python benchmarks/reviews/score.py {_display(out)}\n\n"
+        "## Findings\n\n(after scoring: recurring defect patterns with examples, what changed since the last review)\n"
+    )
+
+
+def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None = None, out: Path | None = None,
+           calibration_file: Path | None = DEFAULT_CALIBRATION, date: str | None = None, force: bool = False) -> Path:
+    """Draw, render and write one review folder; returns its path."""
+    date = date or _dt.date.today().isoformat()
+    warehouse = Path(warehouse) if warehouse else default_warehouse()
+    out = Path(out) if out else REVIEWS_DIR / f"{date}-seed{seed}"
+    if not force:
+        if (out / "items.md").exists() or (out / "key.json").exists():
+            raise SampleError(f"{out} already holds a review; choose another --out or pass --force")
+        used = seed_used(out.parent, seed, out)
+        if used:
+            raise SampleError(f"seed {seed} was already used ({', '.join(str(p) for p in used)}); the protocol asks for a new seed (or pass --force)")
+    corpus = read_corpus(warehouse)
+    drawn = draw_corpus(corpus, n, seed)
+    cal_rows = pd.DataFrame()
+    if calibration > 0:
+        if calibration_file is None:
+            raise SampleError("no calibration file given; pass --calibration-file PATH or --calibration 0")
+        cal_rows = draw_calibration(read_calibration(calibration_file), calibration, seed, set(corpus["zone"].dropna().astype(str)))
+    items_md, key = build_review(drawn, cal_rows, seed)
+    write_review(out, items_md, key, readme_text(seed, date, len(drawn), len(cal_rows), warehouse, calibration_file if calibration > 0 else None, out))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, required=True, help="a seed not used by an earlier review")
+    ap.add_argument("--n", type=int, default=30, help="corpus items (default 30)")
+    ap.add_argument("--calibration", type=int, default=10, help="published StaffML calibration items (default 10; 0 for none)")
+    ap.add_argument("--warehouse", type=Path, default=None, help="warehouse folder (default: $STAFFML_DATA_DIR/warehouse or data/warehouse)")
+    ap.add_argument("--calibration-file", type=Path, default=DEFAULT_CALIBRATION, help=f"published StaffML rows, JSONL (default {DEFAULT_CALIBRATION})")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/reviews/<date>-seed<N>/)")
+    ap.add_argument("--force", action="store_true", help="allow a reused seed or overwriting --out")
+    args = ap.parse_args(argv)
+    try:
+        out = sample(args.seed, args.n, args.calibration, args.warehouse, args.out, args.calibration_file, force=args.force)
+    except SampleError as exc:
+        print(f"sample.py: error: {exc}", file=sys.stderr)
+        return 2
+    key = json.loads((out / "key.json").read_text(encoding="utf-8"))
+    n_cal = sum(1 for e in key.values() if e["source"] == "staffml")
+    print(f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal} corpus, {n_cal} calibration), key.json, README.md")
+    print("give the reviewer items.md and REVIEW_RUBRIC.md only; never key.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
