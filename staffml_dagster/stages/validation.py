@@ -1,4 +1,4 @@
-"""Stage 8: every question of a partition with its verdicts on the five criteria."""
+"""Stage 8: every question of a partition with its verdicts on every criterion of the gate."""
 
 import dagster as dg
 import pandas as pd
@@ -47,7 +47,7 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
     kinds={"pandas", "parquet"},
     code_version="1",
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene); failures are kept with their reasons, never dropped.",
+    description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene, coherence, answer_key, structure, topic_fit); failures are kept with their reasons, never dropped.",
 )
 def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:
     df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings))
