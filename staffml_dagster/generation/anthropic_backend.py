@@ -178,6 +178,14 @@ class CalcStepDraft(BaseModel):
         return name
 
 
+class ClaimDraft(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="snake_case name of a conclusion the text states, e.g. memory_bound, fits, option_a_wins")
+    expression: str = Field(description="a comparison over calc step names, e.g. 'memory_time > compute_time'")
+    holds: bool = Field(description="whether the comparison holds with the calc's values")
+
+
 class QuestionDraft(BaseModel):
     """One question as Claude submits it."""
 
@@ -197,6 +205,8 @@ class QuestionDraft(BaseModel):
     platforms: list[str] = Field(min_length=1, description="ids of the track's platforms the math uses")
     workload: str | None = Field(description="workload id from specs/workloads.yaml, or null")
     scale_point: str = Field(description="'<axis>=<value>' from the track's scale points, or ''")
+    claims: list[ClaimDraft] = Field(default_factory=list, description="the conclusions the solution states (which option wins, fits or not, which resource binds), each as a checkable comparison; required for design, specification, realization and evaluation")
+    distractors: list[str] = Field(default_factory=list, description="L5 and L6+ only: calc step names the scenario states on purpose that the solution names as irrelevant")
 
 
 class SubmitQuestions(BaseModel):
@@ -384,7 +394,7 @@ def cell_block(specs: Specs, cell: CellRequest, count: int, sample: int, avoid_t
     ) or "(none apply; set workload to null)"
     return fill(load_template("cell.md"), {
         "count": count,
-        "topic_id": topic.id, "topic_name": topic.name, "topic_area": topic.area, "topic_description": topic.description,
+        "topic_id": topic.id, "topic_name": topic.name, "topic_area": topic.area, "topic_description": topic.description, "topic_mechanism": topic.mechanism,
         "track": cell.track, "platform_ids": ", ".join(f"`{p.id}`" for p in platforms),
         "zone_id": zone.id, "zone_skills": " + ".join(zone.skills), "zone_description": zone.description, "zone_asks": zone.asks,
         "level_id": level.id, "level_name": level.name, "level_scope": level.scope,
@@ -488,8 +498,8 @@ def build_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, *, model: s
         "framing": cell.zone,
         "asked": steps[-1].name,
         "signature": signature,
-        "claims": [],
-        "distractors": [],
+        "claims": [c.model_dump() for c in draft.claims],
+        "distractors": list(draft.distractors),
         "backend": AnthropicGenerator.name,
         "generator_version": GENERATOR_VERSION,
         "prompt_hash": phash[:16],
