@@ -94,6 +94,58 @@ def draw(inputs, out: Path, seed: int = 5, n: int = 6, calibration: int = 4) -> 
     return sample.sample(seed, n=n, calibration=calibration, warehouse=warehouse, out=out, calibration_file=cal)
 
 
+REJECTED_FAILURES = {
+    "rej000z": ["computability: answer 4.2 ms disagrees with recomputed 41.8 ms", "grounding: bandwidthzz not in hardware"],
+    "rej001z": ["structure: L6 item is one formula"],
+    "rej002z": ["topic_fit: nearest topic is roofline"],
+    "rej003z": ["coherence: figure 12 unused"],
+    "rej004z": ["falsifiability: mistake value equals answer"],
+}
+
+
+def rejected_rows() -> pd.DataFrame:
+    """Rows the gate rejected: the same shape and house style as corpus rows, plus the
+    verdict columns validated_questions carries (``*_ok``, ``*_reason``, ``failures``)."""
+    rows = []
+    for n, (rid, failures) in enumerate(REJECTED_FAILURES.items()):
+        topic, track = CELLS[n % len(CELLS)]
+        failed = {f.split(":")[0] for f in failures}
+        row = {
+            "id": rid, "topic": topic, "track": track, "zone": "diagnosis", "level": "L4",
+            "title": f"Generated title {90 + n}", "scenario": f"Scenario text {90 + n}.", "question": "Why is decode slow?",
+            "realistic_solution": "It is **memory** bound.", "common_mistake": MISTAKE, "napkin_math": OUR_NAPKIN,
+            # rej000z and rej001z share a signature: never both in one sample
+            "signature": "rsig-shared" if n < 2 else f"rsig{n:03d}",
+            "item_model": "imodelzz", "backend": "offlinezz",
+        }
+        for c in ("grounding", "computability", "structure", "topic_fit", "coherence", "falsifiability"):
+            row[f"{c}_ok"] = c not in failed
+            row[f"{c}_reason"] = f"{c} reasonzz {n}"
+        row["failures"] = failures
+        row["passed"] = False
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_validated(root: Path, corpus: pd.DataFrame, rejected: pd.DataFrame) -> Path:
+    """<root>/validated_questions/topic=<t>/track=<k>/part.parquet: the corpus rows (passed,
+    no failures) and the rejected ones."""
+    passed = corpus.assign(failures=[[] for _ in range(len(corpus))])
+    df = pd.concat([passed, rejected], ignore_index=True)
+    for (topic, track), part in df.groupby(["topic", "track"]):
+        d = root / "validated_questions" / f"topic={topic}" / f"track={track}"
+        d.mkdir(parents=True)
+        part.drop(columns=["topic", "track"]).to_parquet(d / "part.parquet", index=False)
+    return root
+
+
+@pytest.fixture
+def inputs_with_rejected(inputs):
+    warehouse, cal = inputs
+    write_validated(warehouse, corpus_rows(), rejected_rows())
+    return warehouse, cal
+
+
 # --------------------------------------------------------------------------- sample.py
 
 
@@ -182,6 +234,99 @@ def test_main_cli(inputs, tmp_path, capsys):
     assert sample.main(["--seed", "4", "--n", "2", "--calibration", "1", "--warehouse", str(warehouse),
                         "--calibration-file", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "cli2")]) == 2
     assert "calibration set not found" in capsys.readouterr().err
+
+
+def _blocks(items_md: str) -> dict[str, str]:
+    return {m.group(1): m.group(0) for m in re.finditer(r"^## Item (\d+)\n.*?(?=^## Item |\Z)", items_md, re.M | re.S)}
+
+
+def test_sample_mixes_in_rejected_rows_without_a_marker(inputs_with_rejected, tmp_path):
+    warehouse, cal = inputs_with_rejected
+    out = sample.sample(5, n=6, calibration=2, warehouse=warehouse, out=tmp_path / "r", calibration_file=cal, rejected=3)
+    items = (out / "items.md").read_text()
+    key = json.loads((out / "key.json").read_text())
+    assert len(key) == 11 and re.findall(r"^## Item (\d+)$", items, re.M) == [str(k) for k in range(1, 12)]
+    by_source = {s: [n for n, e in key.items() if e["source"] == s] for s in ("corpus", "staffml", "rejected")}
+    assert [len(v) for v in by_source.values()] == [6, 2, 3]
+
+    # the key: gate verdicts and failures (a list of strings) for the developer
+    rej_ids = [key[n]["id"] for n in by_source["rejected"]]
+    assert len(set(rej_ids)) == 3 and set(rej_ids) <= set(REJECTED_FAILURES)
+    assert not {"rej000z", "rej001z"} <= set(rej_ids), "two rejected rows with one signature"
+    for n in by_source["rejected"]:
+        e = key[n]
+        assert e["passed"] is False and e["failures"] == REJECTED_FAILURES[e["id"]]
+        assert all(isinstance(f, str) for f in e["failures"])
+        assert isinstance(e["computability_ok"], bool) and isinstance(e["structure_ok"], bool)
+        assert e["computability_ok"] == (e["id"] != "rej000z")
+        assert not any(k.endswith("_reason") for k in e)
+    for n in by_source["corpus"]:
+        assert "failures" not in key[n] and key[n]["passed"] is True
+    for n in by_source["staffml"]:
+        assert "passed" not in key[n] and "failures" not in key[n]
+
+    # nothing in items.md tells a rejected item apart
+    for marker in [*REJECTED_FAILURES, *(f for fs in REJECTED_FAILURES.values() for f in fs), "rsig", "reasonzz",
+                   "bandwidthzz", "rejected", "Rejected", "failure", "passed", "_ok", "gate", "imodelzz", "offlinezz"]:
+        assert marker not in items, marker
+    # rejected and corpus rows built from one template render to the very same block
+    # (up to numbers and the topic/track cell)
+    blocks = _blocks(items)
+
+    def shape(block: str) -> str:
+        return re.sub(r"\d+", "N", re.sub(r"^- (Topic|Track): .*\n", "", block, flags=re.M)).strip()
+
+    assert {shape(blocks[n]) for n in by_source["rejected"]} == {shape(blocks[n]) for n in by_source["corpus"]}
+    assert len({shape(blocks[n]) for n in by_source["corpus"]}) == 1
+    readme = (out / "README.md").read_text()
+    assert "3 rejected by the gate" in readme and "validated_questions" in readme
+
+
+def test_sample_rejected_is_seeded_and_optional(inputs, inputs_with_rejected, tmp_path):
+    warehouse, cal = inputs_with_rejected
+    a = sample.sample(8, n=5, calibration=2, warehouse=warehouse, out=tmp_path / "a", calibration_file=cal, rejected=2)
+    b = sample.sample(8, n=5, calibration=2, warehouse=warehouse, out=tmp_path / "b", calibration_file=cal, rejected=2)
+    assert (a / "items.md").read_text() == (b / "items.md").read_text()
+    assert (a / "key.json").read_text() == (b / "key.json").read_text()
+    # --rejected 0 (the default) draws exactly what a warehouse without validated_questions gives
+    c = sample.sample(8, n=5, calibration=2, warehouse=warehouse, out=tmp_path / "c", calibration_file=cal)
+    d_wh = write_hive(tmp_path / "plain", corpus_rows())
+    d = sample.sample(8, n=5, calibration=2, warehouse=d_wh, out=tmp_path / "d", calibration_file=cal)
+    assert (c / "items.md").read_text() == (d / "items.md").read_text()
+    assert (c / "key.json").read_text() == (d / "key.json").read_text()
+    assert "rejected" not in {e["source"] for e in json.loads((c / "key.json").read_text()).values()}
+
+
+def test_sample_rejected_errors_clearly(inputs, tmp_path, capsys):
+    warehouse, cal = inputs
+    # no validated_questions at all
+    with pytest.raises(sample.SampleError, match="no validated questions"):
+        sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "x", calibration_file=cal, rejected=1)
+    write_validated(warehouse, corpus_rows(), rejected_rows())
+    # 5 rejected rows, 4 with distinct signatures
+    with pytest.raises(sample.SampleError, match=r"--rejected 5, but .* holds only 5 rejected row\(s\) \(passed false\): 4 with distinct signatures"):
+        sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "y", calibration_file=cal, rejected=5)
+    with pytest.raises(sample.SampleError, match="holds only 5 rejected"):
+        sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "z", calibration_file=cal, rejected=50)
+    out = sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "w", calibration_file=cal, rejected=4)
+    assert sum(e["source"] == "rejected" for e in json.loads((out / "key.json").read_text()).values()) == 4
+    # the CLI option
+    assert sample.main(["--seed", "6", "--n", "2", "--calibration", "1", "--rejected", "2", "--warehouse", str(warehouse),
+                        "--calibration-file", str(cal), "--out", str(tmp_path / "cli")]) == 0
+    assert "2 rejected" in capsys.readouterr().out
+    assert sample.main(["--seed", "6", "--n", "2", "--calibration", "0", "--rejected", "9", "--warehouse", str(warehouse),
+                        "--out", str(tmp_path / "cli2")]) == 2
+    assert "holds only 5 rejected row(s)" in capsys.readouterr().err
+
+
+def test_draw_rejected_skips_twins_of_drawn_corpus_items():
+    rejected = rejected_rows()
+    drawn = corpus_rows().head(2).assign(signature=["rsig002", "sig-x"])
+    picked = sample.draw_rejected(rejected, 3, seed=1, drawn=drawn)
+    assert "rej002z" not in set(picked["id"]) and len(picked) == 3
+    with pytest.raises(sample.SampleError, match="4 with distinct signatures, 3 not sharing an id or signature"):
+        sample.draw_rejected(rejected, 4, seed=1, drawn=drawn)
+    assert sample.draw_rejected(rejected, 0, seed=1).empty
 
 
 def test_both_sources_render_the_conclusion_alike():
@@ -295,3 +440,78 @@ def test_score_rejects_duplicates_missing_and_bad_values(tmp_path, capsys):
     assert "item 9: not in key.json" in msg
     assert score.main([str(d)]) == 2
     assert "item 1: field 'grounding'" in capsys.readouterr().err
+
+
+def test_score_gate_agreement_over_corpus_and_rejected_items(tmp_path):
+    key = {
+        "1": {"source": "corpus", "id": "q1", "grounding_ok": True, "passed": True},
+        "2": {"source": "rejected", "id": "r1", "grounding_ok": False, "passed": False,
+              "failures": ["grounding: bandwidth is not in the part's spec"]},
+        "3": {"source": "staffml", "id": "s1"},
+        "4": {"source": "corpus", "id": "q2", "grounding_ok": True, "passed": True},
+        "5": {"source": "rejected", "id": "r2", "grounding_ok": True, "passed": False, "failures": ["structure: one formula at L6"]},
+        "6": {"source": "rejected", "id": "r3", "grounding_ok": False, "passed": False, "failures": ["grounding: 45 nm energies"]},
+        "7": {"source": "corpus", "id": "q3", "grounding_ok": True, "passed": True},
+    }
+    scores = [
+        scored(1),                                                        # gate pass, reviewer 1 (both)
+        scored(2, grounding="link rate used as HBM bandwidth", staff_worthy="wrong figures"),  # fail/0 on both
+        scored(3, staff_worthy="too easy"),                               # calibration: not gated
+        scored(4, staff_worthy="one formula at L6"),                      # passed, staff_worthy 0
+        scored(5, smell=2),                                               # rejected, reviewer passes all
+        scored(6, math_correct="recomputes to 12 ms"),                    # grounding fail but reviewer 1; staff_worthy 1
+        scored(7, grounding="A100 is not 3.35 TB/s"),                     # grounding pass, reviewer 0
+    ]
+    d = tmp_path / "review"
+    d.mkdir()
+    (d / "key.json").write_text(json.dumps(key))
+    (d / "scores.json").write_text(json.dumps(scores))
+    summary = score.score(d)
+
+    ps = summary["per_source"]
+    assert list(ps) == ["corpus", "staffml", "rejected"]
+    assert ps["rejected"]["items"] == 3 and ps["corpus"]["items"] == 3 and ps["staffml"]["items"] == 1
+    assert ps["rejected"]["pass_share"]["grounding"] == pytest.approx(2 / 3)
+    assert ps["rejected"]["pass_share"]["staff_worthy"] == pytest.approx(2 / 3)
+
+    agree = summary["gate_agreement"]
+    assert set(agree) == {"grounding", "staff_worthy"}
+    # grounding over 6 gated items: gate T,F,T,T,F,T (items 1,2,4,5,6,7) vs reviewer 1,0,1,1,1,0
+    g = agree["grounding"]
+    assert g["items"] == 6 and g["items_by_source"] == {"corpus": 3, "rejected": 3}
+    assert g["counts"] == {"gate_pass": {"reviewer_1": 3, "reviewer_0": 1}, "gate_fail": {"reviewer_1": 1, "reviewer_0": 1}}
+    assert g["agreement"] == pytest.approx(4 / 6)
+    assert g["gate_pass_reviewer_fail"] == [7] and g["gate_fail_reviewer_pass"] == [6]
+    assert [(x["item"], x["source"]) for x in g["disagreements"]] == [(6, "rejected"), (7, "corpus")]
+    # passed -> staff_worthy: gate T,F,T,F,F,T (items 1,2,4,5,6,7) vs reviewer 1,0,0,1,1,1
+    sw = agree["staff_worthy"]
+    assert sw["counts"] == {"gate_pass": {"reviewer_1": 2, "reviewer_0": 1}, "gate_fail": {"reviewer_1": 2, "reviewer_0": 1}}
+    assert sw["agreement"] == pytest.approx(3 / 6)
+    assert sw["gate_pass_reviewer_fail"] == [4] and sw["gate_fail_reviewer_pass"] == [5, 6]
+    assert sw["both_pass"] == 2 and sw["both_fail"] == 1
+
+    # reasons, per source; the calibration item's stay out
+    assert summary["corpus_reasons"]["grounding"] == [{"item": 7, "id": "q3", "reason": "A100 is not 3.35 TB/s"}]
+    assert summary["rejected_reasons"]["grounding"] == [{"item": 2, "id": "r1", "reason": "link rate used as HBM bandwidth"}]
+    assert summary["rejected_items"][0] == {"item": 2, "id": "r1", "gate_failures": ["grounding: bandwidth is not in the part's spec"],
+                                            "reviewer_zeros": ["grounding", "staff_worthy"]}
+
+    md = (d / "summary.md").read_text()
+    assert "| criterion | corpus | staffml | corpus - staffml | rejected |" in md
+    assert "| grounding | `grounding_ok` | 67% (6 items) | 3 | 1 (#7 corpus) | 1 (#6 rejected) | 1 |" in md
+    assert "| staff_worthy | `passed` | 50% (6 items) | 2 | 1 (#4 corpus) | 2 (#5 rejected, #6 rejected) | 1 |" in md
+    assert "Reviewer's reasons on corpus and rejected items" in md
+    assert "- item 2 (rejected, `r1`): link rate used as HBM bandwidth" in md
+    assert "- item 7 (corpus, `q3`): A100 is not 3.35 TB/s" in md
+    assert "  - gate: structure: one formula at L6" in md
+    assert "too easy" not in md
+    assert json.loads((d / "summary.json").read_text()) == summary
+
+
+def test_score_without_rejected_items_says_what_agreement_cannot_show(tmp_path):
+    d = review_dir(tmp_path, [scored(i) for i in range(1, 6)])
+    summary = score.score(d)
+    assert "rejected" not in summary["per_source"] and summary["rejected_items"] == []
+    md = (d / "summary.md").read_text()
+    assert "| criterion | corpus | staffml | corpus - staffml |\n" in md
+    assert "--rejected K" in md and "Reviewer's reasons on corpus items" in md

@@ -1,16 +1,22 @@
-"""Draw a blind-review sample: corpus questions mixed with published StaffML calibration items.
+"""Draw a blind-review sample: corpus questions mixed with published StaffML calibration items
+and, optionally, questions the gate rejected.
 
 Implements steps 1-2 of the protocol in ../shared/docs/REVIEW_RUBRIC.md. Writes, into a new
 folder:
 
 - ``items.md``  what the reviewer sees: every item rendered the same way, shuffled, with no
-  id, item model, backend, signature or provenance annotation;
-- ``key.json``  item number -> source ("corpus" | "staffml"), id and, for corpus rows, the
-  gate verdicts (every ``*_ok`` column and ``passed``). NEVER give it to the reviewer;
+  id, item model, backend, signature, source or provenance annotation;
+- ``key.json``  item number -> source ("corpus" | "staffml" | "rejected"), id and, for corpus
+  and rejected rows, the gate verdicts (every ``*_ok`` column and ``passed``); rejected rows
+  also carry the gate's ``failures``. NEVER give it to the reviewer;
 - ``README.md`` seed, date, counts, how to score.
 
+``--rejected K`` mixes in K rows of ``<warehouse>/validated_questions`` whose ``passed`` is
+false, rendered exactly like corpus items, so that score.py can show whether the gate rejects
+what the reviewer rejects (with corpus items only, every item passed the gate).
+
     .venv/bin/python benchmarks/reviews/sample.py --seed 7
-    .venv/bin/python benchmarks/reviews/sample.py --seed 7 --n 30 --calibration 10 \\
+    .venv/bin/python benchmarks/reviews/sample.py --seed 7 --n 30 --calibration 10 --rejected 10 \\
         --warehouse data/warehouse --out benchmarks/reviews/2025-01-01-seed7
 
 Only pandas, duckdb and the standard library.
@@ -123,6 +129,23 @@ def _join_verdicts(df: pd.DataFrame, validated_root: Path) -> pd.DataFrame:
     return df.merge(verdicts, on="id", how="left")
 
 
+def read_rejected(warehouse: Path) -> pd.DataFrame:
+    """The rows the gate rejected: ``<warehouse>/validated_questions/**/*.parquet`` whose
+    ``passed`` is false (a null ``passed`` is not a rejection). Sorted by id so that a seed
+    always draws the same rows."""
+    root = Path(warehouse) / "validated_questions"
+    files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.is_dir() else []
+    if not files:
+        raise SampleError(f"no validated questions in {root}: expected {root}/**/*.parquet for --rejected (run the pipeline first, or pass --warehouse)")
+    df = _read_parquet(files)
+    if "passed" not in df.columns:
+        raise SampleError(f"{root} has no 'passed' column: cannot tell which rows the gate rejected")
+    rejected = df[pd.Series([_bool(v) is False for v in df["passed"]], index=df.index, dtype=bool)]
+    if "id" in rejected.columns:
+        rejected = rejected.sort_values("id", kind="stable")
+    return rejected.reset_index(drop=True)
+
+
 def gate_columns(df: pd.DataFrame) -> list[str]:
     """The gate's verdict columns: every ``*_ok`` column, then ``passed``."""
     cols = [c for c in df.columns if str(c).endswith("_ok")]
@@ -163,6 +186,34 @@ def draw_corpus(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     if len(shuffled) < n:
         raise SampleError(f"the corpus has {len(shuffled)} rows with distinct signatures; asked for --n {n}")
     return shuffled.head(n).reset_index(drop=True)
+
+
+def draw_rejected(df: pd.DataFrame, k: int, seed: int, drawn: pd.DataFrame | None = None, source: str = "validated_questions") -> pd.DataFrame:
+    """``k`` random rejected rows, never two with the same (non-empty) ``signature`` and none
+    sharing an id or signature with the ``drawn`` corpus rows (a near-twin of another item
+    would stand out). Raises SampleError saying how many rejected rows exist."""
+    if k <= 0:
+        return df.head(0)
+    _check_fields(df, "rejected set")
+    shuffled = df.sample(frac=1.0, random_state=seed)
+    distinct = shuffled
+    if "signature" in distinct.columns:
+        sig = distinct["signature"]
+        blank = sig.isna() | (sig.astype(str).str.strip() == "")
+        distinct = distinct[blank | ~sig.where(~blank).duplicated(keep="first")]
+    usable = distinct
+    if drawn is not None and len(drawn):
+        if "id" in usable.columns and "id" in drawn.columns:
+            usable = usable[~usable["id"].isin(set(drawn["id"].dropna()))]
+        if "signature" in usable.columns and "signature" in drawn.columns:
+            taken = {str(s) for s in drawn["signature"].dropna() if str(s).strip()}
+            usable = usable[~usable["signature"].astype(str).isin(taken) | usable["signature"].isna()]
+    if len(usable) < k:
+        raise SampleError(
+            f"asked for --rejected {k}, but {source} holds only {len(df)} rejected row(s) (passed false): "
+            f"{len(distinct)} with distinct signatures, {len(usable)} not sharing an id or signature with the drawn corpus items"
+        )
+    return usable.head(k).reset_index(drop=True)
 
 
 def draw_calibration(df: pd.DataFrame, k: int, seed: int, prefer_zones: set[str] | None = None) -> pd.DataFrame:
@@ -327,19 +378,26 @@ def render_item(number: int, row: dict) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def build_review(corpus_rows: pd.DataFrame, calibration_rows: pd.DataFrame, seed: int) -> tuple[str, dict]:
-    """(items.md text, key) for the drawn rows, shuffled with ``seed``."""
-    gates = gate_columns(corpus_rows)
+def build_review(corpus_rows: pd.DataFrame, calibration_rows: pd.DataFrame, seed: int,
+                 rejected_rows: pd.DataFrame | None = None) -> tuple[str, dict]:
+    """(items.md text, key) for the drawn rows, shuffled with ``seed``. Rejected rows are
+    rendered exactly like corpus rows; only the key tells them apart."""
+    gates = {"corpus": gate_columns(corpus_rows)}
     pool: list[tuple[str, dict]] = [("corpus", r) for r in corpus_rows.to_dict("records")]
     pool += [("staffml", r) for r in calibration_rows.to_dict("records")]
+    if rejected_rows is not None and len(rejected_rows):
+        gates["rejected"] = gate_columns(rejected_rows)
+        pool += [("rejected", r) for r in rejected_rows.to_dict("records")]
     random.Random(seed).shuffle(pool)
     blocks, key = [], {}
     for number, (source, row) in enumerate(pool, 1):
         blocks.append(render_item(number, row))
         entry: dict = {"source": source, "id": _plain(row.get("id"))}
-        if source == "corpus":
-            for col in gates:
+        if source in gates:
+            for col in gates[source]:
                 entry[col] = _bool(row.get(col))
+            if source == "rejected":
+                entry["failures"] = _strings(row.get("failures"))
             for extra in ("item_model", "backend"):
                 if extra in row and _plain(row[extra]) is not None:
                     entry[extra] = _plain(row[extra])
@@ -363,6 +421,30 @@ def _plain(value):
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     return value.item() if hasattr(value, "item") else value
+
+
+def _strings(value) -> list[str]:
+    """The gate's ``failures`` as a list of strings (parquet lists arrive as numpy arrays;
+    a JSON-encoded list or a single string is accepted too)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, list):
+                return [str(v) for v in parsed if v is not None]
+        return [text] if text else []
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None and not (pd.api.types.is_scalar(v) and pd.isna(v))]
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return []
+    return [str(value)]
 
 
 def _bool(value):
@@ -398,14 +480,17 @@ def write_review(out: Path, items_md: str, key: dict, readme: str) -> None:
     (out / "README.md").write_text(readme, encoding="utf-8")
 
 
-def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehouse: Path, calibration: Path | None, out: Path) -> str:
+def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehouse: Path, calibration: Path | None, out: Path,
+                n_rejected: int = 0) -> str:
+    rejected = f", {n_rejected} rejected by the gate" if n_rejected else ""
     return (
         f"# Blind review, seed {seed}\n\n"
         f"- drawn: {date}\n"
         f"- seed: {seed}\n"
-        f"- items: {n_corpus + n_calibration} ({n_corpus} from the corpus, {n_calibration} published StaffML calibration items)\n"
+        f"- items: {n_corpus + n_calibration + n_rejected} ({n_corpus} from the corpus, {n_calibration} published StaffML calibration items{rejected})\n"
         f"- corpus: {warehouse}/corpus\n"
-        f"- calibration: {calibration if calibration else 'none'}\n\n"
+        + (f"- rejected: {warehouse}/validated_questions (passed false)\n" if n_rejected else "")
+        + f"- calibration: {calibration if calibration else 'none'}\n\n"
         "Give the reviewer `items.md` and `REVIEW_RUBRIC.md` only - never `key.json` or this file.\n"
         "The reviewer writes `scores.json` here; then run\n\n"
         f"    .venv/bin/python benchmarks/reviews/score.py {_display(out)}\n\n"
@@ -414,7 +499,8 @@ def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehou
 
 
 def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None = None, out: Path | None = None,
-           calibration_file: Path | None = DEFAULT_CALIBRATION, date: str | None = None, force: bool = False) -> Path:
+           calibration_file: Path | None = DEFAULT_CALIBRATION, date: str | None = None, force: bool = False,
+           rejected: int = 0) -> Path:
     """Draw, render and write one review folder; returns its path."""
     date = date or _dt.date.today().isoformat()
     warehouse = Path(warehouse) if warehouse else default_warehouse()
@@ -425,15 +511,21 @@ def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None
         used = seed_used(out.parent, seed, out)
         if used:
             raise SampleError(f"seed {seed} was already used ({', '.join(str(p) for p in used)}); the protocol asks for a new seed (or pass --force)")
+    if rejected < 0:
+        raise SampleError(f"--rejected must be 0 or more, got {rejected}")
     corpus = read_corpus(warehouse)
     drawn = draw_corpus(corpus, n, seed)
+    rej_rows = pd.DataFrame()
+    if rejected > 0:
+        rej_rows = draw_rejected(read_rejected(warehouse), rejected, seed, drawn, f"{warehouse}/validated_questions")
     cal_rows = pd.DataFrame()
     if calibration > 0:
         if calibration_file is None:
             raise SampleError("no calibration file given; pass --calibration-file PATH or --calibration 0")
         cal_rows = draw_calibration(read_calibration(calibration_file), calibration, seed, set(corpus["zone"].dropna().astype(str)))
-    items_md, key = build_review(drawn, cal_rows, seed)
-    write_review(out, items_md, key, readme_text(seed, date, len(drawn), len(cal_rows), warehouse, calibration_file if calibration > 0 else None, out))
+    items_md, key = build_review(drawn, cal_rows, seed, rej_rows)
+    write_review(out, items_md, key, readme_text(seed, date, len(drawn), len(cal_rows), warehouse, calibration_file if calibration > 0 else None, out,
+                                                 n_rejected=len(rej_rows)))
     return out
 
 
@@ -442,19 +534,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, required=True, help="a seed not used by an earlier review")
     ap.add_argument("--n", type=int, default=30, help="corpus items (default 30)")
     ap.add_argument("--calibration", type=int, default=10, help="published StaffML calibration items (default 10; 0 for none)")
+    ap.add_argument("--rejected", type=int, default=0,
+                    help="rows the gate rejected (validated_questions, passed false), rendered like corpus items (default 0)")
     ap.add_argument("--warehouse", type=Path, default=None, help="warehouse folder (default: $STAFFML_DATA_DIR/warehouse or data/warehouse)")
     ap.add_argument("--calibration-file", type=Path, default=DEFAULT_CALIBRATION, help=f"published StaffML rows, JSONL (default {DEFAULT_CALIBRATION})")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/reviews/<date>-seed<N>/)")
     ap.add_argument("--force", action="store_true", help="allow a reused seed or overwriting --out")
     args = ap.parse_args(argv)
     try:
-        out = sample(args.seed, args.n, args.calibration, args.warehouse, args.out, args.calibration_file, force=args.force)
+        out = sample(args.seed, args.n, args.calibration, args.warehouse, args.out, args.calibration_file, force=args.force,
+                     rejected=args.rejected)
     except SampleError as exc:
         print(f"sample.py: error: {exc}", file=sys.stderr)
         return 2
     key = json.loads((out / "key.json").read_text(encoding="utf-8"))
     n_cal = sum(1 for e in key.values() if e["source"] == "staffml")
-    print(f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal} corpus, {n_cal} calibration), key.json, README.md")
+    n_rej = sum(1 for e in key.values() if e["source"] == "rejected")
+    rej = f", {n_rej} rejected" if n_rej else ""
+    print(f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal - n_rej} corpus, {n_cal} calibration{rej}), key.json, README.md")
     print("give the reviewer items.md and REVIEW_RUBRIC.md only; never key.json")
     return 0
 

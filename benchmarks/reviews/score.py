@@ -4,10 +4,15 @@ Implements step 4 of ../shared/docs/REVIEW_RUBRIC.md. Reads ``DIR/scores.json`` 
 reviewer's, one object per item) and ``DIR/key.json`` (sample.py's), validates the scores,
 then prints and writes ``DIR/summary.md`` and ``DIR/summary.json``:
 
-- per source (corpus, staffml): items, the share passing each criterion, mean template_smell;
-- corpus items: agreement between the gate's verdict and the reviewer's for every criterion
-  the gate has a counterpart for (GATE_TO_REVIEWER below, whichever columns key.json has);
-- corpus items: the reviewer's reasons for every 0, per criterion.
+- per source (corpus, staffml and, when the sample has them, rejected): items, the share
+  passing each criterion, mean template_smell;
+- every item with gate verdicts (corpus and rejected): agreement between the gate's verdict
+  and the reviewer's for every criterion the gate has a counterpart for (GATE_TO_REVIEWER
+  below, whichever columns key.json has), as a share and as a 2x2 count (gate pass/fail x
+  reviewer 1/0), with the items where they disagree. Corpus items all passed the gate, so
+  without rejected items the agreement is only the reviewer's pass share;
+- corpus and rejected items: the reviewer's reasons for every 0, per criterion, and for
+  rejected items the gate's failures next to the reviewer's zeros.
 
     .venv/bin/python benchmarks/reviews/score.py benchmarks/reviews/2025-01-01-seed7
 
@@ -21,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-# Gate verdict column (key.json, from the corpus) -> reviewer criterion it claims to measure.
+# Gate verdict column (key.json, corpus and rejected items) -> reviewer criterion it claims to measure.
 GATE_TO_REVIEWER = {
     "topic_fit_ok": "topic_fit",
     "coherence_ok": "coherent",
@@ -34,7 +39,8 @@ GATE_TO_REVIEWER = {
 CRITERIA = ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")
 SMELL = "template_smell"
 SMELL_VALUES = (0, 1, 2)
-SOURCES = ("corpus", "staffml")
+SOURCES = ("corpus", "staffml", "rejected")
+GATED = ("corpus", "rejected")  # sources whose key entries carry the gate's verdicts
 
 
 class ScoreError(ValueError):
@@ -149,6 +155,8 @@ def summarise(scores: dict[int, dict], key: dict[int, dict]) -> dict:
     per_source: dict[str, dict] = {}
     for source in SOURCES:
         items = [i for i in sorted(scores) if key[i]["source"] == source]
+        if source == "rejected" and not items:
+            continue  # a third source only when the sample has rejected items
         smells = [scores[i][SMELL] for i in items]
         per_source[source] = {
             "items": len(items),
@@ -159,9 +167,11 @@ def summarise(scores: dict[int, dict], key: dict[int, dict]) -> dict:
         }
 
     corpus_items = [i for i in sorted(scores) if key[i]["source"] == "corpus"]
+    rejected_items = [i for i in sorted(scores) if key[i]["source"] == "rejected"]
+    gated_items = [i for i in sorted(scores) if key[i]["source"] in GATED]
     agreement: dict[str, dict] = {}
     for gate, criterion in GATE_TO_REVIEWER.items():
-        judged = [i for i in corpus_items if isinstance(key[i].get(gate), bool)]
+        judged = [i for i in gated_items if isinstance(key[i].get(gate), bool)]
         if not judged:
             continue
         both_pass = [i for i in judged if key[i][gate] and scores[i][criterion] == 1]
@@ -171,22 +181,23 @@ def summarise(scores: dict[int, dict], key: dict[int, dict]) -> dict:
         agreement[criterion] = {
             "gate": gate,
             "items": len(judged),
+            "items_by_source": {s: sum(key[i]["source"] == s for i in judged) for s in GATED},
             "agreement": (len(both_pass) + len(both_fail)) / len(judged),
             "both_pass": len(both_pass),
             "both_fail": len(both_fail),
+            # rows: the gate's verdict; columns: the reviewer's score
+            "counts": {
+                "gate_pass": {"reviewer_1": len(both_pass), "reviewer_0": len(gate_only)},
+                "gate_fail": {"reviewer_1": len(reviewer_only), "reviewer_0": len(both_fail)},
+            },
             "gate_pass_reviewer_fail": gate_only,
             "gate_fail_reviewer_pass": reviewer_only,
+            # every disagreeing item, with its source, for the reader
+            "disagreements": [
+                {"item": i, "id": key[i].get("id"), "source": key[i]["source"], "gate": key[i][gate], "reviewer": scores[i][criterion]}
+                for i in sorted(gate_only + reviewer_only)
+            ],
         }
-
-    reasons: dict[str, list[dict]] = {}
-    for c in (*CRITERIA, SMELL):
-        rows = [
-            {"item": i, "id": key[i].get("id"), "reason": scores[i]["reasons"].get(c, "")}
-            for i in corpus_items
-            if (scores[i][c] == 0 if c != SMELL else c in scores[i]["reasons"])
-        ]
-        if rows:
-            reasons[c] = rows
 
     return {
         "items": len(scores),
@@ -198,52 +209,116 @@ def summarise(scores: dict[int, dict], key: dict[int, dict]) -> dict:
             for c in CRITERIA
         },
         "gate_agreement": agreement,
-        "gate_columns_missing": [g for g in GATE_TO_REVIEWER if not any(isinstance(key[i].get(g), bool) for i in corpus_items)],
-        "corpus_reasons": reasons,
+        "gate_columns_missing": [g for g in GATE_TO_REVIEWER if not any(isinstance(key[i].get(g), bool) for i in gated_items)],
+        "corpus_reasons": _reasons(scores, key, corpus_items),
+        "rejected_reasons": _reasons(scores, key, rejected_items),
+        "rejected_items": [
+            {"item": i, "id": key[i].get("id"), "gate_failures": _failures(key[i].get("failures")),
+             "reviewer_zeros": [c for c in CRITERIA if scores[i][c] == 0]}
+            for i in rejected_items
+        ],
     }
+
+
+def _reasons(scores: dict[int, dict], key: dict[int, dict], items: list[int]) -> dict[str, list[dict]]:
+    """Per criterion (and template_smell when a reason was given): the reviewer's reason for
+    every 0 on ``items``."""
+    reasons: dict[str, list[dict]] = {}
+    for c in (*CRITERIA, SMELL):
+        rows = [
+            {"item": i, "id": key[i].get("id"), "reason": scores[i]["reasons"].get(c, "")}
+            for i in items
+            if (scores[i][c] == 0 if c != SMELL else c in scores[i]["reasons"])
+        ]
+        if rows:
+            reasons[c] = rows
+    return reasons
+
+
+def _failures(value) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)] if isinstance(value, str) and value.strip() else []
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def _listed(items: list[int]) -> str:
-    return f"{len(items)} (items {', '.join(map(str, items))})" if items else "0"
+def _disagreeing(items: list[int], sources: dict[int, str]) -> str:
+    """A disagreement cell: the count, then the items, each with its source."""
+    if not items:
+        return "0"
+    return f"{len(items)} (" + ", ".join(f"#{i} {sources.get(i, '?')}" for i in items) + ")"
 
 
 def render_markdown(summary: dict, title: str = "Review summary") -> str:
     ps = summary["per_source"]
-    out = [f"# {title}", "", f"{summary['items']} items: {ps['corpus']['items']} corpus, {ps['staffml']['items']} published StaffML (calibration).", ""]
-    out += ["## Share passing each criterion", "", "| criterion | corpus | staffml | corpus - staffml |", "|---|---|---|---|"]
+    shown = [s for s in SOURCES if s in ps]
+    has_rejected = "rejected" in ps
+    rejected_note = f", {ps['rejected']['items']} rejected by the gate" if has_rejected else ""
+    out = [f"# {title}", "", f"{summary['items']} items: {ps['corpus']['items']} corpus, {ps['staffml']['items']} published StaffML (calibration){rejected_note}.", ""]
+    header = "| criterion | corpus | staffml | corpus - staffml |" + (" rejected |" if has_rejected else "")
+    out += ["## Share passing each criterion", "", header, "|---|---|---|---|" + ("---|" if has_rejected else "")]
     for c in CRITERIA:
         d = summary["corpus_vs_calibration"][c]
         diff = "-" if d is None else f"{100 * d:+.0f} pts"
-        out.append(f"| {c} | {_pct(ps['corpus']['pass_share'][c])} ({ps['corpus']['passes'][c]}/{ps['corpus']['items']}) "
-                   f"| {_pct(ps['staffml']['pass_share'][c])} ({ps['staffml']['passes'][c]}/{ps['staffml']['items']}) | {diff} |")
-    smell = {s: ("-" if ps[s]["template_smell_mean"] is None else f"{ps[s]['template_smell_mean']:.2f}") for s in SOURCES}
-    counts = {s: " / ".join(str(ps[s]["template_smell_counts"][str(v)]) for v in SMELL_VALUES) for s in SOURCES}
-    out.append(f"| template_smell (mean; 0/1/2 counts) | {smell['corpus']} ({counts['corpus']}) | {smell['staffml']} ({counts['staffml']}) | |")
+        cells = {s: f"{_pct(ps[s]['pass_share'][c])} ({ps[s]['passes'][c]}/{ps[s]['items']})" for s in shown}
+        row = f"| {c} | {cells['corpus']} | {cells['staffml']} | {diff} |"
+        out.append(row + (f" {cells['rejected']} |" if has_rejected else ""))
+    smell = {s: ("-" if ps[s]["template_smell_mean"] is None else f"{ps[s]['template_smell_mean']:.2f}") for s in shown}
+    counts = {s: " / ".join(str(ps[s]["template_smell_counts"][str(v)]) for v in SMELL_VALUES) for s in shown}
+    row = f"| template_smell (mean; 0/1/2 counts) | {smell['corpus']} ({counts['corpus']}) | {smell['staffml']} ({counts['staffml']}) | |"
+    out.append(row + (f" {smell['rejected']} ({counts['rejected']}) |" if has_rejected else ""))
     out.append("")
 
-    out += ["## Gate vs reviewer (corpus items)", ""]
+    n_gated = {s: ps[s]["items"] for s in GATED if s in ps}
+    scope = " + ".join(f"{n} {s}" for s, n in n_gated.items())
+    out += [f"## Gate vs reviewer (items with gate verdicts: {scope})", ""]
+    if not has_rejected:
+        out += ["The sample has no rejected items and every corpus item passed the gate, so the agreement mostly restates the "
+                "reviewer's pass share: it cannot show whether the gate rejects what the reviewer rejects. Draw with "
+                "`sample.py --rejected K` for that.", ""]
     if summary["gate_agreement"]:
-        out += ["| criterion | gate column | agreement | both pass | both fail | gate pass, reviewer fail | gate fail, reviewer pass |", "|---|---|---|---|---|---|---|"]
+        out += ["Counts: gate verdict (pass/fail) x reviewer score (1/0); the two disagreement cells name the items (#number source).", "",
+                "| criterion | gate column | agreement | gate pass, reviewer 1 | gate pass, reviewer 0 | gate fail, reviewer 1 | gate fail, reviewer 0 |",
+                "|---|---|---|---|---|---|---|"]
         for c, a in summary["gate_agreement"].items():
-            out.append(f"| {c} | `{a['gate']}` | {_pct(a['agreement'])} ({a['items']} items) | {a['both_pass']} | {a['both_fail']} "
-                       f"| {_listed(a['gate_pass_reviewer_fail'])} | {_listed(a['gate_fail_reviewer_pass'])} |")
+            n = a["counts"]
+            sources = {d["item"]: d["source"] for d in a.get("disagreements", [])}
+            out.append(f"| {c} | `{a['gate']}` | {_pct(a['agreement'])} ({a['items']} items) | {n['gate_pass']['reviewer_1']} "
+                       f"| {_disagreeing(a['gate_pass_reviewer_fail'], sources)} | {_disagreeing(a['gate_fail_reviewer_pass'], sources)} "
+                       f"| {n['gate_fail']['reviewer_0']} |")
     else:
-        out.append("key.json has no gate verdicts for the corpus items: no agreement to compute.")
+        out.append("key.json has no gate verdicts for the corpus or rejected items: no agreement to compute.")
     if summary["gate_columns_missing"]:
         out += ["", "Gate columns absent from key.json: " + ", ".join(f"`{g}`" for g in summary["gate_columns_missing"]) + "."]
     out.append("")
 
-    out += ["## Reviewer's reasons on corpus items", ""]
-    if not summary["corpus_reasons"]:
-        out.append("No corpus item failed a criterion.")
-    for c, rows in summary["corpus_reasons"].items():
-        label = f"{c} (reasons given)" if c == SMELL else f"{c}: {len(rows)} failed"
+    out += ["## Reviewer's reasons on corpus and rejected items" if has_rejected else "## Reviewer's reasons on corpus items", ""]
+    merged: dict[str, list[tuple[str, dict]]] = {}
+    for source, name in (("corpus", "corpus_reasons"), ("rejected", "rejected_reasons")):
+        for c, rows in summary.get(name, {}).items():
+            merged.setdefault(c, []).extend((source, r) for r in rows)
+    if not merged:
+        out.append("No corpus or rejected item failed a criterion." if has_rejected else "No corpus item failed a criterion.")
+    for c in (*CRITERIA, SMELL):
+        if c not in merged:
+            continue
+        rows = merged[c]
+        by = {s: sum(src == s for src, _ in rows) for s in GATED}
+        split = f" ({by['corpus']} corpus, {by['rejected']} rejected)" if has_rejected else ""
+        label = f"{c} (reasons given)" if c == SMELL else f"{c}: {len(rows)} failed{split}"
         out += [f"### {label}", ""]
-        out += [f"- item {r['item']} (`{r['id']}`): {r['reason'] or '(no reason)'}" for r in rows]
+        out += [f"- item {r['item']} ({src}, `{r['id']}`): {r['reason'] or '(no reason)'}" for src, r in rows]
+        out.append("")
+
+    if summary.get("rejected_items"):
+        out += ["## Rejected items: the gate's failures vs the reviewer", ""]
+        for r in summary["rejected_items"]:
+            zeros = ", ".join(r["reviewer_zeros"]) or "none (reviewer passed every criterion)"
+            out.append(f"- item {r['item']} (`{r['id']}`): reviewer 0 on {zeros}")
+            out += [f"  - gate: {f}" for f in r["gate_failures"]] or ["  - gate: (no failures recorded)"]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
