@@ -239,6 +239,9 @@ def _differs(a: float, b: float) -> bool:
     return not math.isclose(a, b, rel_tol=0.1)
 
 
+_BUILDS: dict[tuple, list[CalcStep] | CalcError] = {}
+
+
 class ItemModel:
     """An item model loaded from its YAML file, with the calc and rendering logic."""
 
@@ -365,7 +368,23 @@ class ItemModel:
     # ------------------------------------------------------------------ the calc
     def build(self, specs: Specs, s: Setting, mistake: str | None = None, handed: dict[str, CalcStep] | None = None) -> Calc:
         """The chain at a setting; with ``mistake``, as that misconception computes it. Steps in
-        ``handed`` are stated by the scenario: they become givens with the stated value."""
+        ``handed`` are stated by the scenario: they become givens with the stated value.
+        Memoized per process (the designs of a model share their chains); a fresh Calc each call."""
+        key = (specs.version, self.id, self.version, s.key, mistake, tuple(sorted(handed)) if handed else ())
+        steps = _BUILDS.get(key)
+        if steps is None:
+            if len(_BUILDS) > 100_000:
+                _BUILDS.clear()
+            try:
+                steps = self._build(specs, s, mistake, handed).steps
+            except CalcError as exc:
+                steps = exc
+            _BUILDS[key] = steps
+        if isinstance(steps, CalcError):
+            raise steps
+        return Calc(steps=list(steps))
+
+    def _build(self, specs: Specs, s: Setting, mistake: str | None, handed: dict[str, CalcStep] | None) -> Calc:
         calc = Calc()
         context = self._names(s)
         for step in self.spec.calc:
@@ -486,26 +505,45 @@ def _closure(calc: Calc, names: list[str]) -> list[CalcStep]:
     return [s for s in calc.steps if s.name in keep]
 
 
-def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str) -> Draft | None:
-    """Render design ``d`` at setting ``s``, or None where the setting does not suit it
-    (a figure is missing, a ``when`` condition fails, or the misconception changes nothing)."""
+@dataclass(frozen=True)
+class Plan:
+    """A design at a setting, computed but not yet rendered: enough to know its reasoning."""
+
+    calc: Calc
+    wrong_calc: Calc
+    claims: dict[str, bool]
+    reasoning: str  # item model, design and the outcome of its claims: same reasoning, same question
+
+
+def plan(model: ItemModel, specs: Specs, d: Design, s: Setting) -> Plan | None:
+    """Compute design ``d`` at setting ``s``, or None where the setting does not suit it (a
+    figure is missing, a ``when`` condition fails, or the misconception changes nothing)."""
     try:
         calc = model.build(specs, s)
         if not all(calc.holds(w) for w in model.spec.when + d.when):
             return None
-        if d.hands_over:
-            handed = {n: calc.get(n) for n in d.hands_over}
+        handed = {n: calc.get(n) for n in d.hands_over} or None
+        if handed:
             calc = model.build(specs, s, handed=handed)
-        else:
-            handed = None
         wrong_calc = model.build(specs, s, mistake=d.mistake, handed=handed)
+        claims = model.claims(d, calc)
     except CalcError:
         return None
+    answer, wrong = calc.get(d.answer).value, wrong_calc.get(d.answer).value
+    if not _differs(answer, wrong) or answer <= 0:
+        return None
+    outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()))
+    return Plan(calc, wrong_calc, claims, f"{model.id}|{d.id}|{outcome}")
+
+
+def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str, p: Plan | None = None) -> Draft | None:
+    """Render design ``d`` at setting ``s`` (see :func:`plan` for when it gives None)."""
+    p = p or plan(model, specs, d, s)
+    if p is None:
+        return None
+    calc, wrong_calc, claims = p.calc, p.wrong_calc, p.claims
     answer = calc.get(d.answer)
     wrong = wrong_calc.get(d.answer).value
-    if not _differs(answer.value, wrong) or answer.value <= 0:
-        return None
-    claims = model.claims(d, calc)
     claim_exprs = {**model.spec.claims, **d.claims}
     used = [d.answer] + [n for n in (d.symptom, d.decision, d.lever) if n] + d.options + d.shows
     used += [n.id for e in claim_exprs.values() for n in _names_in(e) if n.id in model.step_names]
@@ -526,19 +564,16 @@ def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str) -> 
     try:
         texts = {k: render(getattr(d, k), context) for k in ("title", "scenario", "question", "solution", "conclusion")}
         mistake_text = common_mistake({k: render(getattr(mis, k), context) for k in ("pitfall", "rationale", "consequence")})
+        if d.alternatives:
+            texts["solution"] = " ".join([texts["solution"], *(render(a, context) for a in d.alternatives)])
     except jinja2.TemplateError as exc:
         raise ItemModelError(f"{model.path.name}: questions.{d.id}: {exc}") from None
-    if d.alternatives:
-        ruled_out = " ".join(render(a, context) for a in d.alternatives)
-        texts["solution"] = f"{texts['solution']} {ruled_out}"
-    signature = f"{model.id}|{d.id}|{s.key}"
-    outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()))
     return Draft(
         item_model=model.id, design=d.id, topic=topic, title=texts["title"], scenario=texts["scenario"],
         question=texts["question"], realistic_solution=texts["solution"], common_mistake=mistake_text,
         napkin_math=napkin_math(steps, texts["conclusion"]), calc=steps, answer=answer, mistake_id=d.mistake,
         mistake_value=wrong, claims=[{"name": k, "expression": claim_exprs[k], "holds": v} for k, v in claims.items()],
-        distractors=list(d.distractors), setting=s, signature=signature, reasoning=f"{model.id}|{d.id}|{outcome}",
+        distractors=list(d.distractors), setting=s, signature=f"{model.id}|{d.id}|{s.key}", reasoning=p.reasoning,
     )
 
 

@@ -14,23 +14,12 @@ import hashlib
 import random
 
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
-from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, models_for_topic
+from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, models_for_topic, plan
 from staffml_dagster.specs import Specs
 
 GENERATOR_VERSION = "item-models/3"
 
 
-_DRAFTS: dict[tuple, Draft | None] = {}
-
-
-def _draft(specs: Specs, model, design, s, topic: str) -> Draft | None:
-    """draft(), memoized per process: a partition asks the same cell several times."""
-    key = (specs.version, model.id, model.version, design.id, s.key, topic)
-    if key not in _DRAFTS:
-        if len(_DRAFTS) > 50000:
-            _DRAFTS.clear()
-        _DRAFTS[key] = draft(model, specs, design, s, topic)
-    return _DRAFTS[key]
 
 
 class ItemModelGenerator:
@@ -47,7 +36,7 @@ class ItemModelGenerator:
         with other numbers is not a new question. So a cell holds at most one question per
         (item model, design, outcome), and its offline capacity is the number of those."""
         rng = random.Random(f"{cell.seed}|{cell.topic}|{cell.track}|{cell.zone}|{cell.level}")
-        first: dict[str, Draft] = {}
+        first: dict[str, tuple] = {}
         for model in models_for_topic(cell.topic, cell.track):
             for design in model.designs_for(cell.topic, cell.track, cell.zone, cell.level):
                 settings = model.settings(specs, cell.track)
@@ -55,13 +44,14 @@ class ItemModelGenerator:
                 for s in settings:
                     if assigned_topic(model, design, s) != cell.topic:
                         continue
-                    d = _draft(specs, model, design, s, cell.topic)
-                    if d is not None and d.reasoning not in cell.accepted_signatures:
-                        first.setdefault(d.reasoning, d)
+                    p = plan(model, specs, design, s)
+                    if p is not None and p.reasoning not in cell.accepted_signatures:
+                        first.setdefault(p.reasoning, (model, design, s, p))
         order = list(first)
         rng.shuffle(order)
         for key in order:
-            yield first[key]
+            model, design, s, p = first[key]
+            yield draft(model, specs, design, s, cell.topic, p)
 
     def generate(self, specs: Specs, cell: CellRequest) -> list[dict]:
         rows = []
