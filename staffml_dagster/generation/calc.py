@@ -105,6 +105,8 @@ def evaluate(expression: str, env: dict[str, pint.Quantity]) -> pint.Quantity:
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return node.value
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a quantity literal: '1 day'
+            return _given(node.value)
         if isinstance(node, ast.Name):
             if node.id not in env:
                 raise CalcError(f"expression {expression!r} uses {node.id!r}, which no earlier step defines")
@@ -286,12 +288,18 @@ def fmt_number(x: float) -> str:
     return f"{x:.4g}"
 
 
+_PLURAL = {"day", "hour", "minute", "second", "week", "month", "year", "byte", "bit", "token", "cycle", "operation",
+           "sample", "request", "frame", "image", "step", "epoch", "query", "user", "device", "GPU", "node"}
+
+
 def fmt_quantity(value: float, unit: str) -> str:
     unit = unit.strip()
     if unit in ("", "dimensionless"):
         return fmt_number(value)
     if unit == "percent":
         return f"{fmt_number(value)}%"
+    if unit in _PLURAL and fmt_number(value) != "1":
+        unit = "queries" if unit == "query" else unit + "s"
     return f"{fmt_number(value)} {unit}"
 
 

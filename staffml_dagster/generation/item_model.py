@@ -224,14 +224,25 @@ def render(text: str, context: dict) -> str:
     return " ".join(_template(text).render(context).split())
 
 
-class _Ns(dict):
-    """Attribute access for the template namespaces n, c and w, with a clear error."""
+class _Ns:
+    """Attribute access for the template namespaces n, c and w, with a clear error. Not a dict,
+    so a step named ``keys`` or ``items`` is the step, not a method."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict):
+        self._values = values
 
     def __getattr__(self, key):
         try:
-            return self[key]
+            return self._values[key]
         except KeyError:
             raise jinja2.UndefinedError(f"no step or claim named {key!r}") from None
+
+
+class MissingFigure(CalcError):
+    """A figure the setting does not have (a platform without a flash size, a track without a
+    parameter): the steps that need it are left out, and designs that need those give no question."""
 
 
 def _differs(a: float, b: float) -> bool:
@@ -338,8 +349,9 @@ class ItemModel:
                          and (v.workload.ids is None or w.id in v.workload.ids)]
         else:
             workloads = [None]
-        names = sorted(v.params)
-        values = [v.params[n].get(track, v.params[n].get("all", [])) for n in names]
+        # a parameter with no values on this track is absent there: the steps using it drop out
+        names = sorted(n for n in v.params if v.params[n].get(track, v.params[n].get("all")))
+        values = [v.params[n].get(track, v.params[n].get("all")) for n in names]
         out = []
         for p, pb, w, combo in product(platforms, platforms_b, workloads, product(*values)):
             if p is not None and pb is not None and p.id == pb.id:
@@ -387,32 +399,49 @@ class ItemModel:
     def _build(self, specs: Specs, s: Setting, mistake: str | None, handed: dict[str, CalcStep] | None) -> Calc:
         calc = Calc()
         context = self._names(s)
+        missing: set[str] = set()
         for step in self.spec.calc:
-            label = render(step.label, context)
-            if handed and step.name in handed:
-                h = handed[step.name]
-                calc.given(step.name, h.value, h.unit, label, f"scenario: {label}")
+            uses = {n.id for n in _names_in(step.expr or step.observed or "0")} | {
+                n.id for e in ([step.mistakes[mistake]] if mistake in step.mistakes else []) for n in _names_in(e)}
+            if uses & missing:
+                missing.add(step.name)
                 continue
-            alt = step.mistakes.get(mistake) if mistake else None
-            if alt is not None:
-                if step.expr is None and step.observed is None:  # a given replaced by another figure or expression
-                    given = self._given(specs, s, step, calc, label)
-                    env_name = f"{step.name}__nominal"
-                    calc.given(env_name, given[0], given[1], label, given[2])
-                    calc.step(step.name, re.sub(r"\bself\b", env_name, alt), step.unit or given[1], label)
-                else:
-                    calc.step(step.name, alt, step.unit, label)
-                continue
-            if step.expr is not None:
-                calc.step(step.name, step.expr, step.unit, label)
-            elif step.observed is not None:
-                tmp = Calc(steps=list(calc.steps))
-                value = tmp.step("observed__", step.observed, step.unit, label)
-                calc.given(step.name, value, step.unit, label, f"observed: {label}")
-            else:
-                value, unit, source = self._given(specs, s, step, calc, label)
-                calc.given(step.name, value, unit, label, source)
+            try:
+                self._add_step(specs, s, step, calc, context, mistake, handed)
+            except MissingFigure:
+                missing.add(step.name)
         return calc
+
+    def _add_step(self, specs: Specs, s: Setting, step: StepSpec, calc: Calc, context: dict, mistake: str | None,
+                  handed: dict[str, CalcStep] | None) -> None:
+        label = render(step.label, context)
+        if handed and step.name in handed:
+            h = handed[step.name]
+            calc.given(step.name, h.value, h.unit, label, f"scenario: {label}")
+            return
+        if step.observed is not None:
+            # a measurement is what the system did, whatever misconception the solver holds
+            if mistake is not None:
+                value = self.build(specs, s, None, handed).get(step.name).value
+            else:
+                value = Calc(steps=list(calc.steps)).step("observed__", step.observed, step.unit, label)
+            calc.given(step.name, value, step.unit, label, f"observed: {label}")
+            return
+        alt = step.mistakes.get(mistake) if mistake else None
+        if alt is not None:
+            if step.expr is None:  # a given replaced by another figure or expression
+                given = self._given(specs, s, step, calc, label)
+                env_name = f"{step.name}__nominal"
+                calc.given(env_name, given[0], given[1], label, given[2])
+                calc.step(step.name, re.sub(r"\bself\b", env_name, alt), step.unit or given[1], label)
+            else:
+                calc.step(step.name, alt, step.unit, label)
+            return
+        if step.expr is not None:
+            calc.step(step.name, step.expr, step.unit, label)
+        else:
+            value, unit, source = self._given(specs, s, step, calc, label)
+            calc.given(step.name, value, unit, label, source)
 
     def _given(self, specs: Specs, s: Setting, step: StepSpec, calc: Calc, label: str) -> tuple[float, str, str]:
         if step.value is not None:
@@ -423,7 +452,7 @@ class ItemModel:
         if head in ("platform", "platform_b"):
             p = s.platform if head == "platform" else s.platform_b
             if p is None:
-                raise CalcError(f"step {step.name}: the item model varies no {head}")
+                raise MissingFigure(f"step {step.name}: the item model varies no {head}")
             if rest.startswith("interconnect."):
                 ic = specs.interconnect_by_id.get(p.interconnect or "")
                 attr = rest.split(".", 1)[1]
@@ -434,7 +463,7 @@ class ItemModel:
                 source = f"specs/hardware.yaml: {p.id}.{_figure_path(p, rest)}"
         elif head == "workload":
             if s.workload is None:
-                raise CalcError(f"step {step.name}: the item model varies no workload")
+                raise MissingFigure(f"step {step.name}: the item model varies no workload")
             fig = getattr(s.workload, rest, None)
             source = f"specs/workloads.yaml: {s.workload.id}.{rest}"
         elif head == "interconnect":
@@ -451,7 +480,7 @@ class ItemModel:
         else:
             raise CalcError(f"step {step.name}: unknown figure path {path!r}")
         if fig is None:
-            raise CalcError(f"step {step.name}: {path} has no value for this setting")
+            raise MissingFigure(f"step {step.name}: {path} has no value for this setting")
         if isinstance(fig, Figure):
             value, unit = fig.value, fig.unit
             if step.unit and step.unit != fig.unit:
@@ -527,9 +556,12 @@ def plan(model: ItemModel, specs: Specs, d: Design, s: Setting) -> Plan | None:
             calc = model.build(specs, s, handed=handed)
         wrong_calc = model.build(specs, s, mistake=d.mistake, handed=handed)
         claims = model.claims(d, calc)
-    except CalcError:
+        answer, wrong = calc.get(d.answer).value, wrong_calc.get(d.answer).value
+        for name in [d.symptom, d.decision, d.lever, *d.options, *d.shows, *d.distractors, *d.hands_over]:
+            if name:
+                calc.get(name)
+    except (CalcError, KeyError):  # a figure this design needs is missing at this setting
         return None
-    answer, wrong = calc.get(d.answer).value, wrong_calc.get(d.answer).value
     if not _differs(answer, wrong) or answer <= 0:
         return None
     outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()))
