@@ -128,12 +128,12 @@ def evaluate(expression: str, env: dict[str, pint.Quantity]) -> pint.Quantity:
     return result if isinstance(result, pint.Quantity) else Q_(result, ureg.dimensionless)
 
 
-_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
 
 def evaluate_condition(expression: str, env: dict[str, pint.Quantity]) -> bool:
     """Evaluate a claim or condition such as ``"memory_time > compute_time and fits"``:
-    comparisons (< <= > >=) between arithmetic expressions, ``and``/``or``/``not``, and
+    comparisons (< <= > >= == !=) between arithmetic expressions, ``and``/``or``/``not``, and
     names of earlier steps. Quantities of different units compare after conversion."""
     tree = _parse(expression)
 

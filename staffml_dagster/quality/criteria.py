@@ -406,6 +406,7 @@ _MASKS = (
     r"\b\d+(?:\.\d+)?x\d+\b",  # 224x224, 8x7B
     r"(?i)\b(?:PCIe|NVLink|UFS|eMMC|USB|Gen|RoCE|CUDA|version|Llama|GPT|Gemma|Qwen|Phi|Whisper|Python)[ -]?\d+(?:\.\d+)*\b",
     r"(?m)^\s*\d+[.)]\s",  # list markers
+    r"\b\d+\s?nm\b",  # a process node (45 nm) names a technology, not a figure to compute with
 )
 
 
