@@ -8,7 +8,7 @@ import re
 import pytest
 
 from staffml_dagster.generation.calc import recompute
-from staffml_dagster.generation.item_model import ItemModel, ItemModelError, assigned_topic, draft, item_models
+from staffml_dagster.generation.item_model import ItemModel, ItemModelError, assigned_topic, draft, item_models, plan
 
 try:  # the gate's text checks; the rendering checks below run without them
     from staffml_dagster.quality.criteria import coherence, structure
@@ -26,13 +26,14 @@ def _cases():
                 yield pytest.param(mid, d.id, track, id=f"{mid}-{d.id}-{track}")
 
 
-def _drafts(specs, model: ItemModel, design, track):
-    out = []
+def _drafts(specs, model: ItemModel, design, track, per_reasoning: int = 2):
+    """Up to ``per_reasoning`` rendered questions for every reasoning the design reaches on the track."""
+    kept: dict[str, list] = {}
     for s in model.settings(specs, track):
-        x = draft(model, specs, design, s, assigned_topic(model, design, s))
-        if x is not None:
-            out.append(x)
-    return out
+        p = plan(model, specs, design, s)
+        if p is not None and len(kept.setdefault(p.reasoning, [])) < per_reasoning:
+            kept[p.reasoning].append(s)
+    return [draft(model, specs, design, s, assigned_topic(model, design, s)) for group in kept.values() for s in group]
 
 
 def _row(x, design, track):
@@ -56,7 +57,7 @@ def test_design_renders_whole_questions(specs, mid, did, track):
     drafts = _drafts(specs, model, design, track)
     assert drafts, f"{mid}/{did} renders no question on {track}: every setting fails its `when` or lacks a figure"
     level = specs.level_by_id[design.level]
-    for x in drafts[:25]:
+    for x in drafts:
         where = f"{mid}/{did} on {track} at {x.setting.key}"
         assert recompute([s.as_dict() for s in x.calc]) == [], where
         assert x.calc[-1].name == design.answer, where
