@@ -560,9 +560,10 @@ def _orphans(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
 
 
 def _unstated_givens(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
-    """At levels whose specs are given, every given the answer rests on is in the scenario or question."""
+    """At levels whose specs are given, every given the answer rests on is in the scenario or question
+    (except in the recall zone, whose task is to recall a figure the text does not hand over)."""
     level = specs.level_by_id.get(_text(row, "level"))
-    if level is None or level.specs != "given":
+    if level is None or level.specs != "given" or _text(row, "zone") == "recall":
         return []
     text = _text(row, "scenario") + "\n" + _text(row, "question")
     figures = stated_figures(text, specs) + stated_figures(text, specs, mask=False)
