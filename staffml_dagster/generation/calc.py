@@ -84,7 +84,11 @@ def _log2(x):
     return math.log2(_dimensionless(x))
 
 
-FUNCTIONS = {"ceil": _ceil, "floor": _floor, "min": _min, "max": _max, "sqrt": _sqrt, "ln": _log, "log2": _log2}
+def _exp(x):
+    return math.exp(_dimensionless(x))
+
+
+FUNCTIONS = {"ceil": _ceil, "floor": _floor, "min": _min, "max": _max, "sqrt": _sqrt, "ln": _log, "log2": _log2, "exp": _exp}
 
 
 @lru_cache(maxsize=4096)
