@@ -53,7 +53,12 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
 
 
 def _failed_steps(result) -> list[str]:
-    return [e.step_key for e in result.all_events if e.is_step_failure]
+    """Steps that failed, leaving out blocking asset checks: those are reported as checks."""
+    def check_failure(event) -> bool:
+        error = getattr(event.event_specific_data, "error", None)
+        return error is not None and error.cls_name == "DagsterAssetCheckFailedError"
+
+    return [e.step_key for e in result.all_events if e.is_step_failure and not check_failure(e)]
 
 
 def summary(con=None) -> str:

@@ -123,6 +123,16 @@ def test_near_duplicate_fails_distinctness(good, specs):
     assert "same solution path" in distinctness(pd.DataFrame([good[0], same_path]), 0.999)[1].reason
 
 
+def test_same_design_reaching_another_conclusion_is_distinct(good, specs):
+    """Item-model rows are distinct by reasoning (model | design | claim outcomes), not by wording."""
+    other = {**copy.deepcopy(good[0]), "id": "other-outcome", "signature": good[0]["signature"] + "-flipped"}
+    other["scenario"] = other["scenario"].replace("serves", "runs", 1)
+    verdicts = distinctness(pd.DataFrame([good[0], other]), specs.quality.similarity_threshold)
+    assert verdicts[0].passed and verdicts[1].passed
+    anonymous = {**other, "backend": "anthropic"}
+    assert not distinctness(pd.DataFrame([good[0], anonymous]), specs.quality.similarity_threshold)[1].passed
+
+
 def test_validate_keeps_failures_with_reasons(good, specs):
     bad = {**copy.deepcopy(good[1]), "common_mistake": "", "id": "bad"}
     out = validate_questions(pd.DataFrame([good[0], bad]), specs, tfidf_embed)

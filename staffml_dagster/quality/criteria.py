@@ -783,9 +783,16 @@ def distinct_text(row: Mapping) -> str:
     return " ".join(_text(row, k) for k in ("scenario", "question", "realistic_solution"))
 
 
+def _reasoning_keyed(row: Mapping) -> bool:
+    """Offline rows carry their reasoning as signature (item model | design | claim outcomes)."""
+    return _text(row, "backend") == "item-models" and _text(row, "signature").count("|") >= 2
+
+
 def distinctness(cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embed, vectors: np.ndarray | None = None) -> list[Verdict]:
     """Within one cell, in order: a question fails if its solution-path signature repeats
     an earlier accepted one, or its text is more similar than ``threshold`` to one.
+    Two item-model questions whose signatures (their reasoning) differ are distinct whatever
+    their wording: the same design reaching another conclusion is a different question.
     ``vectors`` (L2-normalised, one row per question) may be given precomputed."""
     rows = cell.to_dict("records")
     if vectors is None:
@@ -798,9 +805,10 @@ def distinctness(cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embe
         if sig and sig in signatures:
             verdicts.append(Verdict("distinctness", False, f"same solution path and parameters as {signatures[sig]}", signatures[sig]))
             continue
-        sims = vectors[accepted] @ vectors[i] if accepted else np.array([])
+        compare = [j for j in accepted if not (_reasoning_keyed(row) and _reasoning_keyed(rows[j]))]
+        sims = vectors[compare] @ vectors[i] if compare else np.array([])
         if sims.size and float(sims.max()) > threshold:
-            j = accepted[int(sims.argmax())]
+            j = compare[int(sims.argmax())]
             verdicts.append(Verdict("distinctness", False, f"cosine similarity {float(sims.max()):.2f} > {threshold} with {rows[j].get('id')}", str(rows[j].get("id"))))
             continue
         accepted.append(i)
