@@ -515,3 +515,19 @@ def test_score_without_rejected_items_says_what_agreement_cannot_show(tmp_path):
     md = (d / "summary.md").read_text()
     assert "| criterion | corpus | staffml | corpus - staffml |\n" in md
     assert "--rejected K" in md and "Reviewer's reasons on corpus items" in md
+
+
+def test_scored_calibration_items_are_redacted_from_the_committed_items(tmp_path):
+    """Published questions are CC BY 4.0 reference material: after scoring, items.md keeps a pointer, not their text."""
+    d = review_dir(tmp_path, [scored(i) for i in range(1, 6)])
+    key = json.loads((d / "key.json").read_text())
+    blocks = "".join(f"## Item {i}\n\n- Topic: x\n\n### Scenario\n\nsecret text {i}\n\n" for i in range(1, 6))
+    (d / "items.md").write_text(blocks)
+    n = score.redact_calibration(d)
+    text = (d / "items.md").read_text()
+    published = [k for k, v in key.items() if v["source"] == "staffml"]
+    assert n == len(published) >= 1
+    for k in published:
+        assert f"secret text {k}\n" not in text and key[k]["id"] in text
+    assert all(f"secret text {k}\n" in text for k, v in key.items() if v["source"] != "staffml")
+    assert score.redact_calibration(d) == 0  # idempotent

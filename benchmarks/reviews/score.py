@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -334,12 +335,35 @@ def score(directory: Path) -> dict:
     return summary
 
 
+def redact_calibration(directory: Path) -> int:
+    """Replace the published calibration items in items.md by a pointer once they are scored:
+    their text is CC BY 4.0 material kept in ../shared/reference, not copied into this repository.
+    Returns the number of items redacted."""
+    items = directory / "items.md"
+    key = json.loads((directory / "key.json").read_text(encoding="utf-8"))
+    if not items.exists():
+        return 0
+    blocks = re.split(r"(?m)^(?=## Item \d+\s*$)", items.read_text(encoding="utf-8"))
+    out, redacted = [], 0
+    for block in blocks:
+        m = re.match(r"## Item (\d+)", block)
+        entry = key.get(m.group(1)) if m else None
+        if entry and entry.get("source") == "staffml" and "not reproduced" not in block:
+            block = (f"## Item {m.group(1)}\n\n(published StaffML question `{entry.get('id')}`, scored blind with the others; "
+                     "its text is not reproduced here: see ../shared/reference/staffml_questions_sample.jsonl)\n\n")
+            redacted += 1
+        out.append(block)
+    items.write_text("".join(out), encoding="utf-8")
+    return redacted
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("directory", type=Path, help="review folder holding key.json and scores.json")
     args = ap.parse_args(argv)
     try:
         score(args.directory)
+        redact_calibration(args.directory)
     except ScoreError as exc:
         print(f"score.py: error: {exc}", file=sys.stderr)
         return 2
