@@ -296,6 +296,7 @@ class Workload(_Model):
     kv_heads: int | None = Field(default=None, gt=0)
     head_dim: int | None = Field(default=None, gt=0)
     activation_bytes: Figure | None = Field(default=None, description="peak activation memory per sample at INT8")
+    max_context: Figure | None = Field(default=None, description="the longest context (tokens) the released model supports")
     input: str
     source: str = Field(min_length=3)
 

@@ -302,6 +302,8 @@ def fmt_quantity(value: float, unit: str) -> str:
         return fmt_number(value)
     if unit == "percent":
         return f"{fmt_number(value)}%"
+    if unit == "1/s":
+        return f"{fmt_number(value)} per second"
     if unit in _PLURAL and fmt_number(value) != "1":
         unit = "queries" if unit == "query" else unit + "s"
     return f"{fmt_number(value)} {unit}"
