@@ -531,3 +531,8 @@ def test_scored_calibration_items_are_redacted_from_the_committed_items(tmp_path
         assert f"secret text {k}\n" not in text and key[k]["id"] in text
     assert all(f"secret text {k}\n" in text for k, v in key.items() if v["source"] != "staffml")
     assert score.redact_calibration(d) == 0  # idempotent
+
+
+def test_exponents_in_code_survive_the_markup_stripping():
+    """`side ** 2` in a calculation is an exponent; stripping bold markup must not eat it."""
+    assert sample._inline("- MACs: `m = side ** 2 * c` = 9.4e8 and **bold**") == "- MACs: m = side ** 2 * c = 9.4e8 and bold"

@@ -322,9 +322,13 @@ def normalise_text(text: object, field: str = "") -> str:
 
 
 def _inline(line: str) -> str:
-    line = re.sub(r"\*\*(.+?)\*\*", r"\1", line)
-    line = re.sub(r"__(.+?)__", r"\1", line)
-    line = line.replace("`", "")
+    # code spans keep their text (a `side ** 2` is an exponent, not bold markup)
+    parts = re.split(r"(`[^`]*`)", line)
+    for i, part in enumerate(parts):
+        if not part.startswith("`"):
+            part = re.sub(r"\*\*(\S(?:.*?\S)?)\*\*", r"\1", part)
+            parts[i] = re.sub(r"__(.+?)__", r"\1", part)
+    line = "".join(parts).replace("`", "")
     line = _strip_provenance(line)
     return line.rstrip()
 
