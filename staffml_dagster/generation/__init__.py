@@ -1,1 +1,1 @@
-"""Question generation: the backend protocol, the offline item-model generator, framings."""
+"""Question generation: the backend protocol, item models (whole question designs), the offline and Claude backends."""
