@@ -77,6 +77,21 @@ def test_design_renders_whole_questions(specs, mid, did, track):
             assert verdict.passed, f"{where}: {verdict.criterion}: {verdict.reason}"
 
 
+@pytest.mark.parametrize("mid", MODELS)
+def test_every_misconception_is_asked_and_computes(specs, mid):
+    """A misconception no design uses is dead text; one that is used builds a chain that recomputes."""
+    model = item_models()[mid]
+    used = {d.mistake for d in model.spec.questions}
+    assert set(model.spec.misconceptions) <= used, f"{mid}: misconceptions no design asks: {sorted(set(model.spec.misconceptions) - used)}"
+    for d in model.spec.questions:
+        for track in d.tracks or model.spec.tracks:
+            for s in model.settings(specs, track):
+                p = plan(model, specs, d, s)
+                if p is not None:
+                    assert recompute([st.as_dict() for st in p.wrong_calc.steps]) == [], f"{mid}/{d.id}/{d.mistake} on {track}"
+                    break
+
+
 def test_every_design_is_distinct_reasoning(specs):
     """Within an item model no two designs share zone, level and answer: each asks something else."""
     for mid in MODELS:
