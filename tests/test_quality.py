@@ -357,7 +357,7 @@ def test_topic_fit_flags_a_kv_cache_question_labelled_thermal_management(specs):
     assert not wrong.passed and "kv-cache-management" in wrong.reason and wrong.reason.endswith(
         f"than to its topic thermal-management (rank {wrong.reason.split('rank ')[1].split(' ')[0]} of {len(specs.topics.topics)})")
     assert right.passed, right.reason
-    assert specs.quality.topic_fit_top_k == 3
+    assert specs.quality.topic_fit_top_k == 8
 
 
 def test_repeated_computations_across_topics():
