@@ -357,7 +357,15 @@ def test_topic_fit_flags_a_kv_cache_question_labelled_thermal_management(specs):
     assert not wrong.passed and "kv-cache-management" in wrong.reason and wrong.reason.endswith(
         f"than to its topic thermal-management (rank {wrong.reason.split('rank ')[1].split(' ')[0]} of {len(specs.topics.topics)})")
     assert right.passed, right.reason
-    assert specs.quality.topic_fit_top_k == 8
+    assert specs.quality.topic_fit_top_k == 30
+
+
+def test_topic_fit_rejects_an_item_model_serving_a_topic_it_does_not_compute(good, specs):
+    """An item-model question labelled with a topic its model is not native to fails, however it reads."""
+    borrowed = {**copy.deepcopy(good[0]), "id": "borrowed", "topic": "attention-scaling"}
+    own, other = topic_fit_verdicts(pd.DataFrame([good[0], borrowed]), specs, tfidf_embed)
+    assert own.passed, own.reason
+    assert not other.passed and "kv-cache-sessions does not compute attention-scaling" in other.reason
 
 
 def test_repeated_computations_across_topics():

@@ -868,9 +868,25 @@ def _topic_fit_vectors(texts: list[str], specs: Specs, embed: Embed) -> tuple[np
     return _normalised(embed(texts)), _TOPIC_VECTORS[key]
 
 
+def _not_native(row: Mapping) -> str | None:
+    """For an item-model row: why its item model does not compute the row's topic, or None."""
+    if _text(row, "backend") != "item-models" or not _text(row, "item_model"):
+        return None
+    from staffml_dagster.generation.item_model import item_models  # loaded once per process
+
+    model = item_models().get(_text(row, "item_model"))
+    if model is None:
+        return f"item model {_text(row, 'item_model')!r} does not exist"
+    topic = _text(row, "topic")
+    native = set(model.spec.topics) | {t for d in model.spec.questions for t in (d.topics or [])}
+    return None if topic in native else f"item model {model.id} does not compute {topic}'s mechanism (it serves {', '.join(sorted(native))})"
+
+
 def topic_fit_verdicts(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, top_k: int | None = None) -> list[Verdict]:
-    """A question fits its topic when its topic is among the ``top_k`` topics (of all of them)
-    whose name and mechanism its question, solution and napkin math read closest to."""
+    """A question fits its topic when an item-model question comes from an item model native
+    to the topic, and any question's text (question, solution, napkin math) has its topic among
+    the ``top_k`` of all topics whose name and mechanism it reads closest to. The text check is
+    a guard against gross misfit: neighbouring topics legitimately share vocabulary."""
     top_k = specs.quality.topic_fit_top_k if top_k is None else top_k
     rows = df.to_dict("records")
     if not rows:
@@ -883,11 +899,15 @@ def topic_fit_verdicts(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embe
         if own not in ids:
             verdicts.append(Verdict("topic_fit", True, f"unverifiable: unknown topic {own!r}"))
             continue
+        foreign = _not_native(row)
+        if foreign:
+            verdicts.append(Verdict("topic_fit", False, foreign))
+            continue
         order = [ids[i] for i in np.argsort(-sims, kind="stable")]
         if own in order[:top_k]:
             verdicts.append(_ok("topic_fit"))
         else:
-            verdicts.append(Verdict("topic_fit", False, f"reads closer to {', '.join(order[:top_k])} than to its topic {own} (rank {order.index(own) + 1} of {len(ids)})"))
+            verdicts.append(Verdict("topic_fit", False, f"reads closer to {', '.join(order[:3])} and {top_k - 3} more topics than to its topic {own} (rank {order.index(own) + 1} of {len(ids)})"))
     return verdicts
 
 
