@@ -114,3 +114,25 @@ def test_bad_item_model_names_file_and_problem(tmp_path):
     bad.write_text("id: broken\ntopics: [x]\n")
     with pytest.raises(ItemModelError, match=r"broken.yaml: tracks: Field required"):
         ItemModel.load(bad)
+
+
+def test_generation_refuses_an_item_model_whose_references_do_not_resolve(specs, tmp_path, monkeypatch):
+    """A design at a level outside its zone's levels is a spec error naming the file, not an empty cell."""
+    import shutil
+
+    from staffml_dagster.generation.backend import CellRequest
+    from staffml_dagster.generation.item_model import _load_all
+    from staffml_dagster.generation.offline import ItemModelGenerator
+
+    assets = tmp_path / "assets"
+    (assets / "item_models").mkdir(parents=True)
+    text = (item_models()["kv-cache-sessions"].path).read_text().replace("zone: recall\n    level: L1", "zone: recall\n    level: L5")
+    (assets / "item_models" / "kv-cache-sessions.yaml").write_text(text)
+    shutil.copytree(item_models()["kv-cache-sessions"].path.parents[1] / "prompts", assets / "prompts")
+    monkeypatch.setenv("STAFFML_ASSETS_DIR", str(assets))
+    _load_all.cache_clear()
+    try:
+        with pytest.raises(ItemModelError, match=r"kv-cache-sessions.yaml: questions.kv-heads-recall: level L5 is outside zone recall"):
+            ItemModelGenerator().generate(specs, CellRequest("kv-cache-management", "cloud", "recall", "L5", 1, 1))
+    finally:
+        _load_all.cache_clear()

@@ -18,6 +18,18 @@ from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, 
 from staffml_dagster.specs import Specs
 
 GENERATOR_VERSION = "item-models/3"
+_CHECKED: set[tuple[str, str, str]] = set()
+
+
+def _checked(specs: Specs, models: list):
+    """Item models whose references to specs/ (topics, zones, levels, families) resolve: a
+    misspelt topic in a YAML file fails with the file's name, never yields silently nothing."""
+    for model in models:
+        key = (specs.version, model.id, model.version)
+        if key not in _CHECKED:
+            model.check_against(specs)
+            _CHECKED.add(key)
+    return models
 
 
 
@@ -37,7 +49,7 @@ class ItemModelGenerator:
         (item model, design, outcome), and its offline capacity is the number of those."""
         rng = random.Random(f"{cell.seed}|{cell.topic}|{cell.track}|{cell.zone}|{cell.level}")
         first: dict[str, tuple] = {}
-        for model in models_for_topic(cell.topic, cell.track):
+        for model in _checked(specs, models_for_topic(cell.topic, cell.track)):
             for design in model.designs_for(cell.topic, cell.track, cell.zone, cell.level):
                 settings = model.settings(specs, cell.track)
                 rng.shuffle(settings)
