@@ -368,7 +368,7 @@ class ItemModel:
                 continue
             if choice.kinds and p.kind not in choice.kinds:
                 continue
-            if all(_platform_figure(p, need) is not None for need in choice.needs):
+            if all(_has_figure(specs, p, need) for need in choice.needs):
                 out.append(p)
         return out
 
@@ -509,13 +509,20 @@ class ItemModel:
 
 
 def _platform_figure(p: Platform, path: str) -> Figure | None:
+    """A platform's own figure by path (``memory``, ``compute.int8``, ``compute.default``);
+    ``interconnect.*`` paths go through the interconnect table (see ``_has_figure``)."""
     if path.startswith("compute."):
         prec = path.split(".", 1)[1]
         return p.compute.get(p.default_precision if prec == "default" else prec)
-    if path.startswith("interconnect."):
-        return p.interconnect  # resolved through specs.interconnect_by_id by the caller
     value = getattr(p, path, None)
     return value if isinstance(value, Figure) else None
+
+
+def _has_figure(specs: Specs, p: Platform, path: str) -> bool:
+    if path.startswith("interconnect."):
+        ic = specs.interconnect_by_id.get(p.interconnect or "")
+        return ic is not None and getattr(ic, path.split(".", 1)[1], None) is not None
+    return _platform_figure(p, path) is not None
 
 
 def _figure_path(p: Platform, path: str) -> str:
