@@ -7,8 +7,10 @@ import re
 
 import pytest
 
+from staffml_dagster.generation.backend import CellRequest
 from staffml_dagster.generation.calc import recompute
 from staffml_dagster.generation.item_model import ItemModel, ItemModelError, assigned_topic, draft, item_models, plan
+from staffml_dagster.generation.offline import ItemModelGenerator
 
 try:  # the gate's text checks; the rendering checks below run without them
     from staffml_dagster.quality.criteria import coherence, structure
@@ -36,13 +38,10 @@ def _drafts(specs, model: ItemModel, design, track, per_reasoning: int = 2):
     return [draft(model, specs, design, s, assigned_topic(model, design, s)) for group in kept.values() for s in group]
 
 
-def _row(x, design, track):
-    return {
-        "topic": x.topic, "track": track, "zone": design.zone, "level": design.level, "title": x.title,
-        "scenario": x.scenario, "question": x.question, "realistic_solution": x.realistic_solution,
-        "common_mistake": x.common_mistake, "napkin_math": x.napkin_math, "calc": [s.as_dict() for s in x.calc],
-        "claims": x.claims, "distractors": x.distractors, "platforms": [p.id for p in (x.setting.platform, x.setting.platform_b) if p],
-    }
+def _row(specs, x, design, track):
+    """The question row the offline backend writes for this draft."""
+    cell = CellRequest(x.topic, track, design.zone, design.level, 1, specs.generation.seed)
+    return ItemModelGenerator().row(specs, cell, x)
 
 
 @pytest.mark.parametrize("mid", MODELS)
@@ -69,7 +68,7 @@ def test_design_renders_whole_questions(specs, mid, did, track):
         derived = sum(1 for s in x.calc if s.kind == "derived")
         lo, hi = level.steps
         assert lo - 1 <= derived <= hi + 2, f"{where}: {derived} derived steps for {design.level} ({lo}-{hi})"
-        row = _row(x, design, track)
+        row = _row(specs, x, design, track)
         for check in (coherence, structure):
             if check is None:
                 continue
@@ -120,9 +119,7 @@ def test_generation_refuses_an_item_model_whose_references_do_not_resolve(specs,
     """A design at a level outside its zone's levels is a spec error naming the file, not an empty cell."""
     import shutil
 
-    from staffml_dagster.generation.backend import CellRequest
     from staffml_dagster.generation.item_model import _load_all
-    from staffml_dagster.generation.offline import ItemModelGenerator
 
     assets = tmp_path / "assets"
     (assets / "item_models").mkdir(parents=True)
