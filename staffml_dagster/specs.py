@@ -241,6 +241,7 @@ class Platform(_Model):
     flash: Figure | None = None
     interconnect: str | None = None
     unit_cost: Figure | None = None
+    kernel_library: str | None = Field(default=None, description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)")
 
     @model_validator(mode="after")
     def _default_precision_known(self) -> "Platform":

@@ -63,3 +63,8 @@ def test_formatting():
     assert fmt_quantity(16.06, "GB") == "16.06 GB"
     assert fmt_quantity(20.08, "percent") == "20.08%"
     assert fmt_quantity(8.03e9, "") == "8.03e9"
+    # prose quotes three significant figures, the napkin math four; rates read "per <unit>"
+    assert fmt_quantity(4.0132, "ms", 3) == "4.01 ms" and fmt_quantity(4.0132, "ms") == "4.013 ms"
+    assert fmt_quantity(4013.4, "", 3) == "4,010"
+    assert fmt_quantity(4000, "1/day") == "4,000 per day" and fmt_quantity(12, "1/s") == "12 per second"
+    assert fmt_quantity(1, "day") == "1 day" and fmt_quantity(1.5, "day") == "1.5 days"

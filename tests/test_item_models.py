@@ -133,3 +133,16 @@ def test_generation_refuses_an_item_model_whose_references_do_not_resolve(specs,
             ItemModelGenerator().generate(specs, CellRequest("kv-cache-management", "cloud", "recall", "L5", 1, 1))
     finally:
         _load_all.cache_clear()
+
+
+def test_a_microcontroller_question_names_the_parts_own_kernels(specs):
+    """CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3: the kernel library comes from the part's specs."""
+    model = item_models()["tensor-arena-sram-layout"]
+    design = model.spec.questions[0]
+    seen = {}
+    for s in model.settings(specs, "tinyml"):
+        p = plan(model, specs, design, s)
+        if p is not None:
+            seen.setdefault(s.platform.id, draft(model, specs, design, s, assigned_topic(model, design, s)).scenario)
+    assert "ESP-NN" in seen["esp32-s3"] and "CMSIS" not in seen["esp32-s3"]
+    assert "CMSIS-NN" in seen["cortex-m4"] and "ESP-NN" not in seen["cortex-m4"]

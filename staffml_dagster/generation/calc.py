@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 import operator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -275,38 +276,43 @@ def _unit_ok(unit: object) -> bool:
         return False
 
 
-def fmt_number(x: float) -> str:
-    """Human formatting for napkin math: 4 significant figures, thousands separators."""
+def fmt_number(x: float, sig: int = SIG_FIGS) -> str:
+    """Human formatting for napkin math: ``sig`` significant figures (4 in the napkin math, 3 in
+    prose), thousands separators; whole numbers below ten million exactly."""
     if float(x).is_integer() and abs(x) < 1e7:
         return f"{int(x):,}"
-    x = round_sig(x)
+    x = round_sig(x, sig)
     if x == 0:
         return "0"
     ax = abs(x)
     if ax >= 1e7 or ax < 1e-3:
-        mantissa, exp = f"{x:.3e}".split("e")
+        mantissa, exp = f"{x:.{sig - 1}e}".split("e")
         mantissa = mantissa.rstrip("0").rstrip(".")
         return f"{mantissa}e{int(exp)}"
     if ax >= 1000:
         return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}".rstrip("0").rstrip(".")
-    return f"{x:.4g}"
+    return f"{x:.{sig}g}"
 
 
 _PLURAL = {"day", "hour", "minute", "second", "week", "month", "year", "byte", "bit", "token", "cycle", "operation",
            "sample", "request", "frame", "image", "step", "epoch", "query", "user", "device", "GPU", "node"}
+_PER = {"s": "second", "h": "hour", "hr": "hour", "min": "minute", "d": "day", "ms": "millisecond"}
 
 
-def fmt_quantity(value: float, unit: str) -> str:
+def fmt_quantity(value: float, unit: str, sig: int = SIG_FIGS) -> str:
+    """A value with its unit as a person writes it: 12%, 3 per second, 1 day, 40 days."""
     unit = unit.strip()
+    number = fmt_number(value, sig)
     if unit in ("", "dimensionless"):
-        return fmt_number(value)
+        return number
     if unit == "percent":
-        return f"{fmt_number(value)}%"
-    if unit == "1/s":
-        return f"{fmt_number(value)} per second"
-    if unit in _PLURAL and fmt_number(value) != "1":
+        return f"{number}%"
+    if re.fullmatch(r"1\s*/\s*[A-Za-z]+", unit):
+        per = unit.split("/")[1].strip()
+        return f"{number} per {_PER.get(per, per)}"
+    if unit in _PLURAL and number != "1":
         unit = "queries" if unit == "query" else unit + "s"
-    return f"{fmt_number(value)} {unit}"
+    return f"{number} {unit}"
 
 
 def stated_quantities(steps: list[dict]) -> dict[str, pint.Quantity]:

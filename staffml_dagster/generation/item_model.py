@@ -211,8 +211,9 @@ class Draft:
 
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_JINJA.filters["billions"] = lambda x: fmt_number(float(x) / 1e9)  # 8.03e9 -> "8.03" (write "billion" after it)
-_JINJA.filters["num"] = lambda x: fmt_number(float(x))  # four significant figures, thousands separators
+PROSE_SIG = 3  # prose quotes three significant figures; the napkin math shows four
+_JINJA.filters["billions"] = lambda x: fmt_number(float(x) / 1e9, PROSE_SIG)  # 8.03e9 -> "8.03" (write "billion" after it)
+_JINJA.filters["num"] = lambda x: fmt_number(float(x), PROSE_SIG)  # three significant figures, thousands separators
 
 
 @lru_cache(maxsize=8192)
@@ -495,6 +496,8 @@ class ItemModel:
 
         return {
             "platform": s.platform.name if s.platform else "", "platform_short": short(s.platform),
+            "platform_id": s.platform.id if s.platform else "",
+            "kernels": (s.platform.kernel_library or "") if s.platform else "",
             "platform_b": s.platform_b.name if s.platform_b else "", "platform_b_short": short(s.platform_b),
             "workload": s.workload.name if s.workload else "", "track": s.track,
         }
@@ -592,12 +595,12 @@ def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str, p: 
     steps = _answer_last(model, d, steps)
     context = {
         **ItemModel._names(s),
-        **{st.name: fmt_quantity(st.value, st.unit) for st in calc.steps if "__" not in st.name},
+        **{st.name: fmt_quantity(st.value, st.unit, PROSE_SIG) for st in calc.steps if "__" not in st.name},
         "n": _Ns({st.name: st.value for st in calc.steps}),
         "c": _Ns(claims),
-        "w": _Ns({st.name: fmt_quantity(st.value, st.unit) for st in wrong_calc.steps}),
-        "answer": fmt_quantity(answer.value, answer.unit),
-        "wrong": fmt_quantity(wrong, answer.unit),
+        "w": _Ns({st.name: fmt_quantity(st.value, st.unit, PROSE_SIG) for st in wrong_calc.steps}),
+        "answer": fmt_quantity(answer.value, answer.unit, PROSE_SIG),
+        "wrong": fmt_quantity(wrong, answer.unit, PROSE_SIG),
     }
     mis = model.spec.misconceptions[d.mistake]
     try:

@@ -502,10 +502,10 @@ def _matches(fig: Stated, step: Mapping) -> bool:
 def _states(text: str, figures: list[Stated], step: Mapping) -> bool:
     """Whether a text states a step's value: its formatted number, or a figure equal to it."""
     try:
-        shown = fmt_number(float(step.get("value")))
+        shown = {fmt_number(float(step.get("value")), sig) for sig in (4, 3)}  # napkin math and prose
     except (TypeError, ValueError):
         return False
-    return re.search(rf"(?<![\w.,]){re.escape(shown)}(?![\d])", text) is not None or any(_matches(f, step) for f in figures)
+    return any(re.search(rf"(?<![\w.,]){re.escape(x)}(?![\d])", text) for x in shown) or any(_matches(f, step) for f in figures)
 
 
 def _shown(step: Mapping) -> str:
