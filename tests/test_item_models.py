@@ -146,3 +146,18 @@ def test_a_microcontroller_question_names_the_parts_own_kernels(specs):
             seen.setdefault(s.platform.id, draft(model, specs, design, s, assigned_topic(model, design, s)).scenario)
     assert "ESP-NN" in seen["esp32-s3"] and "CMSIS" not in seen["esp32-s3"]
     assert "CMSIS-NN" in seen["cortex-m4"] and "ESP-NN" not in seen["cortex-m4"]
+
+
+def test_gpu_kernels_are_charged_the_gpus_share_of_a_jetson(specs):
+    """`compute.int8_gpu|default`: a Jetson's GPU figure, not its GPU-plus-DLA module total;
+    a part that lists no split falls back to its default precision."""
+    model = item_models()["depthwise-separable-cost-and-memory"]
+    peaks = {}
+    for track in ("edge", "cloud"):
+        for s in model.settings(specs, track):
+            peaks.setdefault(s.platform.id, model.build(specs, s).get("peak"))
+    assert peaks["jetson-orin-nx"].value == 30 < specs.platform_by_id["jetson-orin-nx"].compute["int8"].value
+    assert peaks["jetson-orin-nx"].source.endswith("jetson-orin-nx.compute.int8_gpu")
+    h100 = specs.platform_by_id["h100-sxm"]
+    assert peaks["h100-sxm"].value == h100.compute[h100.default_precision].value
+    assert peaks["h100-sxm"].source.endswith(f"h100-sxm.compute.{h100.default_precision}")

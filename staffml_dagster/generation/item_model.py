@@ -39,7 +39,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from staffml_dagster.generation.calc import Calc, CalcError, CalcStep, fmt_number, fmt_quantity
+from staffml_dagster.generation.calc import SIG_FIGS, Calc, CalcError, CalcStep, fmt_number, fmt_quantity
 from staffml_dagster.generation.render import common_mistake, napkin_math
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
@@ -511,12 +511,24 @@ class ItemModel:
         return [s.name for s in self.spec.calc]
 
 
+def _precision(p: Platform, wanted: str) -> str | None:
+    """The compute key a path names: ``int8``, ``default`` (the part's default precision), or
+    alternatives in order, ``int8_gpu|default`` (the GPU's own figure where the part lists one
+    apart from its module total, as a Jetson does)."""
+    for alt in wanted.split("|"):
+        key = p.default_precision if alt == "default" else alt
+        if key in p.compute:
+            return key
+    return None
+
+
 def _platform_figure(p: Platform, path: str) -> Figure | None:
-    """A platform's own figure by path (``memory``, ``compute.int8``, ``compute.default``);
-    ``interconnect.*`` paths go through the interconnect table (see ``_has_figure``)."""
+    """A platform's own figure by path (``memory``, ``compute.int8``, ``compute.default``,
+    ``compute.int8_gpu|default``); ``interconnect.*`` paths go through the interconnect table
+    (see ``_has_figure``)."""
     if path.startswith("compute."):
-        prec = path.split(".", 1)[1]
-        return p.compute.get(p.default_precision if prec == "default" else prec)
+        key = _precision(p, path.split(".", 1)[1])
+        return p.compute[key] if key else None
     value = getattr(p, path, None)
     return value if isinstance(value, Figure) else None
 
@@ -529,12 +541,19 @@ def _has_figure(specs: Specs, p: Platform, path: str) -> bool:
 
 
 def _figure_path(p: Platform, path: str) -> str:
-    if path == "compute.default":
-        return f"compute.{p.default_precision}"
+    if path.startswith("compute."):
+        return f"compute.{_precision(p, path.split('.', 1)[1])}"
     return path
 
 
 # ---------------------------------------------------------------------- rendering one draft
+
+
+def _prose(step: CalcStep) -> str:
+    """A step's value as the text quotes it: a given figure as its source states it (204.8 GB/s),
+    a derived or measured one to three significant figures."""
+    computed = step.kind == "derived" or str(step.source or "").startswith("observed")
+    return fmt_quantity(step.value, step.unit, PROSE_SIG if computed else SIG_FIGS)
 
 
 def _closure(calc: Calc, names: list[str]) -> list[CalcStep]:
@@ -595,10 +614,10 @@ def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str, p: 
     steps = _answer_last(model, d, steps)
     context = {
         **ItemModel._names(s),
-        **{st.name: fmt_quantity(st.value, st.unit, PROSE_SIG) for st in calc.steps if "__" not in st.name},
+        **{st.name: _prose(st) for st in calc.steps if "__" not in st.name},
         "n": _Ns({st.name: st.value for st in calc.steps}),
         "c": _Ns(claims),
-        "w": _Ns({st.name: fmt_quantity(st.value, st.unit, PROSE_SIG) for st in wrong_calc.steps}),
+        "w": _Ns({st.name: _prose(st) for st in wrong_calc.steps}),
         "answer": fmt_quantity(answer.value, answer.unit, PROSE_SIG),
         "wrong": fmt_quantity(wrong, answer.unit, PROSE_SIG),
     }
