@@ -25,7 +25,8 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
 
     instance = _instance()
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    run_config = {**quiet_logs, **({"ops": {"questions": {"config": {"backend": backend}}}} if backend else {})}
+    backend_config = {op: {"config": {"backend": backend}} for op in ("cell_capacity", "questions")}
+    run_config = {**quiet_logs, **({"ops": backend_config} if backend else {})}
     started = time.perf_counter()
     if not partitions:
         keys = topic_track.get_partition_keys()

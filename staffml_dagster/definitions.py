@@ -18,9 +18,9 @@ all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
 
 questions_job = dg.define_asset_job(
     "questions_job",
-    selection=dg.AssetSelection.groups("questions", "validation"),
+    selection=dg.AssetSelection.groups("questions", "validation") | dg.AssetSelection.assets("cell_capacity"),
     partitions_def=questions.topic_track,
-    description="Generate and validate the questions of one or more (topic, track) partitions.",
+    description="Measure the capacity of, generate and validate the questions of one or more (topic, track) partitions.",
 )
 
 corpus_job = dg.define_asset_job(
@@ -38,9 +38,9 @@ design_stages_job = dg.define_asset_job(
 
 everything_job = dg.define_asset_job(
     "everything",
-    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus") - dg.AssetSelection.assets("cell_capacity"),
+    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus"),
     partitions_def=topic_track,
-    description="The whole graph offline in one run: design stages, then the questions of every partition in the range, their validation, the corpus and its coverage report (what `make run` launches).",
+    description="The whole graph offline in one run: design stages, the capacity of every cell, then the questions of every partition in the range filled to it, their validation, the corpus and its coverage report (what `make run` launches).",
 )
 
 

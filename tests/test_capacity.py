@@ -23,8 +23,31 @@ def part(specs):
     return part[[(z, lv) in written for z, lv in zip(part.zone, part.level)]].reset_index(drop=True)
 
 
+class SampledOnly:
+    """A backend whose space cannot be enumerated (as Claude's cannot): capacity is sampled."""
+
+    name, version = "sampled", "1"
+
+    def generate(self, specs, cell):
+        return ItemModelGenerator().generate(specs, cell)
+
+
+def test_item_model_capacity_is_counted_exactly(specs, part):
+    """The offline generator's space is finite: a cell's capacity is the number of distinct
+    reasonings its designs reach, which is exactly how many questions it can fill."""
+    from staffml_dagster.generation.backend import CellRequest
+
+    measured = measure_partition(specs, ItemModelGenerator(), lambda: pytest.fail("enumeration loads no embedder"), part, specs.generation.seed)
+    assert set(measured["stop_reason"]) == {"exhausted"} and (measured["coverage"] == 1.0).all()
+    for r in measured.itertuples():
+        rows = ItemModelGenerator().generate(specs, CellRequest(r.topic, r.track, r.zone, r.level, 10**6, specs.generation.seed))
+        assert r.capacity == r.observed == len(rows) == len({x["signature"] for x in rows}) >= 1
+        assert r.drawn >= r.observed  # settings planned to find them
+    assert measured["capacity"].sum() > len(measured)  # some cell holds more than one reasoning
+
+
 def test_measuring_cells_gives_estimates_curves_and_reasons(specs, part):
-    measured = measure_partition(specs, ItemModelGenerator(), get_embedder("tfidf"), part.head(3), specs.generation.seed)
+    measured = measure_partition(specs, SampledOnly(), get_embedder("tfidf"), part.head(3), specs.generation.seed)
     assert len(measured) == 3
     for r in measured.itertuples():
         assert 1 <= r.observed <= r.drawn

@@ -44,3 +44,21 @@ def test_sql_coverage_matches_pandas_coverage(con):
     assert [tuple(r) for r in sql["empty_partitions"].itertuples(index=False)] == [("c", "cloud")]
     assert cov.stats["empty_partitions"] == 1
     assert int(sql["track_zone_level"]["questions"].sum()) == len(CORPUS)
+
+
+def test_measured_capacity_is_the_target_and_the_report_says_how_much():
+    from staffml_dagster.quality.coverage import capacity_sentence
+
+    measured = pd.DataFrame(
+        [("a", "cloud", "recall", "L1", 3, "exhausted"), ("b", "edge", "design", "L3", 1, "max_rounds")],
+        columns=["topic", "track", "zone", "level", "capacity", "stop_reason"],
+    )
+    cov = coverage(CORPUS, CELLS, MATRIX, measured=measured)
+    cell = cov.cells.set_index(["topic", "track", "zone", "level"])
+    assert cell.loc[("a", "cloud", "recall", "L1"), "target"] == 3 and not cell.loc[("a", "cloud", "recall", "L1"), "at_target"]
+    assert cell.loc[("b", "edge", "design", "L3"), "target"] == 1 and cell.loc[("b", "edge", "design", "L3"), "at_target"]
+    assert cell.loc[("c", "cloud", "recall", "L1"), "target"] == 2  # unmeasured: the interim target stays
+    assert cov.stats["capacity_total"] == 4 and cov.stats["cells_measured"] == 2
+    assert cov.stats["cells_saturated_share"] == pytest.approx(1 / 5)  # only the enumerated cell saturated
+    sentence = capacity_sentence(cov.stats)
+    assert "4 distinct questions over 2 cells" in sentence and "12,000-14,000" in sentence

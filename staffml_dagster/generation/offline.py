@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
 from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, models_for_topic, plan
@@ -19,6 +20,7 @@ from staffml_dagster.specs import Specs
 
 GENERATOR_VERSION = "item-models/3"
 _CHECKED: set[tuple[str, str, str]] = set()
+_SPACES: dict[tuple, tuple[dict, int, tuple]] = {}  # a cell's enumeration, kept for the rest of the process
 
 
 def _checked(specs: Specs, models: list):
@@ -34,11 +36,56 @@ def _checked(specs: Specs, models: list):
 
 
 
+@dataclass(frozen=True)
+class CellSpace:
+    """What enumerating a cell found: its distinct reasonings and the settings planned."""
+
+    distinct: int
+    settings: int
+
+
 class ItemModelGenerator:
     """GeneratorBackend producing questions from item models, offline and deterministic."""
 
     name = "item-models"
     version = GENERATOR_VERSION
+
+    def _reasonings(self, specs: Specs, cell: CellRequest) -> tuple[dict[str, tuple], int, random.Random]:
+        """Every distinct reasoning the cell's native designs reach over all their settings, each
+        with the first setting (in the seeded order) that reaches it; how many settings were
+        planned to find them; and the seeded generator, to order them."""
+        models = _checked(specs, models_for_topic(cell.topic, cell.track))
+        key = (specs.version, cell.topic, cell.track, cell.zone, cell.level, cell.seed, cell.accepted_signatures,
+               tuple((m.id, m.version) for m in models))
+        if key in _SPACES:  # measured by cell_capacity earlier in this process: the same enumeration
+            first, planned, state = _SPACES[key]
+            rng = random.Random()
+            rng.setstate(state)
+            return dict(first), planned, rng
+        rng = random.Random(f"{cell.seed}|{cell.topic}|{cell.track}|{cell.zone}|{cell.level}")
+        first: dict[str, tuple] = {}
+        planned = 0
+        for model in models:
+            for design in model.designs_for(cell.topic, cell.track, cell.zone, cell.level):
+                settings = model.settings(specs, cell.track)
+                rng.shuffle(settings)
+                for s in settings:
+                    if assigned_topic(model, design, s) != cell.topic:
+                        continue
+                    planned += 1
+                    p = plan(model, specs, design, s)
+                    if p is not None and p.reasoning not in cell.accepted_signatures:
+                        first.setdefault(p.reasoning, (model, design, s, p))
+        if len(_SPACES) > 20_000:
+            _SPACES.clear()
+        _SPACES[key] = (dict(first), planned, rng.getstate())
+        return first, planned, rng
+
+    def space(self, specs: Specs, cell: CellRequest) -> CellSpace:
+        """The cell's capacity, counted exactly: the generator's whole space is enumerable, so
+        its distinct reasonings are measured, not estimated from a sample."""
+        first, planned, _ = self._reasonings(specs, cell)
+        return CellSpace(distinct=len(first), settings=planned)
 
     def drafts(self, specs: Specs, cell: CellRequest):
         """One draft per distinct reasoning of the cell, in the seeded order.
@@ -47,18 +94,7 @@ class ItemModelGenerator:
         whose claims come out the same (memory- vs compute-bound, fits or not, which option wins)
         with other numbers is not a new question. So a cell holds at most one question per
         (item model, design, outcome), and its offline capacity is the number of those."""
-        rng = random.Random(f"{cell.seed}|{cell.topic}|{cell.track}|{cell.zone}|{cell.level}")
-        first: dict[str, tuple] = {}
-        for model in _checked(specs, models_for_topic(cell.topic, cell.track)):
-            for design in model.designs_for(cell.topic, cell.track, cell.zone, cell.level):
-                settings = model.settings(specs, cell.track)
-                rng.shuffle(settings)
-                for s in settings:
-                    if assigned_topic(model, design, s) != cell.topic:
-                        continue
-                    p = plan(model, specs, design, s)
-                    if p is not None and p.reasoning not in cell.accepted_signatures:
-                        first.setdefault(p.reasoning, (model, design, s, p))
+        first, _, rng = self._reasonings(specs, cell)
         order = list(first)
         rng.shuffle(order)
         for key in order:

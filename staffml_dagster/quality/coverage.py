@@ -31,13 +31,21 @@ class Coverage:
     stats: dict
 
 
-def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFrame, native: pd.DataFrame | None = None) -> Coverage:
+SATURATED = {"exhausted", "coverage", "novelty"}  # stop reasons that mean the cell's space is found
+
+
+def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFrame, native: pd.DataFrame | None = None,
+             measured: pd.DataFrame | None = None) -> Coverage:
     """Fill per cell and balance. ``native`` (topic, track, native_item_models) says how many item
-    models compute each partition's own mechanism; a partition with none is empty by design."""
+    models compute each partition's own mechanism; a partition with none is empty by design.
+    ``measured`` (the cell_capacity rows) makes a measured cell's target its capacity."""
     keys = ["topic", "track", "zone", "level"]
     counts = corpus.groupby(keys).size().rename("filled") if len(corpus) else pd.Series(dtype=int, name="filled")
     table = cells[keys + ["target", "theoretical_capacity"]].merge(counts.reset_index(), on=keys, how="left") if len(cells) else pd.DataFrame(columns=keys + ["target", "theoretical_capacity", "filled"])
     table["filled"] = table["filled"].fillna(0).astype(int)
+    if measured is not None and len(measured) and len(table):
+        table = table.merge(measured[keys + ["capacity", "stop_reason"]], on=keys, how="left")
+        table["target"] = table["capacity"].fillna(table["target"]).astype(int)
     table["at_target"] = table["filled"] >= table["target"]
     table["overfilled"] = table["filled"] > table["theoretical_capacity"]
     applicable = applicability[applicability["applicable"]][["topic", "track"]]
@@ -65,6 +73,10 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
         "cv_levels": cv(by_level),
         "max_topic_share": float(by_topic.max() / by_topic.sum()) if by_topic.sum() else 0.0,
     }
+    if "capacity" in table:
+        stats["capacity_total"] = int(table["capacity"].fillna(0).sum())
+        stats["cells_measured"] = int(table["capacity"].notna().sum())
+        stats["cells_saturated_share"] = float(table["stop_reason"].isin(SATURATED).sum() / len(table)) if len(table) else 0.0
     return Coverage(table, by_topic, by_track, by_zone, by_level, partitions, stats)
 
 
@@ -115,6 +127,21 @@ def write_png(path: Path, png: bytes) -> None:
     tmp.replace(path)
 
 
+METHOD_ESTIMATE = "12,000-14,000"  # the StaffML method's own estimate of the corpus at capacity
+
+
+def capacity_sentence(stats: dict) -> str:
+    """The measured corpus size beside the method's estimate, and why they differ."""
+    return (
+        f"Measured capacity: {stats['capacity_total']:,} distinct questions over {stats['cells_measured']:,} cells "
+        f"({stats['cells_saturated_share']:.0%} saturated); the corpus holds {stats['questions']:,}. The StaffML method "
+        f"estimates {METHOD_ESTIMATE} at capacity. Ours counts a question once per distinct reasoning (item model, "
+        "design, outcome of its claims): the same chain of formulas with other platforms or numbers is not a new "
+        "question unless the conclusion changes, and a topic holds only questions written for its own mechanism, "
+        "so the capacity grows with the designs written, not with the platforms and workloads they range over."
+    )
+
+
 def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> Path:
     """Write coverage.html (pictures embedded), the PNGs and the per-cell table; atomically per file."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -128,6 +155,10 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> 
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>",
         "<h1>Corpus coverage</h1><table>", stats, "</table>",
     ]
+    if "capacity_total" in cov.stats:
+        body.append(f"<h2>Capacity</h2><p>{html.escape(capacity_sentence(cov.stats))}</p>")
+        reasons = cov.cells["stop_reason"].fillna("not measured").value_counts().rename("cells").to_frame().rename_axis("stop reason")
+        body.append(reasons.to_html())
     for name, png in pictures.items():
         body.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' src='{data_uri(png)}'>")
     body.append("<h2>Counts by track, zone and level</h2>")

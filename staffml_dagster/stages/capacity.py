@@ -81,14 +81,41 @@ CAPACITY_COLUMNS = ["topic", "track", "zone", "level", "observed", "estimate", "
                     "coverage", "s_max", "k", "rounds", "drawn", "curve", "stop_reason", "theoretical_capacity", "capacity", "embedder", "backend"]
 
 
+def enumerated_row(cell, space, backend_name: str) -> dict:
+    """A cell whose generator space was enumerated: its capacity is counted, not estimated, and
+    sampling stopped because the space is exhausted."""
+    n = space.distinct
+    return {
+        "topic": cell.topic, "track": cell.track, "zone": cell.zone, "level": cell.level,
+        "observed": n, "estimate": n, "chao1": float(n), "chao1_low": float(n), "chao1_high": float(n), "chao2": float(n),
+        "coverage": 1.0, "s_max": float(n), "k": 0.0, "rounds": 1, "drawn": space.settings,
+        "curve": [[space.settings, n]], "stop_reason": "exhausted",
+        "theoretical_capacity": int(cell.theoretical_capacity),
+        "capacity": int(min(n, int(cell.theoretical_capacity))),
+        "embedder": "none (distinct reasonings counted exactly)", "backend": backend_name,
+    }
+
+
 def measure_partition(specs, backend, embedder, cells_part: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Measure the empirical capacity of every cell of one partition (plain function)."""
+    """Measure the empirical capacity of every cell of one partition (plain function).
+
+    A backend whose space is enumerable (the item models: finite designs over finite settings)
+    is counted exactly, one question per distinct reasoning; any other (Claude) is sampled in
+    rounds until novelty saturates. ``embedder`` is a callable giving the embedder, so the
+    exact count never loads a model."""
     from staffml_dagster.estimation import measure_cell_capacity
     from staffml_dagster.generation.backend import CellRequest
     from staffml_dagster.quality.criteria import distinct_text
 
     settings = specs.generation.capacity
     rows = []
+    if hasattr(backend, "space"):
+        for cell in cells_part.itertuples():
+            space = backend.space(specs, CellRequest(cell.topic, cell.track, cell.zone, cell.level, 0, seed))
+            rows.append(enumerated_row(cell, space, backend.name))
+        return pd.DataFrame(rows, columns=CAPACITY_COLUMNS)
+    if not hasattr(embedder, "encode"):  # a factory: the model loads only when sampling needs it
+        embedder = embedder()
     for cell in cells_part.itertuples():
         def generate(r: int, cell=cell) -> list[dict]:
             # every round is a fresh sample: a different seed reorders the backend's stream
@@ -156,7 +183,7 @@ class CapacityConfig(dg.Config):
     kinds={"pandas", "parquet"},
     code_version="1",
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Empirical capacity of every cell of the partition: questions drawn from the backend in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.",
+    description="Empirical capacity of every cell of the partition. The offline item models are enumerated: the capacity is the exact number of distinct reasonings their designs reach (stop reason `exhausted`). Another backend (Claude) is sampled in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.",
 )
 def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, specs: SpecsResource, embedder: EmbedderResource, cells: pd.DataFrame) -> pd.DataFrame:
     from staffml_dagster.paths import reports_dir
@@ -169,7 +196,7 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
     frames, pictures = [], {}
     for key in keys:
         part = cells[(cells["topic"] == key["topic"]) & (cells["track"] == key["track"])]
-        measured = measure_partition(loaded, backend, embedder.get(), part, loaded.generation.seed)
+        measured = measure_partition(loaded, backend, embedder.get, part, loaded.generation.seed)
         frames.append(measured)
         if len(measured):
             png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from staffml_dagster.paths import reports_dir
-from staffml_dagster.quality.coverage import coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
+from staffml_dagster.quality.coverage import capacity_sentence, coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
 from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table, table_metadata
@@ -120,7 +120,8 @@ def computation_unique_across_topics(corpus: pd.DataFrame) -> dg.AssetCheckResul
     code_version="1",
     description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release.",
 )
-def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame) -> pd.DataFrame:
+def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
+                    cell_capacity: pd.DataFrame) -> pd.DataFrame:
     from staffml_dagster.generation.item_model import native_item_model_counts
 
     loaded = specs.load()
@@ -128,7 +129,7 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
     applicable = applicability_matrix[applicability_matrix["applicable"].astype(bool)]
     native = pd.DataFrame(native_item_model_counts(list(zip(applicable["topic"], applicable["track"]))),
                           columns=["topic", "track", "native_item_models"])
-    cov = coverage(corpus, cells, applicability_matrix, native)
+    cov = coverage(corpus, cells, applicability_matrix, native, cell_capacity)
     topics = [t.id for t in loaded.topics.topics]
     tracks = [t.id for t in loaded.tracks.tracks]
     pictures = {
@@ -140,7 +141,7 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
     meta = table_metadata(cov.cells, ["topic", "track", "zone", "level", "target", "theoretical_capacity", "filled"])
     meta.update(
         {
-            "stats": dg.MetadataValue.md(stats_md),
+            "stats": dg.MetadataValue.md(stats_md + (f"\n\n{capacity_sentence(cov.stats)}" if "capacity_total" in cov.stats else "")),
             "sigma_over_mu_topics": dg.MetadataValue.float(cov.stats["cv_topics"]),
             "completeness": dg.MetadataValue.float(cov.stats["completeness"]),
             "zone_x_level_heatmap": dg.MetadataValue.md(f"![zone x level]({data_uri(pictures['zone_x_level'])})"),
