@@ -132,6 +132,7 @@ class Design(_Spec):
     tracks: list[str] | None = None
     when: list[str] = Field(default_factory=list)
     claims: dict[str, str] = Field(default_factory=dict)
+    remarks: list[str] = Field(default_factory=list)  # claims that only choose wording, not the candidate's conclusion
     distractors: list[str] = Field(default_factory=list)
     symptom: str | None = None  # the observed step a diagnosis starts from
     alternatives: list[str] = Field(default_factory=list)  # competing explanations the solution rules out
@@ -314,6 +315,9 @@ class ItemModel:
                         "decision": d.decision, "lever": d.lever, "claims": {**self.spec.claims, **d.claims}}[need]
                 if not have:
                     self._fail(where, f"zone {d.zone} needs `{need}` (see ZONE_NEEDS)")
+            for r in d.remarks:
+                if r not in {**self.spec.claims, **d.claims}:
+                    self._fail(where, f"remark {r!r} is not a claim of the model or the design")
             if d.distractors and d.level not in ("L5", "L6+"):
                 self._fail(where, "distractors are for L5 and L6+ only")
             if d.question.count("?") != 1 or not d.question.strip().endswith("?"):
@@ -593,7 +597,9 @@ def plan(model: ItemModel, specs: Specs, d: Design, s: Setting) -> Plan | None:
         return None
     if not _differs(answer, wrong) or answer <= 0:
         return None
-    outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()))
+    # a remark only chooses wording ("room to widen", "screening is cheap"): the candidate solves the
+    # question the same way whichever way it comes out, so it is not part of the reasoning
+    outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()) if k not in d.remarks)
     return Plan(calc, wrong_calc, claims, f"{model.id}|{d.id}|{outcome}")
 
 

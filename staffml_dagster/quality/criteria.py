@@ -407,6 +407,10 @@ _MASKS = (
     r"(?i)\b(?:PCIe|NVLink|UFS|eMMC|USB|Gen|RoCE|CUDA|version|Llama|GPT|Gemma|Qwen|Phi|Whisper|Python)[ -]?\d+(?:\.\d+)*\b",
     r"(?m)^\s*\d+[.)]\s",  # list markers
     r"\b\d+\s?nm\b",  # a process node (45 nm) names a technology, not a figure to compute with
+    r"\b(?:IEC|ISO|IEEE|RFC|MISRA|DO|UL)[ -]?\d+(?:[-./:]\d+)*\b",  # a standard's number (IEC 61508, ISO 26262)
+    r"\b\d+-(?:axis|bit|way|tap|class|shot)\b",  # names a kind: 3-axis, 8-bit exponent, 4-way
+    r"\bA?SIL[ -]?[0-4A-D]\b",  # a safety integrity level (SIL 2, ASIL D)
+    r"\b[123]D\b",  # 1D, 2D, 3D
 )
 
 
@@ -457,6 +461,8 @@ def stated_figures(text: str, specs: Specs, mask: bool = True) -> list[Stated]:
     out = []
     for m in _NUMBER.finditer(_mask(text, specs) if mask else text):
         g = m.groupdict()
+        if g["unit"] in ("in", "at", "a"):  # "1 in 25", "8 at once": a preposition, not inches or atmospheres
+            g["unit"] = None
         value = float(g["num"].replace(",", "") + (g["frac"] or "")) * 10 ** int(g["exp"] or g["exp10"] or 0)
         plain = not (g["frac"] or g["exp"] or g["exp10"] or g["word"] or g["glued"] or g["pct"] or g["unit"] or "," in g["num"])
         if plain and (1950 <= value <= 2039 or value in (0, 1)):
@@ -469,7 +475,7 @@ def stated_figures(text: str, specs: Specs, mask: bool = True) -> list[Stated]:
         elif g["pct"]:
             values.append(value / 100)
         base = _base(values[0], g["unit"]) if g["unit"] else None
-        written = m.group(0) if base or not g["unit"] else m.group(0)[: m.start("unit") - m.start()]  # drop "8 with"
+        written = m.group(0) if base or not m.group("unit") else m.group(0)[: m.start("unit") - m.start()]  # drop "8 with"
         out.append(Stated(written.strip(" -"), tuple(values), base))
     return out
 
