@@ -54,7 +54,7 @@ def corpus_rows() -> pd.DataFrame:
                 "realistic_solution": "It is **memory** bound.", "common_mistake": MISTAKE, "napkin_math": OUR_NAPKIN,
                 # gen000x and gen001x share a signature: never both in one sample
                 "signature": "sig-shared" if n < 2 else f"sig{n:03d}",
-                "item_model": "imodelzz", "backend": "offlinezz",
+                "item_model": "imodelzz", "backend": "offlinezz", "competency_area": "memory" if topic.startswith("kv") else "precision",
                 "grounding_ok": True, "computability_ok": n % 2 == 0, "passed": True,
             })
     return pd.DataFrame(rows)
@@ -185,6 +185,15 @@ def test_sample_renders_blind_items_with_requested_counts(inputs, tmp_path):
     cal_ids = [e["id"] for e in key.values() if e["source"] == "staffml"]
     assert all(tracks[i] != "global" and zones[i] == "diagnosis" for i in cal_ids)
     assert "seed 5" in (out / "README.md").read_text()
+
+
+def test_sample_draws_only_the_areas_asked_for(inputs, tmp_path):
+    warehouse, cal = inputs
+    out = sample.sample(6, n=4, calibration=0, warehouse=warehouse, out=tmp_path / "r", calibration_file=cal, areas=["precision"])
+    key = json.loads((out / "key.json").read_text())
+    assert len(key) == 4 and all(e["id"].startswith("gen01") for e in key.values())  # rows 10-14: the precision cell
+    with pytest.raises(sample.SampleError, match="--areas nosuch"):
+        sample.sample(7, n=2, calibration=0, warehouse=warehouse, out=tmp_path / "s", calibration_file=cal, areas=["nosuch"])
 
 
 def test_sample_is_deterministic_for_a_seed(inputs, tmp_path):

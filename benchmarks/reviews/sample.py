@@ -504,8 +504,9 @@ def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehou
 
 def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None = None, out: Path | None = None,
            calibration_file: Path | None = DEFAULT_CALIBRATION, date: str | None = None, force: bool = False,
-           rejected: int = 0) -> Path:
-    """Draw, render and write one review folder; returns its path."""
+           rejected: int = 0, areas: list[str] | None = None) -> Path:
+    """Draw, render and write one review folder; returns its path. ``areas`` limits the corpus
+    (and rejected) items to those competency areas (the per-area reviews)."""
     date = date or _dt.date.today().isoformat()
     warehouse = Path(warehouse) if warehouse else default_warehouse()
     out = Path(out) if out else REVIEWS_DIR / f"{date}-seed{seed}"
@@ -518,10 +519,17 @@ def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None
     if rejected < 0:
         raise SampleError(f"--rejected must be 0 or more, got {rejected}")
     corpus = read_corpus(warehouse)
+    if areas:
+        unknown = sorted(set(areas) - set(corpus["competency_area"].astype(str)))
+        if unknown:
+            raise SampleError(f"--areas {', '.join(unknown)}: no corpus question has that competency area")
+        corpus = corpus[corpus["competency_area"].isin(areas)]
     drawn = draw_corpus(corpus, n, seed)
     rej_rows = pd.DataFrame()
     if rejected > 0:
-        rej_rows = draw_rejected(read_rejected(warehouse), rejected, seed, drawn, f"{warehouse}/validated_questions")
+        rej_all = read_rejected(warehouse)
+        rej_rows = draw_rejected(rej_all[rej_all["competency_area"].isin(areas)] if areas else rej_all, rejected, seed, drawn,
+                                 f"{warehouse}/validated_questions")
     cal_rows = pd.DataFrame()
     if calibration > 0:
         if calibration_file is None:
@@ -544,10 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-file", type=Path, default=DEFAULT_CALIBRATION, help=f"published StaffML rows, JSONL (default {DEFAULT_CALIBRATION})")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/reviews/<date>-seed<N>/)")
     ap.add_argument("--force", action="store_true", help="allow a reused seed or overwriting --out")
+    ap.add_argument("--areas", default=None, help="comma-separated competency areas to draw corpus items from (default: all)")
     args = ap.parse_args(argv)
     try:
         out = sample(args.seed, args.n, args.calibration, args.warehouse, args.out, args.calibration_file, force=args.force,
-                     rejected=args.rejected)
+                     rejected=args.rejected, areas=[a.strip() for a in args.areas.split(",")] if args.areas else None)
     except SampleError as exc:
         print(f"sample.py: error: {exc}", file=sys.stderr)
         return 2
