@@ -123,3 +123,12 @@ def test_questions_top_up_after_capacity_is_measured(warehouse, monkeypatch):
     assert after.success
     grown = pd.read_parquet(warehouse / "questions" / f"topic={TOPIC}" / f"track={TRACK}" / "part.parquet")
     assert set(first["id"]) <= set(grown["id"]) and len(grown) >= len(first)
+
+
+def test_a_partition_takes_its_own_measurements_from_a_many_partition_run(specs, part):
+    """One run over every partition hands the questions stage all partitions' capacities."""
+    other = part.assign(topic="thermal-management", track="edge")[["topic", "track", "zone", "level"]].assign(capacity=0)
+    mine = part[["topic", "track", "zone", "level"]].assign(capacity=3)
+    both = pd.concat([mine, other], ignore_index=True)  # this partition first, another after it
+    targets = cell_targets(part, both, None, 1)
+    assert (targets["target"] == targets["theoretical_capacity"].clip(upper=3)).all()

@@ -21,6 +21,9 @@ def cell_targets(cells: pd.DataFrame, measured: pd.DataFrame | None, previous: p
     """
     out = cells.copy()
     keys = ["zone", "level"]
+    if measured is not None and not measured.empty and "topic" in measured and len(out):
+        # a run over many partitions hands every partition's measurements: keep this partition's
+        measured = measured[(measured["topic"] == out.iloc[0]["topic"]) & (measured["track"] == out.iloc[0]["track"])]
     capacity = {} if measured is None or measured.empty else {(r.zone, r.level): int(r.capacity) for r in measured.itertuples()}
     held = {} if previous is None or previous.empty else previous.groupby(keys).size().to_dict()
     targets = []
