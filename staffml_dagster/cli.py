@@ -86,10 +86,18 @@ def summary(con=None) -> str:
     if unserved:
         lines.append(f"partitions without a native item model: {len(unserved)} of {len(pairs)} applicable; they stay empty "
                      f"until an item model computes their topic's own mechanism (e.g. {', '.join(unserved[:3])})")
+    if "cell_capacity" in tables:
+        measured = con.execute("SELECT count(*), sum(capacity), avg(CASE WHEN stop_reason IN ('exhausted', 'coverage', 'novelty') THEN 1.0 ELSE 0.0 END) FROM cell_capacity").fetchone()
+        if measured[0]:
+            lines.append(f"measured capacity: {int(measured[1])} distinct questions over {measured[0]} cells, {measured[2]:.0%} saturated "
+                         "(the StaffML method estimates 12,000-14,000; ours counts one question per distinct reasoning)")
     if {"corpus", "cells"} <= tables:
         from staffml_dagster.quality.coverage import COVERAGE_SQL
 
-        done = con.execute(COVERAGE_SQL["completeness"]).fetchone()
+        if "coverage_report" in tables:  # the coverage asset's own fill, against the measured capacity
+            done = con.execute("SELECT avg(CASE WHEN at_target THEN 1.0 ELSE 0.0 END), sum(CASE WHEN overfilled THEN 1 ELSE 0 END) FROM coverage_report").fetchone()
+        else:
+            done = con.execute(COVERAGE_SQL["completeness"]).fetchone()
         balance = con.execute(COVERAGE_SQL["topic_balance"]).fetchone()
         lines.append(f"corpus coverage: {done[0]:.1%} of cells at target, {done[1]} overfilled; sigma/mu across topics {balance[2]:.3f}, largest topic share {balance[3]:.2%}")
     return "\n".join(lines)

@@ -124,6 +124,14 @@ def test_questions_top_up_after_capacity_is_measured(warehouse, monkeypatch):
     grown = pd.read_parquet(warehouse / "questions" / f"topic={TOPIC}" / f"track={TRACK}" / "part.parquet")
     assert set(first["id"]) <= set(grown["id"]) and len(grown) >= len(first)
 
+    # the backfill measured the partition's capacity and filled every cell to it, which the summary reports
+    from staffml_dagster.cli import summary
+    from staffml_dagster.storage import connect_warehouse
+
+    measured = pd.read_parquet(warehouse / "cell_capacity" / f"topic={TOPIC}" / f"track={TRACK}" / "part.parquet")
+    assert int(measured["capacity"].sum()) == len(grown) and set(measured["stop_reason"]) == {"exhausted"}
+    assert f"measured capacity: {len(grown)} distinct questions over {len(measured)} cells, 100% saturated" in summary(connect_warehouse(warehouse))
+
 
 def test_a_partition_takes_its_own_measurements_from_a_many_partition_run(specs, part):
     """One run over every partition hands the questions stage all partitions' capacities."""
