@@ -19,7 +19,7 @@ ROWS = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.stri
 def _reasoning(q, specs):
     from benchmarks.distinct_pairs.label import reasoning
 
-    return reasoning(q, specs)
+    return reasoning(q)
 
 
 def test_the_labelled_set_covers_every_kind_of_variant():

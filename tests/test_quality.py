@@ -98,6 +98,10 @@ def test_truncated_scenario_and_template_title_fail_hygiene(good, specs):
     bad = copy.deepcopy(good[0])
     bad["title"] = "Kv Cache Management L3 0001"
     assert "template" in hygiene(bad, specs).reason
+    for serial in ("KV cache sizing - 104", "Decode throughput #7", "Quantization question 12"):
+        assert "template" in hygiene({**bad, "title": serial}, specs).reason, serial
+    for natural in ("Speculation stops paying at batch 128", "A fine-tune that ran at 2,048 tokens runs out of memory at 4,096"):
+        assert "template" not in hygiene({**good[0], "title": natural}, specs).reason, natural
     bad = copy.deepcopy(good[0])
     bad["competency_area"] = "power"
     assert "does not match topic" in hygiene(bad, specs).reason

@@ -40,8 +40,12 @@ def test_generation_is_deterministic_with_stable_ids(specs, cells):
 
 
 def test_rows_are_well_formed(specs, cells):
+    from staffml_dagster.generation.item_model import models_for_topic
+
     df = _partition(specs, cells, "kv-cache-management", "cloud")
     cloud = {p.id for p in specs.platforms_for("cloud")}
+    native = {m.id for m in models_for_topic("kv-cache-management", "cloud")}
+    assert {"kv-cache-sessions", "kv-swap-or-recompute"} <= native and set(df["item_model"]) == native  # every native model serves the partition
     for r in df.itertuples():
         assert set(r.platforms) <= cloud, r.platforms
         assert r.question.count("?") == 1 and r.question.endswith("?"), r.question
@@ -50,7 +54,7 @@ def test_rows_are_well_formed(specs, cells):
         assert r.answer_value != r.mistake_value
         assert "**The Pitfall:**" in r.common_mistake and "**Calculations:**" in r.napkin_math
         assert r.backend == "item-models" and r.generator_version and r.prompt_hash
-        assert r.item_model == "kv-cache-sessions" and r.signature.startswith(f"{r.item_model}|{r.framing}|")
+        assert r.item_model in native and r.signature.startswith(f"{r.item_model}|{r.framing}|")
 
 
 def test_a_cell_holds_one_question_per_reasoning(specs, cells):
@@ -73,6 +77,13 @@ def test_partitions_without_a_native_item_model_stay_empty(specs, cells):
     assert _partition(specs, cells, topic, track).empty
 
 
+def _questions_meta(result):
+    """The metadata of the questions materialization (the job also measures cell_capacity)."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "questions"]
+    assert len(events) == 1
+    return events[0].step_materialization_data.materialization.metadata
+
+
 def test_questions_asset_partition_and_inapplicable_partition(warehouse):
     from staffml_dagster.definitions import defs
 
@@ -81,12 +92,12 @@ def test_questions_asset_partition_and_inapplicable_partition(warehouse):
     job = defs.resolve_job_def("questions_job")
     ok = job.execute_in_process(partition_key="kv-cache-management|cloud", instance=instance)
     assert ok.success
-    meta = ok.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
+    meta = _questions_meta(ok)
     assert meta["dagster/row_count"].value >= 5
     assert "L5" in meta["zone_x_level"].value and meta["samples"].value.count("**Question.**") == 5
     empty = job.execute_in_process(partition_key="kv-cache-management|tinyml", instance=instance)
     assert empty.success
-    meta = empty.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
+    meta = _questions_meta(empty)
     assert meta["dagster/row_count"].value == 0
     assert "gigabytes of DRAM" in meta["inapplicable"].value
     path = warehouse / "questions" / "topic=kv-cache-management" / "track=tinyml" / "part.parquet"

@@ -35,21 +35,16 @@ def join(folder: Path) -> list[dict]:
     return rows
 
 
-def reasoning(q: dict, specs) -> str:
-    """The reasoning key the offline generator gives the question today: its item model and
-    design at the recorded setting, planned again (labels outlive the stored signature)."""
-    from staffml_dagster.generation.item_model import item_models, plan
+def reasoning(q: dict, specs=None) -> str:
+    """The reasoning key the offline generator gives the question under today's definition
+    (``reasoning_key``), from the item model, design and claim outcomes recorded when it was
+    labelled: labels outlive settings and wording."""
+    from staffml_dagster.generation.item_model import item_models, reasoning_key
 
-    mid, did = q["signature"].split("|")[:2]
-    model = item_models()[mid]
-    design = next(d for d in model.spec.questions if d.id == did)
-    setting = next((s for s in model.settings(specs, q["track"]) if s.key == q["setting"]), None)
-    if setting is None:
-        raise LookupError(f"{mid}/{did}: setting {q['setting']!r} no longer exists on {q['track']}; relabel the pair")
-    p = plan(model, specs, design, setting)
-    if p is None:
-        raise LookupError(f"{mid}/{did} no longer renders at {q['setting']!r}; relabel the pair")
-    return p.reasoning
+    mid, did, outcomes = q["signature"].split("|")[:3]
+    design = next(d for d in item_models()[mid].spec.questions if d.id == did)
+    claims = {k: bool(int(v)) for k, v in (o.split("=") for o in outcomes.split(",") if o)}
+    return reasoning_key(mid, design, claims)
 
 
 def text(q: dict) -> str:

@@ -597,10 +597,15 @@ def plan(model: ItemModel, specs: Specs, d: Design, s: Setting) -> Plan | None:
         return None
     if not _differs(answer, wrong) or answer <= 0:
         return None
-    # a remark only chooses wording ("room to widen", "screening is cheap"): the candidate solves the
-    # question the same way whichever way it comes out, so it is not part of the reasoning
+    return Plan(calc, wrong_calc, claims, reasoning_key(model.id, d, claims))
+
+
+def reasoning_key(model_id: str, d: Design, claims: dict[str, bool]) -> str:
+    """Two questions are the same if a candidate would solve them the same way: the same item
+    model and design whose claims that decide the conclusion come out the same. A remark only
+    chooses wording ("room to widen", "screening is cheap"), so it is not part of the key."""
     outcome = ",".join(f"{k}={int(v)}" for k, v in sorted(claims.items()) if k not in d.remarks)
-    return Plan(calc, wrong_calc, claims, f"{model.id}|{d.id}|{outcome}")
+    return f"{model_id}|{d.id}|{outcome}"
 
 
 def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str, p: Plan | None = None) -> Draft | None:

@@ -3,18 +3,37 @@ three-part napkin math (assumptions with sources, one re-computable step per lin
 
 from __future__ import annotations
 
+import re
+
 from staffml_dagster.generation.calc import CalcStep, fmt_quantity
+
+
+def _provenance(source: str) -> str:
+    """Where a given figure comes from, as the reader needs it: the spec it is grounded in, the
+    reason for an assumption; a scenario figure or a measurement says only that."""
+    if source.startswith("scenario:"):
+        return "given"
+    if source.startswith("observed:"):
+        return "measured"
+    return source
+
+
+def _with_values(expression: str, shown: dict[str, str]) -> str:
+    """An expression with each step's name replaced by its value: '28.6 GFLOP / (30 TOPS × 40%)'."""
+    text = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: shown.get(m.group(0), m.group(0)), expression)
+    return text.replace("**", "^").replace("*", "×")
 
 
 def napkin_math(steps: list[CalcStep], conclusion: str) -> str:
     lines = ["**Assumptions & Constraints:**"]
     for s in steps:
         if s.kind == "given":
-            lines.append(f"- {s.label}: {fmt_quantity(s.value, s.unit)} ({s.source})")
+            lines.append(f"- {s.label}: {fmt_quantity(s.value, s.unit)} ({_provenance(s.source)})")
     lines += ["", "**Calculations:**"]
+    shown = {s.name: fmt_quantity(s.value, s.unit) for s in steps}
     for s in steps:
         if s.kind == "derived":
-            lines.append(f"- {s.label}: `{s.name} = {s.expression}` = {fmt_quantity(s.value, s.unit)}")
+            lines.append(f"- {s.label}: {_with_values(s.expression, shown)} = {fmt_quantity(s.value, s.unit)}")
     lines += ["", "**Conclusion:**", conclusion]
     return "\n".join(lines)
 

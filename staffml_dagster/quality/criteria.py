@@ -279,7 +279,9 @@ def computability(row: Mapping, tol: float = 0.01) -> Verdict:
 
 # --------------------------------------------------------------------------- hygiene (review defects)
 
-_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|\b\d{3,})\s*$", re.IGNORECASE)
+# a level or a serial number closing the title ("... L4", "Question 12", "#3", "- 0042"); a quantity
+# that ends a sentence ("stops paying at batch 128") is not one
+_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|[-_:]\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE)
 
 
 def _truncated(text: str) -> str | None:
@@ -433,7 +435,7 @@ def _names_pattern(specs: Specs) -> re.Pattern:
         for thing in [*specs.workloads.workloads, *specs.hardware.interconnects]:
             names |= {thing.name, thing.name.split(" (")[0]}
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-        _NAME_PATTERNS[specs.version] = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+        _NAME_PATTERNS[specs.version] = re.compile(rf"(?<![\w-])(?:{alternatives})(?!\w)(?!-\d)")  # "Snapdragon 8 Gen 3-class" too
     return _NAME_PATTERNS[specs.version]
 
 
