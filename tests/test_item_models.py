@@ -161,3 +161,12 @@ def test_gpu_kernels_are_charged_the_gpus_share_of_a_jetson(specs):
     h100 = specs.platform_by_id["h100-sxm"]
     assert peaks["h100-sxm"].value == h100.compute[h100.default_precision].value
     assert peaks["h100-sxm"].source.endswith(f"h100-sxm.compute.{h100.default_precision}")
+
+
+def test_rendered_prose_reads_as_written():
+    """Articles, whole millions and singular units after the values are filled in."""
+    from staffml_dagster.generation.item_model import polish
+
+    assert polish("Of a 86% accuracy on a Arm core, a 11 ms stall") == "Of an 86% accuracy on an Arm core, an 11 ms stall"
+    assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"
+    assert polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million") == "about 12 million USD over 1 day, not 11 days or 2.5 million"

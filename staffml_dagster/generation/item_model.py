@@ -222,8 +222,21 @@ def _template(text: str) -> jinja2.Template:
     return _JINJA.from_string(text)
 
 
+_AN = re.compile(r"\b([Aa]) (?=[AEIOaei]\S|o(?!ne\b)\S|8|1[18]\b|1[18][,.]\d)")
+_WHOLE_MILLIONS = re.compile(r"(?<![\d.])(\d+)\.0 (thousand|million|billion|trillion)\b")
+_ONE_PLURAL = re.compile(r"(?<![\d.,])1 (day|hour|minute|second|week|month|year|GPU|node|device)s\b")
+
+
+def polish(text: str) -> str:
+    """What a template cannot see once its values are filled in: "an 86%", "an Arm" (not "a"),
+    "12 million" (not "12.0 million"), "1 day" (not "1 days")."""
+    text = _AN.sub(lambda m: m.group(1) + "n ", text)
+    text = _WHOLE_MILLIONS.sub(r"\1 \2", text)
+    return _ONE_PLURAL.sub(r"1 \1", text)
+
+
 def render(text: str, context: dict) -> str:
-    return " ".join(_template(text).render(context).split())
+    return polish(" ".join(_template(text).render(context).split()))
 
 
 class _Ns:
