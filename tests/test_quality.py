@@ -419,3 +419,13 @@ def test_dominates_must_name_the_largest_part(specs):
     verdict = answer_key(_decode_row(calc=calc, realistic_solution=said))
     assert not verdict.passed and "the text says weights dominates, but KV cache of the batch (34.36 GB) is larger" in verdict.reason
     assert answer_key(_decode_row(calc=calc, realistic_solution=said.replace("the weights", "the KV cache of the batch"))).passed
+
+
+def test_topic_fit_text_rank_does_not_overrule_a_native_item_model(good, specs):
+    """A native item-model question whose words sit near another topic passes (the reason keeps
+    the rank); the same text without item-model structure fails."""
+    odd = {**copy.deepcopy(good[0]), "id": "odd", "question": "Thermal throttling sustained clock heat sink junction temperature fan curve?",
+           "realistic_solution": "Thermal envelope, heat sink, junction temperature, throttling.", "napkin_math": "thermal watts heat"}
+    native, free = topic_fit_verdicts(pd.DataFrame([odd, {**odd, "id": "free", "backend": "anthropic", "item_model": None}]), specs, tfidf_embed, top_k=3)
+    assert native.passed and "native item model; its text ranks kv-cache-management" in native.reason
+    assert not free.passed and "reads closer to" in free.reason
