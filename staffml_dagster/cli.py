@@ -87,10 +87,13 @@ def summary(con=None) -> str:
         lines.append(f"partitions without a native item model: {len(unserved)} of {len(pairs)} applicable; they stay empty "
                      f"until an item model computes their topic's own mechanism (e.g. {', '.join(unserved[:3])})")
     if "cell_capacity" in tables:
-        measured = con.execute("SELECT count(*), sum(capacity), avg(CASE WHEN stop_reason IN ('exhausted', 'coverage', 'novelty') THEN 1.0 ELSE 0.0 END) FROM cell_capacity").fetchone()
+        from staffml_dagster.quality.coverage import METHOD_ESTIMATE, SATURATED
+
+        reasons = ", ".join(f"'{r}'" for r in sorted(SATURATED))
+        measured = con.execute(f"SELECT count(*), sum(capacity), avg(CASE WHEN stop_reason IN ({reasons}) THEN 1.0 ELSE 0.0 END) FROM cell_capacity").fetchone()
         if measured[0]:
             lines.append(f"measured capacity: {int(measured[1])} distinct questions over {measured[0]} cells, {measured[2]:.0%} saturated "
-                         "(the StaffML method estimates 12,000-14,000; ours counts one question per distinct reasoning)")
+                         f"(the StaffML method estimates {METHOD_ESTIMATE}; ours counts one question per distinct reasoning)")
     if {"corpus", "cells"} <= tables:
         from staffml_dagster.quality.coverage import COVERAGE_SQL
 

@@ -101,7 +101,7 @@ def measure_partition(specs, backend, embedder, cells_part: pd.DataFrame, seed: 
 
     A backend whose space is enumerable (the item models: finite designs over finite settings)
     is counted exactly, one question per distinct reasoning; any other (Claude) is sampled in
-    rounds until novelty saturates. ``embedder`` is a callable giving the embedder, so the
+    rounds until novelty saturates. ``embedder`` is an embedder or a factory of one, so the
     exact count never loads a model."""
     from staffml_dagster.estimation import measure_cell_capacity
     from staffml_dagster.generation.backend import CellRequest
