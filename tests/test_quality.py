@@ -174,7 +174,7 @@ def test_report_on_published_staffml_sample(specs):
 # Hand-built rows (independent of the generator): decode on an H100 is a weight-streaming problem.
 
 from staffml_dagster.quality.criteria import (  # noqa: E402
-    answer_key, closure, coherence, repeated_computations, stated_figures, structure, topic_fit_verdicts,
+    answer_key, closure, coherence, repeated_computations, stated_figures, structure, topic_fit_verdicts, vendor_software_problems,
 )
 
 
@@ -419,6 +419,43 @@ def test_dominates_must_name_the_largest_part(specs):
     verdict = answer_key(_decode_row(calc=calc, realistic_solution=said))
     assert not verdict.passed and "the text says weights dominates, but KV cache of the batch (34.36 GB) is larger" in verdict.reason
     assert answer_key(_decode_row(calc=calc, realistic_solution=said.replace("the weights", "the KV cache of the batch"))).passed
+
+
+def test_dominates_needs_more_than_half_of_the_total_it_is_part_of(specs):
+    """One term of a sum 'dominates' only above half of it: 1.93 ms of NPU time in a 5.03 ms latency
+    whose CPU islands and hand-offs take 3.1 ms does not, though no single other step is larger."""
+    calc = [
+        _given("npu_ms", 1.933, "ms", "NPU time", "scenario: profiled"),
+        _given("cpu_ms", 1.5, "ms", "CPU islands", "scenario: profiled"),
+        _given("handoffs", 4, "", "hand-offs", "scenario: 3 partitions"),
+        _given("boundary_ms", 0.4, "ms", "cost of one hand-off", "scenario: profiled"),
+        _derived("latency", "npu_ms + cpu_ms + handoffs * boundary_ms", 5.033, "ms", "latency per inference"),
+    ]
+    said = "Latency is 5.03 ms per inference; the NPU time dominates."
+    verdict = answer_key(_decode_row(calc=calc, realistic_solution=said))
+    assert not verdict.passed and "the text says NPU time dominates, but it is 1.933 ms of latency per inference (5.033 ms), 38%" in verdict.reason
+    calc[1] = _given("cpu_ms", 0.5, "ms", "CPU islands", "scenario: profiled")
+    calc[4] = _derived("latency", "npu_ms + cpu_ms + handoffs * boundary_ms", 4.033, "ms", "latency per inference")
+    assert "it is 1.933 ms of latency per inference (4.033 ms), 48%" in answer_key(_decode_row(calc=calc, realistic_solution=said)).reason
+    calc[3] = _given("boundary_ms", 0.1, "ms", "cost of one hand-off", "scenario: profiled")
+    calc[4] = _derived("latency", "npu_ms + cpu_ms + handoffs * boundary_ms", 2.833, "ms", "latency per inference")
+    assert answer_key(_decode_row(calc=calc, realistic_solution=said.replace("5.03", "2.83"))).passed  # 68%
+
+
+def test_vendor_software_on_another_vendors_part(specs):
+    """nvJPEG on an MI300X node is a setup no team has; rocJPEG there, or nvJPEG beside an NVIDIA
+    part, is fine, and a row naming no platform is not judged."""
+    amd = _decode_row(platforms=["mi300x"], title="Decode on the GPU", scenario="Training runs on AMD Instinct MI300X GPUs.",
+                      realistic_solution="Move JPEG decode to the GPU with nvJPEG or DALI.", common_mistake="", napkin_math="")
+    problems = vendor_software_problems(amd, specs)
+    assert problems == ["names DALI, nvJPEG (NVIDIA only) for mi300x, which run none of it"]
+    assert not coherence(amd, specs).passed
+    assert vendor_software_problems({**amd, "realistic_solution": "Move JPEG decode to the GPU with rocJPEG."}, specs) == []
+    compared = {**amd, "scenario": "The team moves from NVIDIA H100 SXM5 80GB GPUs to AMD Instinct MI300X GPUs."}
+    assert vendor_software_problems(compared, specs) == []
+    mcu = {**amd, "platforms": ["esp32-s3"], "scenario": "A keyword spotter runs on the ESP32-S3.", "realistic_solution": "Use CMSIS-NN kernels."}
+    assert vendor_software_problems(mcu, specs) == ["names CMSIS-NN (Arm Cortex-M only) for esp32-s3, which run none of it"]
+    assert vendor_software_problems({"scenario": "Use TensorRT.", "realistic_solution": ""}, specs) == []
 
 
 def test_topic_fit_text_rank_does_not_overrule_a_native_item_model(good, specs):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pint
 
-from staffml_dagster.generation.calc import CalcError, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
+from staffml_dagster.generation.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
 from staffml_dagster.specs import Figure, Platform, Specs
 from staffml_dagster.units import Q_, parse_unit
 
@@ -610,11 +610,39 @@ def _label_in(step: Mapping, text: str) -> bool:
     return bool(label) and label in text.lower()
 
 
+# Software that runs on one vendor's parts only, and the words that name such a part. A question
+# that recommends nvJPEG on an AMD GPU or CMSIS-NN on an Xtensa core describes no real setup.
+_VENDOR_SOFTWARE: tuple[tuple[re.Pattern, re.Pattern, str], ...] = (
+    (re.compile(r"\b(?:CUDA|cuDNN|cuBLAS|TensorRT|NCCL|nvJPEG|DALI|Nsight|NVLink)\b"), re.compile(r"NVIDIA|Jetson|\bH100|\bA100|\bB200"), "NVIDIA"),
+    (re.compile(r"\b(?:ROCm|MIOpen|RCCL|rocJPEG|rocAL|hipBLAS)\b"), re.compile(r"\bAMD\b|Instinct|MI300"), "AMD"),
+    (re.compile(r"\b(?:Core ML|Neural Engine)\b"), re.compile(r"\bApple\b|iPhone|\bA1\d"), "Apple"),
+    (re.compile(r"\b(?:SNPE|QNN|Hexagon)\b"), re.compile(r"Qualcomm|Snapdragon"), "Qualcomm"),
+    (re.compile(r"\bESP-NN\b", re.IGNORECASE), re.compile(r"Espressif|ESP32"), "Espressif"),
+    (re.compile(r"\bCMSIS-NN\b"), re.compile(r"Cortex-M|nRF52|STM32"), "Arm Cortex-M"),
+)
+
+
+def vendor_software_problems(row: Mapping, specs: Specs) -> list[str]:
+    """Vendor-only software named in a question whose parts (and whose text) involve no part of
+    that vendor. Unjudged when the row names no platform."""
+    text = "\n".join(_text(row, k) for k in _TEXT_FIELDS)
+    ids = set(_items(row, "platforms") or []) | _mentioned_platforms(text, specs)
+    parts = [f"{p.name} {p.vendor}" for p in specs.hardware.platforms if p.id in ids]
+    if not parts:
+        return []
+    problems = []
+    for software, owner, vendor in _VENDOR_SOFTWARE:
+        named = sorted({m.group(0) for m in software.finditer(text)})
+        if named and not owner.search(text) and not any(owner.search(part) for part in parts):
+            problems.append(f"names {', '.join(named)} ({vendor} only) for {', '.join(sorted(ids))}, which run none of it")
+    return problems
+
+
 def coherence(row: Mapping, specs: Specs) -> Verdict:
     """Every figure stated belongs to the situation: no orphan figures, every given the
     answer rests on is stated (L1-L4), distractors only at L5+ and named by the solution,
-    no tool-internal or placeholder residue."""
-    problems = leaks(row)
+    no vendor software on another vendor's part, no tool-internal or placeholder residue."""
+    problems = leaks(row) + vendor_software_problems(row, specs)
     steps = _calc(row)
     if not steps:
         return Verdict("coherence", not problems, "; ".join(problems) or UNVERIFIABLE)
@@ -670,8 +698,47 @@ def _names_step(phrase: str, step: Mapping) -> bool:
     return bool(label) and (label in phrase or (len(phrase.split()) >= 2 and phrase in label))
 
 
+def _sum_terms(expression: str) -> list[ast.expr]:
+    """The top-level terms of a sum ('a + b * c + d' -> a, b * c, d); [] for anything else."""
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return []
+    terms: list[ast.expr] = []
+
+    def walk(n: ast.expr) -> bool:
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add):
+            return walk(n.left) and walk(n.right)
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Sub):
+            return False  # a difference is not a breakdown into parts
+        terms.append(n)
+        return True
+
+    return terms if walk(node) and len(terms) > 1 else []
+
+
+def _minority_of_total(x: Mapping, used: list[dict], env: dict) -> str | None:
+    """Where X is one term of a total step and the other terms together outweigh it: the
+    problem with saying it dominates."""
+    for total in used:
+        terms = _sum_terms(str(total.get("expression") or ""))
+        if not any(isinstance(term, ast.Name) and term.id == x["name"] for term in terms):
+            continue
+        try:
+            whole = evaluate(str(total["expression"]), env)
+            part = env[str(x["name"])]
+            share = float((part / whole).to("dimensionless").magnitude)
+        except (CalcError, KeyError, pint.PintError, ZeroDivisionError, TypeError, ValueError):
+            continue
+        if share < 0.5:
+            return (f"the text says {x['label']} dominates, but it is {_shown(x)} of {total.get('label') or total['name']} "
+                    f"({_shown(total)}), {round(100 * share)}%")
+    return None
+
+
 def _dominance_problems(row: Mapping, steps: list[dict]) -> list[str]:
-    """'X dominates' / 'dominated by X' where X is a step's label: X is the largest of its kind."""
+    """'X dominates' / 'dominated by X' where X is a step's label: X is the largest of its kind
+    and, where X is one term of a total, more than half of it."""
     text = _text(row, "realistic_solution") + "\n" + _text(row, "napkin_math")
     used = [s for s in steps if str(s.get("name")) in closure(steps) and _step_base(s)]
     problems = []
@@ -686,6 +753,8 @@ def _dominance_problems(row: Mapping, steps: list[dict]) -> list[str]:
         bigger = max(rivals, key=lambda s: _step_base(s)[0], default=None)
         if bigger is not None and _step_base(bigger)[0] > _step_base(x)[0]:
             problems.append(f"the text says {x['label']} dominates, but {bigger.get('label') or bigger['name']} ({_shown(bigger)}) is larger than {_shown(x)}")
+        elif (minority := _minority_of_total(x, used, stated_quantities(steps))) is not None:
+            problems.append(minority)
     return problems
 
 
