@@ -10,11 +10,10 @@ from staffml_dagster.generation.calc import CalcStep, fmt_quantity
 
 def _provenance(source: str) -> str:
     """Where a given figure comes from, as the reader needs it: the spec it is grounded in, the
-    reason for an assumption; a scenario figure or a measurement says only that."""
-    if source.startswith("scenario:"):
-        return "given"
-    if source.startswith("observed:"):
-        return "measured"
+    reason for an assumption. A figure from the scenario or a measurement stated there needs no
+    note: the reader has just read it."""
+    if source.startswith(("scenario:", "observed:")):
+        return ""
     return source
 
 
@@ -28,7 +27,8 @@ def napkin_math(steps: list[CalcStep], conclusion: str) -> str:
     lines = ["**Assumptions & Constraints:**"]
     for s in steps:
         if s.kind == "given":
-            lines.append(f"- {s.label}: {fmt_quantity(s.value, s.unit)} ({_provenance(s.source)})")
+            note = _provenance(s.source)
+            lines.append(f"- {s.label}: {fmt_quantity(s.value, s.unit)}" + (f" ({note})" if note else ""))
     lines += ["", "**Calculations:**"]
     shown = {s.name: fmt_quantity(s.value, s.unit) for s in steps}
     for s in steps:
