@@ -68,3 +68,7 @@ def test_formatting():
     assert fmt_quantity(4013.4, "", 3) == "4,010"
     assert fmt_quantity(4000, "1/day") == "4,000 per day" and fmt_quantity(12, "1/s") == "12 per second"
     assert fmt_quantity(1, "day") == "1 day" and fmt_quantity(1.5, "day") == "1.5 days"
+    # a spec may write a countable unit in the plural: the value decides the form
+    assert fmt_quantity(1, "days") == "1 day" and fmt_quantity(4000, "1/days") == "4,000 per day"
+    assert fmt_quantity(3, "queries") == "3 queries" and fmt_quantity(1, "GPUs") == "1 GPU"
+    assert fmt_quantity(0.1, "1/cm**2") == "0.1 per cm²"

@@ -170,3 +170,4 @@ def test_rendered_prose_reads_as_written():
     assert polish("Of a 86% accuracy on a Arm core, a 11 ms stall") == "Of an 86% accuracy on an Arm core, an 11 ms stall"
     assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"
     assert polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million") == "about 12 million USD over 1 day, not 11 days or 2.5 million"
+    assert polish("at 30 Hz that is 1 frames; weights are 1 bytes each, 21 bytes in all") == "at 30 Hz that is 1 frame; weights are 1 byte each, 21 bytes in all"

@@ -299,17 +299,24 @@ _PLURAL = {"day", "hour", "minute", "second", "week", "month", "year", "byte", "
 _PER = {"s": "second", "h": "hour", "hr": "hour", "min": "minute", "d": "day", "ms": "millisecond"}
 
 
+def _singular(unit: str) -> str:
+    """'days' -> 'day', 'queries' -> 'query': specs may write a countable unit either way."""
+    if unit == "queries":
+        return "query"
+    return unit[:-1] if unit.endswith("s") and unit[:-1] in _PLURAL else unit
+
+
 def fmt_quantity(value: float, unit: str, sig: int = SIG_FIGS) -> str:
     """A value with its unit as a person writes it: 12%, 3 per second, 1 day, 40 days."""
-    unit = unit.strip()
+    unit = _singular(unit.strip())
     number = fmt_number(value, sig)
     if unit in ("", "dimensionless"):
         return number
     if unit == "percent":
         return f"{number}%"
-    if re.fullmatch(r"1\s*/\s*[A-Za-z]+", unit):
+    if re.fullmatch(r"1\s*/\s*[A-Za-z]+(\*\*[23])?", unit):
         per = unit.split("/")[1].strip()
-        return f"{number} per {_PER.get(per, per)}"
+        return f"{number} per {_PER.get(per, _singular(per)).replace('**2', '²').replace('**3', '³')}"
     if unit in _PLURAL and number != "1":
         unit = "queries" if unit == "query" else unit + "s"
     return f"{number} {unit}"
