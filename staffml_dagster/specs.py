@@ -351,6 +351,7 @@ class QualitySpec(_Model):
     balance_max_cv: float = Field(gt=0)
     max_topic_share: float = Field(gt=0, le=1)
     topic_fit_top_k: int = Field(default=3, ge=1, description="topic_fit: a question's topic must be among its k closest topics")
+    applicability_min_pass_share: float = Field(default=0.5, gt=0, le=1, description="applicability evidence: an applicable pair whose generated questions pass below this share is flagged")
     suites: dict[str, Suite]
 
 
