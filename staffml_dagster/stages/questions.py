@@ -144,7 +144,7 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
     pool="anthropic",
     automation_condition=TOP_UP,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
+    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run, which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
     loaded = specs.load()
