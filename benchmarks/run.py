@@ -3,7 +3,10 @@
 Writes benchmarks/results.json and prints a table:
 
 1. full offline materialization: `staffml run` (the whole graph, every partition, one Dagster
-   run, MiniLM embeddings) in a child process: wall time and peak RSS (os.wait4);
+   run, MiniLM embeddings) in a child process: wall time and peak RSS (os.wait4), and that
+   time as a ratio to the raw encode time of the run's own texts (every question's scenario +
+   question + solution, raw SentenceTransformer.encode, measured right after the run on the
+   same machine), since machines differ;
 2. growth: the same `everything` job over the first 25% and 50% of the partitions, each in a
    fresh warehouse, next to the 100% of (1): seconds per partition and marginal cost;
 3. a one-partition backfill from the CLI (`dagster asset materialize ... --partition`) over
@@ -91,6 +94,48 @@ def full_materialization(work: Path) -> dict:
     if code != 0:
         raise SystemExit(f"staffml run failed (exit {code}):\n{tail}")
     return {"full_materialization_s": round(seconds, 1), "full_materialization_peak_rss_mb": round(rss), "full_run_output": tail.strip().splitlines()[-8:]}
+
+
+def run_texts(warehouse: Path) -> list[str]:
+    """The texts a run embedded: every question's distinctness text (scenario + question +
+    solution), as the question_embeddings stage encodes them."""
+    from staffml_dagster.quality.criteria import distinct_text
+    from staffml_dagster.storage import connect_warehouse
+
+    questions = connect_warehouse(warehouse).execute("SELECT * FROM questions ORDER BY id").df()
+    return [distinct_text(r) for r in questions.to_dict("records")]
+
+
+def raw_encode_seconds(texts: list[str], repeats: int = 1) -> float:
+    """Wall seconds of raw SentenceTransformer.encode over ``texts`` with the pipeline's weights,
+    sequence length and batch size (best of ``repeats``, after a warm-up batch)."""
+    from sentence_transformers import SentenceTransformer
+
+    from staffml_dagster.embedding import get_embedder
+
+    embedder = get_embedder()
+    model = SentenceTransformer(str(embedder.path()), device="cpu", local_files_only=True)
+    model.max_seq_length = embedder.max_seq_length
+    model.encode(texts[:32], batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def over_raw_encode(run_seconds: float, texts: int, encode_seconds: float) -> dict:
+    """The run's time as a multiple of the raw encode time of its own texts: a figure that
+    travels between machines, where seconds do not."""
+    if texts <= 0 or encode_seconds <= 0:
+        raise ValueError(f"no raw encode time to compare with ({texts} texts in {encode_seconds:g} s): did the run write any question?")
+    return {
+        "run_texts": texts,
+        "run_texts_raw_encode_s": round(encode_seconds, 2),
+        "run_texts_raw_texts_per_s": round(texts / encode_seconds, 1),
+        "full_materialization_over_raw_encode": round(run_seconds / encode_seconds, 2),
+    }
 
 
 def growth(work: Path, full_seconds: float) -> dict:
@@ -272,6 +317,9 @@ def main() -> int:
         if not args.quick:
             print("full offline materialization (staffml run)...", flush=True)
             result.update(full_materialization(work))
+            print("raw encode time of the run's own texts...", flush=True)
+            texts = run_texts(work / "full" / "warehouse")
+            result.update(over_raw_encode(result["full_materialization_s"], len(texts), raw_encode_seconds(texts)))
             print("one-partition backfill from the CLI...", flush=True)
             result.update(cli_backfill(work))
             print("DuckDB coverage queries...", flush=True)

@@ -103,6 +103,14 @@ def summary(con=None) -> str:
             done = con.execute(COVERAGE_SQL["completeness"]).fetchone()
         balance = con.execute(COVERAGE_SQL["topic_balance"]).fetchone()
         lines.append(f"corpus coverage: {done[0]:.1%} of cells at target, {done[1]} overfilled; sigma/mu across topics {balance[2]:.3f}, largest topic share {balance[3]:.2%}")
+    if "open_gaps" in tables:
+        n, missing = con.execute("SELECT count(*), coalesce(sum(missing), 0) FROM open_gaps").fetchone()
+        first = con.execute("SELECT topic, track, zone, level FROM open_gaps ORDER BY rank LIMIT 3").fetchall()
+        lines.append(f"open gaps: {n} cells below their measured capacity, {int(missing)} questions missing"
+                     + (f"; filled first: {', '.join('|'.join(c) for c in first)}" if first else ""))
+    if "applicability_evidence" in tables:
+        flagged = int(con.execute("SELECT count(*) FROM applicability_evidence WHERE physics_without_evidence").fetchone()[0])
+        lines.append(f"applicable by physics, not served by the generator: {flagged} pairs (applicability_evidence)")
     return "\n".join(lines)
 
 

@@ -208,6 +208,7 @@ class Topic(_Model):
     architectures: list[str] = Field(min_length=1, description="workload families that apply")
     failure_modes: list[str] = Field(min_length=2)
     scale_axes: list[str] = Field(min_length=1, description="track scale axes whose points vary the topic")
+    critical: bool = Field(default=False, description="a foundation other topics build on: its open gaps are filled before those of other topics")
 
 
 class TopicsSpec(_Model):
@@ -327,10 +328,17 @@ class CapacityMeasurement(_Model):
     schedule: str = Field(description="cron schedule of the re-estimation job")
 
 
+class GapPriority(_Model):
+    """Which open gaps (cells below their measured capacity) are filled first (quality/gaps.py)."""
+
+    zones: list[str] = Field(default_factory=list, description="zones whose gaps come first, in this order")
+
+
 class GenerationSpec(_Model):
     seed: int = 20261128
     questions_per_cell: int = Field(gt=0, description="bound for cells whose capacity has not been measured yet")
     capacity: CapacityMeasurement
+    gap_priority: GapPriority = Field(default_factory=GapPriority)
 
 
 class Expectation(_Model):
@@ -351,6 +359,7 @@ class QualitySpec(_Model):
     balance_max_cv: float = Field(gt=0)
     max_topic_share: float = Field(gt=0, le=1)
     topic_fit_top_k: int = Field(default=3, ge=1, description="topic_fit: a question's topic must be among its k closest topics")
+    applicability_min_pass_share: float = Field(default=0.5, gt=0, le=1, description="applicability evidence: an applicable pair whose generated questions pass below this share is flagged")
     suites: dict[str, Suite]
 
 
@@ -549,7 +558,10 @@ def load_specs(directory: Path | str | None = None) -> Specs:
     parts = {key: load_file(directory / filename, model) for key, (filename, model) in SPEC_FILES.items()}
     specs = Specs(root=str(directory), version=_spec_version(directory), **parts)
     check_references(specs)
-    specs.zones  # noqa: B018 - derive now so a bad zones.yaml fails at load time
+    zone_ids = {z.id for z in specs.zones}  # derived now, so a bad zones.yaml fails at load time
+    for i, zone in enumerate(specs.generation.gap_priority.zones):
+        if zone not in zone_ids:
+            raise SpecError("generation.yaml", f"gap_priority.zones[{i}]", f"unknown zone {zone!r} (zones: {', '.join(sorted(zone_ids))})")
     return specs
 
 

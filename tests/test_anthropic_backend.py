@@ -328,6 +328,99 @@ def test_budget_cap_stops_further_calls(specs, tmp_path, sleeps):
     assert api.calls == 1
 
 
+def _gap_cells(*cells):
+    import pandas as pd
+
+    return pd.DataFrame([(*c, 0) for c in cells], columns=["topic", "track", "zone", "level", "target", "filled"])
+
+
+def _zone_of(request: dict) -> str:
+    text = request["messages"][0]["content"][0]["text"]
+    return text.split("## Zone: `", 1)[1].split("`", 1)[0]
+
+
+def test_a_budget_stopped_run_has_filled_the_most_important_cells(specs, tmp_path, sleeps):
+    """Cells are generated in gap order (mastery before the quantify cell listed first), so when the
+    budget stops the run after one call, the mastery cell is the one that was filled."""
+    from staffml_dagster.generation.partition import generate_in_order
+    from staffml_dagster.quality.gaps import gap_priority, generation_order
+
+    cells = _gap_cells(("kv-cache-management", "cloud", "quantify", "L3", 2), ("kv-cache-management", "cloud", "mastery", "L6+", 2))
+    order = generation_order(cells, *gap_priority(specs))
+    assert list(order.zone) == ["mastery", "quantify"]
+    api = FakeAPI([message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
+    gen = make_gen(api, tmp_path, sleeps, budget_usd=0.01)  # one call ($0.048) spends it
+    done = generate_in_order(specs, gen, order, seed=1, stop_on=(BudgetExceeded,))
+    assert api.calls == 1 and _zone_of(api.requests[0]) == "mastery"
+    assert done.not_reached == [("kv-cache-management", "cloud", "quantify", "L3")]
+    assert done.stopped.startswith("budget of $0.01 reached")
+    assert ("kv-cache-management", "cloud", "mastery", "L6+") in done.rows
+    mastery_rows = done.rows[("kv-cache-management", "cloud", "mastery", "L6+")]
+    assert mastery_rows and {r["zone"] for r in mastery_rows} == {"mastery"}
+
+    # the same cells in the order they were listed would have spent the budget on the quantify cell
+    api2 = FakeAPI([message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
+    listed = generate_in_order(specs, make_gen(api2, tmp_path / "other", sleeps, budget_usd=0.01), cells, seed=1, stop_on=(BudgetExceeded,))
+    assert _zone_of(api2.requests[0]) == "quantify" and listed.not_reached == [("kv-cache-management", "cloud", "mastery", "L6+")]
+
+
+def test_critical_topics_are_generated_before_other_topics_of_the_same_rank(specs, tmp_path, sleeps):
+    from staffml_dagster.generation.partition import generate_in_order
+    from staffml_dagster.quality.gaps import gap_priority, generation_order
+
+    critical, zones = gap_priority(specs)
+    assert "vram-budgeting" in critical and "kv-cache-management" not in critical
+    cells = _gap_cells(("kv-cache-management", "cloud", "quantify", "L3", 1), ("vram-budgeting", "cloud", "quantify", "L3", 1))
+    order = generation_order(cells, critical, zones)
+    api = FakeAPI([message({"questions": [kv_capacity_question(specs)]})])
+    done = generate_in_order(specs, make_gen(api, tmp_path, sleeps, budget_usd=0.01), order, seed=1, stop_on=(BudgetExceeded,))
+    text = api.requests[0]["messages"][0]["content"][0]["text"]
+    assert api.calls == 1 and "`vram-budgeting`" in text
+    assert done.not_reached == [("kv-cache-management", "cloud", "quantify", "L3")]
+
+
+def test_other_backend_errors_are_not_swallowed_by_the_ordering(specs, tmp_path, sleeps):
+    from staffml_dagster.generation.partition import generate_in_order
+
+    api = FakeAPI([httpx2.Response(400, json={"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}})])
+    cells = _gap_cells(("kv-cache-management", "cloud", "quantify", "L3", 1))
+    with pytest.raises(anthropic.BadRequestError):
+        generate_in_order(specs, make_gen(api, tmp_path, sleeps), cells, seed=1, stop_on=(BudgetExceeded,))
+
+
+def test_questions_of_a_budget_stopped_run_keep_what_unreached_cells_held(specs, tmp_path, sleeps, monkeypatch):
+    """run_questions (the `questions` asset's work): the mastery cell is generated first; the quantify
+    cell the budget left unreached keeps the question it held, so nothing is lost."""
+    import pandas as pd
+
+    from staffml_dagster.generation.offline import ItemModelGenerator
+    from staffml_dagster.stages.applicability import applicability_rows
+    from staffml_dagster.stages.capacity import cell_rows
+    from staffml_dagster.stages.questions import run_questions
+    from staffml_dagster.storage import write_parquet_atomic
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("STAFFML_DATA_DIR", str(data))
+    matrix = applicability_rows(specs)
+    cells = cell_rows(specs, {("kv-cache-management", "cloud")})
+    cells = cells[cells.zone.isin(["quantify", "mastery"]) & cells.level.isin(["L3", "L6+"])].reset_index(drop=True)
+    assert sorted(zip(cells.zone, cells.level)) == [("mastery", "L6+"), ("quantify", "L3")]
+    measured = cells[["topic", "track", "zone", "level"]].assign(capacity=2)
+    held = ItemModelGenerator().generate(specs, CellRequest("kv-cache-management", "cloud", "quantify", "L3", 1, 1))[:1]
+    write_parquet_atomic(pd.DataFrame(held, columns=QUESTION_COLUMNS).drop(columns=["topic", "track"]),
+                         data / "warehouse" / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet")
+    api = FakeAPI([message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
+    gen = make_gen(api, tmp_path, sleeps, budget_usd=0.01)
+    frames, outcome = run_questions(specs, gen, [("kv-cache-management", "cloud"), ("kv-cache-management", "tinyml")], cells, matrix, measured, seed=1)
+    assert api.calls == 1 and _zone_of(api.requests[0]) == "mastery"
+    assert outcome["stopped"].startswith("budget of $0.01 reached") and outcome["not_reached"] == [("kv-cache-management", "cloud", "quantify", "L3")]
+    df = frames[("kv-cache-management", "cloud")]
+    assert set(df[df.zone == "mastery"]["backend"]) == {"anthropic"} and len(df[df.zone == "mastery"]) == 2
+    assert list(df[df.zone == "quantify"]["id"]) == [held[0]["id"]]  # the unreached cell keeps its question
+    assert outcome["kept"] == 1 and outcome["dropped"] == 0
+    assert frames[("kv-cache-management", "tinyml")].empty and "gigabytes of DRAM" in outcome["inapplicable"]["kv-cache-management|tinyml"]
+
+
 def test_sonnet_5_5_gets_auto_tool_choice(specs, tmp_path, sleeps):
     api = FakeAPI([message({"questions": [kv_capacity_question(specs)]})])
     make_gen(api, tmp_path, sleeps, model="claude-sonnet-5-5").generate(specs, OTHER_CELL)

@@ -62,3 +62,81 @@ def test_measured_capacity_is_the_target_and_the_report_says_how_much():
     assert cov.stats["cells_saturated_share"] == pytest.approx(1 / 5)  # only the enumerated cell saturated
     sentence = capacity_sentence(cov.stats)
     assert "4 distinct questions over 2 cells" in sentence and "12,000-14,000" in sentence
+
+
+GAP_CELLS = pd.DataFrame(
+    [("other", "cloud", "recall", "L1", 4, 0),        # critical? no; not a priority zone
+     ("other", "cloud", "mastery", "L6+", 2, 1),
+     ("other", "cloud", "optimization", "L4", 3, 0),
+     ("crit", "cloud", "recall", "L2", 2, 0),
+     ("crit", "cloud", "optimization", "L5", 2, 0),
+     ("crit", "cloud", "design", "L4", 2, 2),         # at capacity: not a gap
+     ("low", "edge", "mastery", "L6+", 2, 0),         # a less filled topic than `other`: first among mastery gaps
+     ("crit", "cloud", "mastery", "L6+", 1, 0)],
+    columns=["topic", "track", "zone", "level", "target", "filled"],
+)
+
+
+def test_gaps_rank_priority_zones_then_underfilled_critical_topics():
+    from staffml_dagster.quality.gaps import generation_order, rank_gaps
+
+    gaps = rank_gaps(GAP_CELLS, {"crit"}, ["mastery", "optimization"])
+    order = [f"{r.topic}|{r.zone}" for r in gaps.itertuples()]
+    assert order == ["crit|mastery", "crit|optimization",          # priority zone of a critical topic
+                     "low|mastery", "other|mastery", "other|optimization",  # priority zones, least filled topic first
+                     "crit|recall",                               # the critical topic's other gaps
+                     "other|recall"]
+    assert list(gaps["rank"]) == list(range(1, 8)) and "crit|design" not in order
+    assert gaps.loc[0, "why"] == "mastery zone, critical topic 29% filled" and gaps.iloc[-1]["why"] == "open gap"
+    assert list(gaps["missing"]) == [1, 2, 2, 1, 3, 2, 4]
+    full = generation_order(GAP_CELLS, {"crit"}, ["mastery", "optimization"])
+    assert [f"{r.topic}|{r.zone}" for r in full.itertuples()] == order + ["crit|design"]  # cells at target last
+
+
+def test_report_shows_the_gaps_and_the_applicability_evidence(tmp_path):
+    from staffml_dagster.quality.coverage import write_report
+    from staffml_dagster.quality.gaps import rank_gaps
+
+    gaps = rank_gaps(GAP_CELLS, {"crit"}, ["mastery", "optimization"])
+    evidence = pd.DataFrame(
+        [("a", "cloud", True, "A applies on Cloud because ...", 0, 0, 0, float("nan"), [], "no native item model computes this topic's mechanism on this track, so the generator produced nothing", True),
+         ("b", "edge", True, "B applies on Edge because ...", 2, 4, 4, 1.0, [], "4 generated from 2 native item model(s), 4 passed (100%)", False)],
+        columns=["topic", "track", "applicable", "justification", "native_item_models", "attempts", "passed", "pass_share", "leading_failures", "evidence", "physics_without_evidence"],
+    )
+    page = write_report(coverage(CORPUS, CELLS, MATRIX), {}, tmp_path, evidence=evidence, gaps=gaps).read_text()
+    assert "Open gaps, most important first (7)" in page and "mastery zone, critical topic 29% filled" in page
+    assert "Applicable by physics, not served by the generator (1)" in page and "no native item model computes" in page
+    assert len(pd.read_parquet(tmp_path / "coverage_gaps.parquet")) == 7
+
+
+def test_corpus_job_ranks_the_gaps_and_records_the_evidence(warehouse):
+    """The corpus group wired end to end on one partition: open_gaps and applicability_evidence are
+    materialized from the validated questions and shown in the coverage report."""
+    import dagster as dg
+
+    from staffml_dagster.definitions import defs
+    from staffml_dagster.paths import reports_dir
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance, run_config=quiet).success
+    assert defs.resolve_job_def("questions_job").execute_in_process(partition_key="kv-cache-management|cloud", instance=instance, run_config=quiet).success
+    result = defs.resolve_job_def("corpus_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    mats = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert {"open_gaps", "applicability_evidence", "coverage_report"} <= set(mats)
+    evidence = pd.read_parquet(warehouse / "applicability_evidence" / "part.parquet")
+    kv = evidence[(evidence.topic == "kv-cache-management") & (evidence.track == "cloud")].iloc[0]
+    assert kv.attempts > 0 and kv.pass_share > 0.5 and not kv.physics_without_evidence
+    # only one partition was generated: every other applicable pair is flagged as not served
+    assert mats["applicability_evidence"]["flagged_pairs"].value == int(evidence.applicable.sum()) - 1
+    gaps = pd.read_parquet(warehouse / "open_gaps" / "part.parquet")
+    assert list(gaps["rank"]) == list(range(1, len(gaps) + 1)) and gaps.iloc[0]["zone"] == "mastery"
+    assert "rank" in mats["open_gaps"]["ranked_gaps"].value and "priority zone, critical topic" in mats["open_gaps"]["gaps_by_priority"].value
+    page = (reports_dir() / "coverage.html").read_text()
+    assert "Open gaps, most important first" in page and "Applicable by physics, not served by the generator" in page
+    from staffml_dagster.cli import summary
+    from staffml_dagster.storage import connect_warehouse
+
+    text = summary(connect_warehouse(warehouse))
+    assert f"open gaps: {len(gaps)} cells below their measured capacity" in text
+    assert f"not served by the generator: {int(evidence.applicable.sum()) - 1} pairs" in text

@@ -128,3 +128,14 @@ def test_adding_a_skill_demands_new_pair_names(specs):
     skills = specs.skills.model_copy(update={"skills": [*specs.skills.skills, specs.skills.skills[0].model_copy(update={"id": "communicate"})]})
     with pytest.raises(SpecError, match="singles"):
         derive_zones(skills, specs.zones_spec)
+
+
+def test_gap_priority_zone_must_exist(specs_copy):
+    _edit(specs_copy, "generation.yaml", lambda d: d["gap_priority"].update(zones=["mastery", "optimisation"]))
+    _fails(specs_copy, "generation.yaml", r"gap_priority\.zones\[1\]", "unknown zone 'optimisation'")
+
+
+def test_critical_topics_are_declared(specs):
+    critical = {t.id for t in specs.topics.topics if t.critical}
+    assert {"roofline-analysis", "vram-budgeting", "latency-decomposition"} <= critical
+    assert specs.generation.gap_priority.zones == ["mastery", "optimization"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest, GeneratorBackend
@@ -48,3 +50,34 @@ def generate_partition(specs: Specs, backend: GeneratorBackend, cells: pd.DataFr
         if int(r.target) > 0:
             rows += backend.generate(specs, CellRequest(topic, track, r.zone, r.level, int(r.target), seed))
     return pd.DataFrame(rows, columns=QUESTION_COLUMNS) if rows else empty_questions()
+
+
+@dataclass
+class OrderedGeneration:
+    """What :func:`generate_in_order` did: rows per cell in the order generated, the cells a stop
+    left unreached, and why it stopped early (None when every cell was generated)."""
+
+    rows: dict[tuple[str, str, str, str], list[dict]]
+    not_reached: list[tuple[str, str, str, str]]
+    stopped: str | None
+
+
+def generate_in_order(specs: Specs, backend: GeneratorBackend, ordered_cells: pd.DataFrame, seed: int | None = None,
+                      stop_on: tuple[type[BaseException], ...] = ()) -> OrderedGeneration:
+    """Generate the cells of ``ordered_cells`` (topic, track, zone, level, target; any partitions)
+    one after another in the given order. An exception of a type in ``stop_on`` (a spent budget)
+    ends generation there: the cells generated so far keep their rows and the rest are listed as
+    not reached, so the order decides which cells a stopped run has filled. Any other exception
+    propagates."""
+    seed = specs.generation.seed if seed is None else seed
+    rows: dict[tuple[str, str, str, str], list[dict]] = {}
+    keys = [(r.topic, r.track, r.zone, r.level, int(r.target)) for r in ordered_cells.itertuples()]
+    for i, (topic, track, zone, level, target) in enumerate(keys):
+        if target <= 0:
+            rows[(topic, track, zone, level)] = []
+            continue
+        try:
+            rows[(topic, track, zone, level)] = backend.generate(specs, CellRequest(topic, track, zone, level, target, seed))
+        except stop_on as exc:
+            return OrderedGeneration(rows, [k[:4] for k in keys[i:]], str(exc))
+    return OrderedGeneration(rows, [], None)

@@ -142,12 +142,51 @@ def capacity_sentence(stats: dict) -> str:
     )
 
 
-def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> Path:
-    """Write coverage.html (pictures embedded), the PNGs and the per-cell table; atomically per file."""
+GAP_REPORT_ROWS = 100  # the report shows the first gaps in rank order; coverage_gaps.parquet holds all
+
+
+def evidence_section(evidence: pd.DataFrame) -> list[str]:
+    """HTML: the pairs physics admits but generation cannot serve, then every applicable pair's evidence."""
+    flagged = evidence[evidence["physics_without_evidence"].astype(bool)]
+    applicable = evidence[evidence["applicable"].astype(bool)]
+    columns = ["topic", "track", "native_item_models", "attempts", "passed", "pass_share", "evidence", "justification"]
+    table = lambda df: df[columns].assign(pass_share=df["pass_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")).to_html(index=False)
+    return [
+        "<h2>Applicability: physics and evidence</h2>",
+        f"<p>{len(applicable)} of {len(evidence)} (topic, track) pairs are applicable by physics (every pair's justification "
+        "names the substrates it rests on). Beside the decision, the evidence of this run: questions generated, the share "
+        "that passed validation and the leading failure reasons. Evidence never changes the decision; it flags where the "
+        "generator cannot follow the physics.</p>",
+        f"<h3>Applicable by physics, not served by the generator ({len(flagged)})</h3>",
+        table(flagged.sort_values(["topic", "track"])) if len(flagged) else "<p>none</p>",
+        "<h3>Evidence per applicable pair, lowest pass share first</h3>",
+        table(applicable.sort_values(["pass_share", "topic", "track"], na_position="first")),
+    ]
+
+
+def gaps_section(gaps: pd.DataFrame) -> list[str]:
+    """HTML: the open gaps (cells below their measured capacity) in the order they are filled."""
+    counts = gaps.groupby("priority").size().rename("gaps").rename_axis("priority").reset_index() if len(gaps) else pd.DataFrame(columns=["priority", "gaps"])
+    return [
+        f"<h2>Open gaps, most important first ({len(gaps)})</h2>",
+        "<p>A gap is a cell below its measured capacity. Mastery and optimization zones come first, then the gaps of "
+        "underfilled critical topics (specs/generation.yaml gap_priority, topics.yaml critical), least filled topic "
+        "first; a budgeted backend generates cells in this order.</p>",
+        counts.to_html(index=False),
+        gaps.head(GAP_REPORT_ROWS).to_html(index=False) if len(gaps) else "<p>none</p>",
+    ]
+
+
+def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evidence: pd.DataFrame | None = None,
+                 gaps: pd.DataFrame | None = None) -> Path:
+    """Write coverage.html (pictures embedded), the PNGs, the per-cell table and, when given, the
+    applicability evidence and the ranked open gaps; atomically per file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
         write_png(directory / f"{name}.png", png)
     write_parquet_atomic(cov.cells, directory / "coverage_cells.parquet")
+    if gaps is not None:
+        write_parquet_atomic(gaps, directory / "coverage_gaps.parquet")
     stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.3f}</td></tr>" if isinstance(v, float) else f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in cov.stats.items())
     under = cov.cells[~cov.cells["at_target"]].head(200)
     body = [
@@ -159,6 +198,8 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> 
         body.append(f"<h2>Capacity</h2><p>{html.escape(capacity_sentence(cov.stats))}</p>")
         reasons = cov.cells["stop_reason"].fillna("not measured").value_counts().rename("cells").to_frame().rename_axis("stop reason")
         body.append(reasons.to_html())
+    if gaps is not None:
+        body += gaps_section(gaps)
     for name, png in pictures.items():
         body.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' src='{data_uri(png)}'>")
     body.append("<h2>Counts by track, zone and level</h2>")
@@ -169,6 +210,8 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path) -> 
         body.append("<p>A partition whose topic has no item model computing its own mechanism stays empty: "
                     "its questions wait for that item model rather than borrowing another topic's computation.</p>")
         body.append(cov.partitions.sort_values(["native_item_models", "questions", "topic", "track"]).to_html(index=False))
+    if evidence is not None:
+        body += evidence_section(evidence)
     body.append(f"<h2>Cells below target ({int((~cov.cells['at_target']).sum())})</h2>")
     body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
     body.append("</body></html>")

@@ -114,14 +114,50 @@ def computation_unique_across_topics(corpus: pd.DataFrame) -> dg.AssetCheckResul
     )
 
 
+def gaps_metadata(gaps: pd.DataFrame) -> dict:
+    """The ranked gap table as the UI shows it: counts per priority group and the first gaps."""
+    from staffml_dagster.quality.gaps import PRIORITY_NAMES
+
+    counts = gaps.groupby("priority").agg(gaps=("rank", "size"), missing=("missing", "sum")) if len(gaps) else pd.DataFrame(columns=["gaps", "missing"])
+    counts.index = [PRIORITY_NAMES.get(int(p), str(p)) for p in counts.index]
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(gaps)),
+        "missing_questions": dg.MetadataValue.int(int(gaps["missing"].sum()) if len(gaps) else 0),
+        "gaps_by_priority": dg.MetadataValue.md(counts.rename_axis("priority").to_markdown() if len(counts) else "no open gap"),
+        "ranked_gaps": dg.MetadataValue.md(markdown_table(gaps, ["rank", "topic", "track", "zone", "level", "target", "filled", "missing", "why"], rows=40)),
+    }
+
+
+def open_gap_rows(loaded, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
+    """The ranked open gaps of the validated corpus against the measured capacity."""
+    from staffml_dagster.quality.gaps import gap_priority, rank_gaps
+
+    cov = coverage(passed_questions(validated_questions), cells, applicability_matrix, measured=cell_capacity)
+    critical, zones = gap_priority(loaded)
+    return rank_gaps(cov.cells, critical, zones)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    code_version="1",
+    description="The open gaps (cells whose validated questions are below their measured capacity), ranked most important first: mastery and optimization zones, then underfilled critical topics (specs/generation.yaml gap_priority, topics.yaml critical), least filled topic first. A budgeted backend generates cells in this order.",
+)
+def open_gaps(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame,
+              applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
+    gaps = open_gap_rows(specs.load(), validated_questions, cells, applicability_matrix, cell_capacity)
+    context.add_output_metadata(gaps_metadata(gaps))
+    return gaps
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "html"},
     code_version="1",
-    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release.",
+    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition; the ranked open gaps; the applicability evidence and the pairs physics admits but the generator cannot serve. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release.",
 )
 def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                    cell_capacity: pd.DataFrame) -> pd.DataFrame:
+                    cell_capacity: pd.DataFrame, applicability_evidence: pd.DataFrame, open_gaps: pd.DataFrame) -> pd.DataFrame:
     from staffml_dagster.generation.item_model import native_item_model_counts
 
     loaded = specs.load()
@@ -136,7 +172,7 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
         "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track", width=6),
         "zone_x_level": heatmap_png(zone_level_matrix(corpus, [z.id for z in loaded.zones]), "validated questions per zone x level", width=6),
     }
-    page = write_report(cov, pictures, reports_dir())
+    page = write_report(cov, pictures, reports_dir(), evidence=applicability_evidence, gaps=open_gaps)
     stats_md = "\n".join(f"- **{k}**: {v:.3f}" if isinstance(v, float) else f"- **{k}**: {v}" for k, v in cov.stats.items())
     meta = table_metadata(cov.cells, ["topic", "track", "zone", "level", "target", "theoretical_capacity", "filled"])
     meta.update(
@@ -146,6 +182,8 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
             "completeness": dg.MetadataValue.float(cov.stats["completeness"]),
             "zone_x_level_heatmap": dg.MetadataValue.md(f"![zone x level]({data_uri(pictures['zone_x_level'])})"),
             "topic_x_track_heatmap": dg.MetadataValue.md(f"![topic x track]({data_uri(pictures['topic_x_track'])})"),
+            "open_gaps": dg.MetadataValue.int(len(open_gaps)),
+            "applicable_pairs_not_served": dg.MetadataValue.int(int(applicability_evidence["physics_without_evidence"].sum())),
             "report": dg.MetadataValue.path(str(page)),
         }
     )

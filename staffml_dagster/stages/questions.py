@@ -8,7 +8,8 @@ import pandas as pd
 from staffml_dagster.generation.anthropic_backend import GENERATOR_VERSION as ANTHROPIC_VERSION
 from staffml_dagster.generation.anthropic_backend import AnthropicBackendError, backend_from_env
 from staffml_dagster.generation.offline import GENERATOR_VERSION, ItemModelGenerator
-from staffml_dagster.generation.partition import cell_targets, empty_questions, generate_partition
+from staffml_dagster.generation.backend import QUESTION_COLUMNS
+from staffml_dagster.generation.partition import cell_targets, empty_questions
 from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.storage import read_partition
 from staffml_dagster.partitions import topic_track
@@ -72,24 +73,67 @@ def questions_metadata(df: pd.DataFrame) -> dict:
         "samples": dg.MetadataValue.md("\n\n---\n\n".join(render_question(r) for _, r in samples.iterrows())),
     }
 
-def partition_questions(loaded, backend, topic: str, track: str, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                        cell_capacity: pd.DataFrame, seed: int | None) -> tuple[pd.DataFrame, dict]:
-    """The questions of one (topic, track) partition and what happened to it: empty with the
-    reason when the partition is inapplicable, otherwise every cell filled up to its target
-    (ids of the previous materialization are kept where the generator reproduces them)."""
+def partition_plan(loaded, topic: str, track: str, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
+                   cell_capacity: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
+    """One partition's cells with their targets and what they hold (``filled``), its previous
+    questions, or the reason it is inapplicable."""
     verdict = applicability_matrix[(applicability_matrix["topic"] == topic) & (applicability_matrix["track"] == track)]
     if verdict.empty:
         raise dg.Failure(f"partition {topic}|{track} is not in the applicability matrix; rematerialize applicability_matrix")
     if not bool(verdict.iloc[0]["applicable"]):
-        return empty_questions(), {"inapplicable": str(verdict.iloc[0]["justification"])}
+        return None, None, str(verdict.iloc[0]["justification"])
     previous = read_partition(warehouse_dir(), "questions", {"topic": topic, "track": track})
     mine = cell_targets(cells[(cells["topic"] == topic) & (cells["track"] == track)], cell_capacity, previous, loaded.generation.questions_per_cell)
-    try:
-        df = generate_partition(loaded, backend, mine, seed)
-    except AnthropicBackendError as exc:  # budget reached, retries exhausted: nothing is written for this run
-        raise dg.Failure(f"{topic}|{track}: {exc}", metadata=backend_metadata(backend)) from None
-    kept = set(previous["id"]) if previous is not None and len(previous) else set()
-    return df, {"kept": len(kept & set(df["id"])), "dropped": len(kept - set(df["id"]))}
+    held = previous.groupby(["zone", "level"]).size().to_dict() if previous is not None and len(previous) else {}
+    mine["filled"] = [int(held.get((r.zone, r.level), 0)) for r in mine.itertuples()]
+    return mine, previous, None
+
+
+def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
+                  cell_capacity: pd.DataFrame, seed: int | None) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
+    """The questions of every (topic, track) partition of a run and what happened to them.
+
+    An inapplicable partition is empty with its reason. The cells of all applicable partitions
+    are generated in gap order (quality/gaps.py: open gaps first, mastery and optimization zones
+    and underfilled critical topics ahead), so when a budget stops the backend, the cells it
+    reached are the most important ones: they are written, and every cell it did not reach keeps
+    the questions it held (nothing is lost). Other backend errors fail the run, writing nothing."""
+    from staffml_dagster.generation.anthropic_backend import BudgetExceeded
+    from staffml_dagster.generation.partition import generate_in_order
+    from staffml_dagster.quality.gaps import gap_priority, generation_order
+
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
+    plans: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None]] = {}
+    outcome: dict = {"inapplicable": {}, "kept": 0, "dropped": 0, "stopped": None, "not_reached": []}
+    for topic, track in partitions:
+        mine, previous, reason = partition_plan(loaded, topic, track, cells, applicability_matrix, cell_capacity)
+        if reason is not None:
+            frames[(topic, track)] = empty_questions()
+            outcome["inapplicable"][f"{topic}|{track}"] = reason
+        else:
+            plans[(topic, track)] = (mine, previous)
+    if plans:
+        critical, zones = gap_priority(loaded)
+        order = generation_order(pd.concat([m for m, _ in plans.values()], ignore_index=True), critical, zones)
+        try:
+            done = generate_in_order(loaded, backend, order, seed, stop_on=(BudgetExceeded,))
+        except AnthropicBackendError as exc:  # retries exhausted, ...: nothing is written for this run
+            raise dg.Failure(str(exc), metadata=backend_metadata(backend)) from None
+        outcome["stopped"], outcome["not_reached"] = done.stopped, done.not_reached
+        not_reached = set(done.not_reached)
+        for (topic, track), (mine, previous) in plans.items():
+            generated = [row for r in mine.itertuples() for row in done.rows.get((topic, track, r.zone, r.level), [])]
+            parts = [pd.DataFrame(generated, columns=QUESTION_COLUMNS)] if generated else []
+            if previous is not None and len(previous):
+                keep = [(topic, track, z, lv) in not_reached for z, lv in zip(previous["zone"], previous["level"])]
+                if any(keep):  # a cell the stop left unreached keeps what it held
+                    parts.append(previous[keep].reindex(columns=QUESTION_COLUMNS))
+            df = pd.concat(parts, ignore_index=True) if parts else empty_questions()
+            frames[(topic, track)] = df
+            kept = set(previous["id"]) if previous is not None and len(previous) else set()
+            outcome["kept"] += len(kept & set(df["id"]))
+            outcome["dropped"] += len(kept - set(df["id"]))
+    return frames, outcome
 
 
 @dg.asset(
@@ -100,19 +144,18 @@ def partition_questions(loaded, backend, topic: str, track: str, cells: pd.DataF
     pool="anthropic",
     automation_condition=TOP_UP,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
+    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run, which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
     loaded = specs.load()
     backend = make_backend(config.backend)
-    frames, inapplicable, kept, dropped = [], {}, 0, 0
+    partitions = []
     for key in context.partition_keys:
         dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
-        df, outcome = partition_questions(loaded, backend, dims["topic"], dims["track"], cells, applicability_matrix, cell_capacity, config.seed)
-        frames.append(df)
-        if "inapplicable" in outcome:
-            inapplicable[key] = outcome["inapplicable"]
-        kept, dropped = kept + outcome.get("kept", 0), dropped + outcome.get("dropped", 0)
+        partitions.append((dims["topic"], dims["track"]))
+    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed)
+    frames = [by_partition[p] for p in partitions]
+    inapplicable = outcome["inapplicable"]
     filled = [f for f in frames if len(f)]
     df = pd.concat(filled, ignore_index=True) if filled else empty_questions()
     meta = {**questions_metadata(df), **backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
@@ -121,8 +164,15 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
     if len(inapplicable) < len(frames):
         meta.update({
             "capacity_source": "measured (cell_capacity)" if len(cell_capacity) else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)",
-            "kept_from_previous": dg.MetadataValue.int(kept),
-            "dropped_from_previous": dg.MetadataValue.int(dropped),
+            "kept_from_previous": dg.MetadataValue.int(outcome["kept"]),
+            "dropped_from_previous": dg.MetadataValue.int(outcome["dropped"]),
+        })
+    if outcome["stopped"]:
+        context.log.warning(f"generation stopped after the most important cells: {outcome['stopped']}; {len(outcome['not_reached'])} cell(s) not reached keep what they held")
+        meta.update({
+            "stopped": outcome["stopped"],
+            "cells_not_reached": dg.MetadataValue.int(len(outcome["not_reached"])),
+            "not_reached": dg.MetadataValue.md("\n".join(f"- {'|'.join(c)}" for c in outcome["not_reached"][:40]) or "none"),
         })
     context.add_output_metadata(meta)
     return df
