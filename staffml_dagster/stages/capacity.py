@@ -202,6 +202,7 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
             png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")
             pictures[f"{key['topic']}__{key['track']}"] = png
             write_png(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
+    frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
     meta = table_metadata(df, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
     meta["partitions"] = dg.MetadataValue.int(len(keys))
