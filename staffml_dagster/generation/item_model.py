@@ -501,7 +501,9 @@ class ItemModel:
             raise MissingFigure(f"step {step.name}: {path} has no value for this setting")
         if isinstance(fig, Figure):
             value, unit = fig.value, fig.unit
-            if step.unit and step.unit != fig.unit:
+            if not step.unit and fig.q.dimensionless:  # a count (`geometry:`) reads as a bare number
+                value, unit = float(fig.q.to("").magnitude), ""
+            elif step.unit and step.unit != fig.unit:
                 value, unit = float(fig.q.to(step.unit).magnitude), step.unit
             return value, unit, source
         return float(fig), step.unit, source
