@@ -24,6 +24,7 @@ from staffml_dagster.units import parse_unit, quantity
 TRACK_IDS = ("cloud", "edge", "mobile", "tinyml")
 LEVEL_IDS = ("L1", "L2", "L3", "L4", "L5", "L6+")
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+SLUG_KEY = re.compile(r"[a-z][a-z0-9_]*")
 # the safe loader, in C where libyaml is there (ten times faster; same documents accepted)
 SAFE_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -243,6 +244,28 @@ class Platform(_Model):
     interconnect: str | None = None
     unit_cost: Figure | None = None
     kernel_library: str | None = Field(default=None, description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)")
+    on_chip: dict[str, Figure] = Field(default_factory=dict, description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes")
+    geometry: dict[str, Figure] = Field(default_factory=dict, description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`")
+
+    @field_validator("on_chip")
+    @classmethod
+    def _on_chip_are_sizes(cls, memories: dict[str, Figure]) -> dict[str, Figure]:
+        for name, fig in memories.items():
+            if not SLUG_KEY.fullmatch(name):
+                raise ValueError(f"on-chip memory name {name!r} must be lower_snake_case")
+            if fig.q.dimensionality != quantity(1, "byte").dimensionality:
+                raise ValueError(f"on-chip memory {name!r} is {fig.value} {fig.unit}, not a size in bytes")
+        return memories
+
+    @field_validator("geometry")
+    @classmethod
+    def _geometry_are_counts(cls, counts: dict[str, Figure]) -> dict[str, Figure]:
+        for name, fig in counts.items():
+            if not SLUG_KEY.fullmatch(name):
+                raise ValueError(f"geometry name {name!r} must be lower_snake_case")
+            if not fig.q.dimensionless or fig.value != int(fig.value):
+                raise ValueError(f"geometry {name!r} is {fig.value} {fig.unit}, not a whole count")
+        return counts
 
     @model_validator(mode="after")
     def _default_precision_known(self) -> "Platform":

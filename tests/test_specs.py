@@ -139,3 +139,39 @@ def test_critical_topics_are_declared(specs):
     critical = {t.id for t in specs.topics.topics if t.critical}
     assert {"roofline-analysis", "vram-budgeting", "latency-decomposition"} <= critical
     assert specs.generation.gap_priority.zones == ["mastery", "optimization"]
+
+
+def _platform(data, pid):
+    return next(p for p in data["platforms"] if p["id"] == pid)
+
+
+def test_on_chip_memory_must_be_a_size(specs_copy):
+    _edit(specs_copy, "hardware.yaml",
+          lambda d: _platform(d, "a17-pro")["on_chip"]["threadgroup_memory"].update(value=32, unit="GB/s"))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[\d+\]\(a17-pro\)\.on_chip",
+           r"'threadgroup_memory' is 32(\.0)? GB/s, not a size in bytes")
+
+
+def test_on_chip_memory_needs_a_source(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: _platform(d, "cortex-m7")["on_chip"]["dtcm"].pop("source"))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[\d+\]\(cortex-m7\)\.on_chip\.dtcm\.source", "required")
+
+
+def test_geometry_must_be_a_whole_count(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: _platform(d, "a16-bionic")["geometry"]["gpu_cores"].update(value=5.5))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[\d+\]\(a16-bionic\)\.geometry", r"'gpu_cores' is 5.5 count, not a whole count")
+
+
+def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
+    from staffml_dagster.generation.item_model import _figure_path, _platform_figure
+    from staffml_dagster.quality.criteria import hardware_figure
+
+    orin, a17 = specs.platform_by_id["jetson-agx-orin"], specs.platform_by_id["a17-pro"]
+    path = "on_chip.threadgroup_memory|shared_memory_per_sm"
+    assert _platform_figure(a17, path).q.to("byte").magnitude == 32768
+    assert _platform_figure(orin, path).q.to("KiB").magnitude == 164
+    assert _figure_path(orin, path) == "on_chip.shared_memory_per_sm"
+    assert _platform_figure(a17, "geometry.gpu_cores").value == 6
+    assert _platform_figure(specs.platform_by_id["h100-sxm"], path) is None  # a part without it is skipped, not guessed
+    assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.on_chip.threadgroup_memory") is a17.on_chip["threadgroup_memory"]
+    assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.geometry.simd_width").value == 32

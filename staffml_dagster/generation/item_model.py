@@ -501,7 +501,9 @@ class ItemModel:
             raise MissingFigure(f"step {step.name}: {path} has no value for this setting")
         if isinstance(fig, Figure):
             value, unit = fig.value, fig.unit
-            if step.unit and step.unit != fig.unit:
+            if not step.unit and fig.q.dimensionless:  # a count (`geometry:`) reads as a bare number
+                value, unit = float(fig.q.to("").magnitude), ""
+            elif step.unit and step.unit != fig.unit:
                 value, unit = float(fig.q.to(step.unit).magnitude), step.unit
             return value, unit, source
         return float(fig), step.unit, source
@@ -539,13 +541,24 @@ def _precision(p: Platform, wanted: str) -> str | None:
     return None
 
 
+def _named(table: dict[str, Figure], wanted: str) -> str | None:
+    """The first of ``a|b|c`` that ``table`` holds (``on_chip.l2_cache|dtcm``), or None."""
+    return next((alt for alt in wanted.split("|") if alt in table), None)
+
+
 def _platform_figure(p: Platform, path: str) -> Figure | None:
     """A platform's own figure by path (``memory``, ``compute.int8``, ``compute.default``,
-    ``compute.int8_gpu|default``); ``interconnect.*`` paths go through the interconnect table
+    ``compute.int8_gpu|default``, ``on_chip.threadgroup_memory``, ``geometry.gpu_cores``,
+    alternatives separated by ``|``); ``interconnect.*`` paths go through the interconnect table
     (see ``_has_figure``)."""
     if path.startswith("compute."):
         key = _precision(p, path.split(".", 1)[1])
         return p.compute[key] if key else None
+    head, _, rest = path.partition(".")
+    if head in ("on_chip", "geometry"):
+        table = getattr(p, head)
+        key = _named(table, rest)
+        return table[key] if key else None
     value = getattr(p, path, None)
     return value if isinstance(value, Figure) else None
 
@@ -560,6 +573,9 @@ def _has_figure(specs: Specs, p: Platform, path: str) -> bool:
 def _figure_path(p: Platform, path: str) -> str:
     if path.startswith("compute."):
         return f"compute.{_precision(p, path.split('.', 1)[1])}"
+    head, _, rest = path.partition(".")
+    if head in ("on_chip", "geometry"):
+        return f"{head}.{_named(getattr(p, head), rest)}"
     return path
 
 

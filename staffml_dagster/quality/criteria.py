@@ -103,7 +103,7 @@ _DIMENSIONS = ("[information]", "[information]/[time]", "[operation]/[time]", "[
 
 
 def _platform_figures(p: Platform) -> list[pint.Quantity]:
-    figs = [p.memory, p.memory_bandwidth, p.power, p.idle_power, p.clock, p.flash, *p.compute.values()]
+    figs = [p.memory, p.memory_bandwidth, p.power, p.idle_power, p.clock, p.flash, *p.compute.values(), *p.on_chip.values()]
     return [f.q for f in figs if f is not None]
 
 
@@ -192,6 +192,8 @@ def hardware_figure(specs: Specs, source: str) -> Figure | None:
         return None
     if key == "compute":
         return p.compute.get(sub or p.default_precision)
+    if key in ("on_chip", "geometry"):
+        return getattr(p, key).get(sub or "")
     if sub:
         return None
     fig = getattr(p, key, None)

@@ -62,6 +62,7 @@ def hardware_figures(specs: Specs) -> list[tuple[str, str, Figure | None]]:
             if fig is not None:
                 out.append((p.id, name, fig))
         out.extend((p.id, f"compute.{prec}", fig) for prec, fig in p.compute.items())
+        out.extend((p.id, f"{table}.{name}", fig) for table in ("on_chip", "geometry") for name, fig in getattr(p, table).items())
     for ic in specs.hardware.interconnects:
         out.append((ic.id, "bandwidth", ic.bandwidth))
         if ic.latency:
