@@ -169,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--partition", action="append", help='a partition key "<topic>|<track>" (repeatable); default: all')
     p_run.add_argument("--backend", help="generator backend (default: item-models, or STAFFML_GENERATOR)")
     p_run.add_argument("--strict", action="store_true", help="exit 1 when a blocking corpus check fails (default: report it)")
-    p_sql = sub.add_parser("sql", help="run a DuckDB query over the warehouse views and print the result")
+    p_sql = sub.add_parser("sql", help="run a read-only DuckDB query over the warehouse views and print the result")
     p_sql.add_argument("query")
+    p_sql.add_argument("--write-to", metavar="DIR", help="also allow COPY (...) TO files in DIR, a folder outside the warehouse")
     sub.add_parser("report", help="print the corpus summary")
     p_import = sub.add_parser("import", help="read a StaffML corpus (YAML tree, .json or .jsonl bundle) into the warehouse")
     p_import.add_argument("path", help="a folder or a single question/bundle file")
@@ -186,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         return export_command(args.out, args.format)
 
     if args.command == "sql":
-        from staffml_dagster.storage import connect_warehouse
+        from staffml_dagster.storage.sql_shell import QueryRefused, run_query
 
         try:
-            df = connect_warehouse().execute(args.query).df()
+            df = run_query(args.query, write_dir=args.write_to)
+        except QueryRefused as exc:
+            print(f"query refused, nothing run: {exc}", file=sys.stderr)
+            return 2
         except Exception as exc:  # duckdb raises its own error types
             print(f"query failed: {exc}", file=sys.stderr)
             return 2
