@@ -53,6 +53,30 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
             "failed_checks": [f"{c.check_name}: {c.description or ''}" for c in checks]}
 
 
+def check_run_inputs(partitions: list[str]) -> str | None:
+    """Everything a run reads before it writes: specs/, the item models and the partition keys.
+    Returns what is wrong (file and key named), or None, so a bad input stops the run before
+    any asset is materialized."""
+    from staffml_dagster.generation.item_model import ItemModelError, check_item_models
+    from staffml_dagster.specs import SpecError, cached_specs
+
+    try:
+        specs = cached_specs()
+    except SpecError as exc:
+        return f"bad spec: {exc}"
+    try:
+        check_item_models(specs)
+    except ItemModelError as exc:
+        return f"bad item model: {exc}"
+    from staffml_dagster.partitions import check_partition_keys
+
+    try:
+        check_partition_keys(partitions, specs)
+    except ValueError as exc:
+        return f"bad --partition: {exc}"
+    return None
+
+
 def _failed_steps(result) -> list[str]:
     """Steps that failed, leaving out blocking asset checks: those are reported as checks."""
     def check_failure(event) -> bool:
@@ -205,12 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         from staffml_dagster.paths import data_dir
-        from staffml_dagster.specs import SpecError, cached_specs
 
-        try:
-            cached_specs()
-        except SpecError as exc:
-            print(f"bad spec, nothing materialized: {exc}", file=sys.stderr)
+        problem = check_run_inputs(args.partition or [])
+        if problem:
+            print(f"{problem}; nothing materialized", file=sys.stderr)
             return 2
         print("materializing every stage of " + (f"{len(args.partition)} partition(s)" if args.partition else "every partition, in one Dagster run") + "...", flush=True)
         out = run_pipeline(args.partition, args.backend)
