@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 
 import pandas as pd
 
@@ -23,30 +24,42 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     from staffml_dagster.definitions import defs
     from staffml_dagster.partitions import topic_track
 
+    from staffml_dagster.runs import owner_tags, reclaim_dead_runs, watching_pool
+
     instance = _instance()
+    for gone in reclaim_dead_runs(instance):
+        print(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool slot(s) freed", flush=True)
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     backend_config = {op: {"config": {"backend": backend}} for op in ("cell_capacity", "questions")}
     run_config = {**quiet_logs, **({"ops": backend_config} if backend else {})}
+    owner = owner_tags()
+    current: dict[str, str | None] = {"run_id": None}
+
+    def launch(job_name: str, **kwargs):
+        current["run_id"] = str(uuid.uuid4())
+        kwargs["tags"] = {**owner, **kwargs.get("tags", {})}
+        return defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_id=current["run_id"], **kwargs)
+
     started = time.perf_counter()
-    if not partitions:
-        keys = topic_track.get_partition_keys()
-        tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-        result = defs.resolve_job_def("everything").execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=run_config)
-        failures = _failed_steps(result)
-        corpus = result
-    else:
-        keys = partitions
-        design = defs.resolve_job_def("design_stages").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet_logs)
-        if not design.success:
-            raise SystemExit(f"design stages failed at {_failed_steps(design)}; see the Dagster UI (make ui) for the error")
-        job = defs.resolve_job_def("questions_job")
-        failures = []
-        for i, key in enumerate(keys, 1):
-            if not job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, run_config=run_config).success:
-                failures.append(key)
-            if not quiet and (i % 25 == 0 or i == len(keys)):
-                print(f"  questions: {i}/{len(keys)} partitions", flush=True)
-        corpus = defs.resolve_job_def("corpus_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet_logs)
+    with watching_pool(instance, lambda: current["run_id"], "anthropic", lambda message: print(f"  waiting: {message}", flush=True)):
+        if not partitions:
+            keys = topic_track.get_partition_keys()
+            tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+            result = launch("everything", tags=tags, run_config=run_config)
+            failures = _failed_steps(result)
+            corpus = result
+        else:
+            keys = partitions
+            design = launch("design_stages", run_config=quiet_logs)
+            if not design.success:
+                raise SystemExit(f"design stages failed at {_failed_steps(design)}; see the Dagster UI (make ui) for the error")
+            failures = []
+            for i, key in enumerate(keys, 1):
+                if not launch("questions_job", partition_key=key, run_config=run_config).success:
+                    failures.append(key)
+                if not quiet and (i % 25 == 0 or i == len(keys)):
+                    print(f"  questions: {i}/{len(keys)} partitions", flush=True)
+            corpus = launch("corpus_job", run_config=quiet_logs)
     checks = [c for c in corpus.get_asset_check_evaluations() if not c.passed and c.asset_key.path[-1] == "corpus"]
     corpus_ok = not checks and corpus.is_node_success("coverage_report")
     return {"partitions": len(keys), "failed": failures, "seconds": time.perf_counter() - started, "corpus_ok": corpus_ok,

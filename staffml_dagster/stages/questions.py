@@ -13,6 +13,7 @@ from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.storage import read_partition
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
+from staffml_dagster.runs import record_owner
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "questions"
@@ -103,6 +104,7 @@ def partition_questions(loaded, backend, topic: str, track: str, cells: pd.DataF
     description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
+    record_owner(context.instance, context.run_id)  # this process holds an `anthropic` slot: tag it so a dead one is reclaimed
     loaded = specs.load()
     backend = make_backend(config.backend)
     frames, inapplicable, kept, dropped = [], {}, 0, 0
