@@ -396,11 +396,112 @@ def test_a_failed_export_leaves_the_previous_one_untouched(tmp_path, generated_r
         export_corpus(generated_rows, out)
     after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+    assert _generations(out) == 1  # the failed one's folder is gone
     write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "corpus" / "part.parquet")
     assert main(["export", "--out", str(out), "--format", "jsonl"]) == 1
     assert "nothing written" in capsys.readouterr().err
     assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def _generations(out: Path) -> int:
+    """How many export generations the output folder holds (only the published one, when clean)."""
+    return sum(1 for p in (out / ".exports").iterdir() if p.name.startswith("gen-"))
+
+
+def _published(out: Path) -> dict:
+    """The ids each format of the export at ``out`` holds."""
+    return {
+        "yaml": sorted(p.stem for p in (out / "questions").rglob("*.yaml")),
+        "jsonl": sorted(json.loads(line)["id"] for line in (out / "questions.jsonl").read_text().splitlines()),
+        "parquet": sorted(pd.read_parquet(out / "questions.parquet")["id"]),
+    }
+
+
+KILLED_EXPORT = """
+import os, sys
+import pandas as pd
+from pathlib import Path
+from staffml_dagster.interchange import exporter
+rows = pd.read_parquet(sys.argv[1]).to_dict("records")
+if sys.argv[3] == "before-publish":
+    exporter._before_publish = lambda generation: os._exit(9)
+else:
+    exporter._clean = (lambda real: lambda out, ex: os._exit(9) if (ex / "current").is_symlink() and len(list(ex.glob("gen-*"))) > 1 else real(out, ex))(exporter._clean)
+exporter.export_corpus(rows, Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("when", ["before-publish", "after-publish"])
+def test_a_killed_export_leaves_a_whole_export_and_the_next_one_cleans_up(tmp_path, generated_rows, when):
+    import subprocess
+    import sys
+
+    out = tmp_path / "export"
+    export_corpus(generated_rows[:2], out)
+    old = _published(out)
+    assert old["yaml"] == old["jsonl"] == old["parquet"] and len(old["yaml"]) == 2
+    rows = tmp_path / "rows.parquet"
+    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), rows)
+    script = tmp_path / "killed_export.py"
+    script.write_text(KILLED_EXPORT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, str(script), str(rows), str(out), when], env=env, timeout=300)
+    assert done.returncode == 9  # killed where the parameter says
+
+    now = _published(out)
+    assert now["yaml"] == now["jsonl"] == now["parquet"]  # every format from one export, never a mix
+    if when == "before-publish":
+        assert now == old  # the previous export, whole
+    else:
+        assert len(now["yaml"]) == 6  # the new one, whole
+    assert _generations(out) == 2  # the killed export left a folder behind ...
+    export_corpus(generated_rows[:3], out)
+    assert _generations(out) == 1  # ... which the next export deletes
+    assert len(_published(out)["jsonl"]) == 3
+
+
+def test_all_formats_switch_together_or_none(tmp_path, generated_rows, monkeypatch):
+    """The second move used to fail after the YAML tree was already new (message: 'nothing written')."""
+    out = tmp_path / "export"
+    export_corpus(generated_rows[:2], out)
+    old = _published(out)
+
+    def no_publish(exports, generation):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(exporter, "_publish", no_publish)
+    with pytest.raises(OSError, match="rename failed"):
+        export_corpus(generated_rows, out)
+    assert _published(out) == old and _generations(out) == 1
+    monkeypatch.undo()
+
+    # one format exported alone: the others are carried over, so the three still come from one generation
+    export_corpus(generated_rows[:4], out, ["jsonl"])
+    assert len(_published(out)["jsonl"]) == 4 and _published(out)["yaml"] == old["yaml"] and _published(out)["parquet"] == old["parquet"]
+    assert _generations(out) == 1 and (out / "questions").is_symlink()
+
+
+def test_an_export_of_the_earlier_layout_is_taken_over(tmp_path, generated_rows):
+    out = tmp_path / "export"
+    (out / "questions" / "cloud").mkdir(parents=True)
+    (out / "questions" / "cloud" / "old.yaml").write_text("id: old\n")
+    (out / "questions.jsonl").write_text('{"id": "old"}\n')
+    (out / ".export-abc123" / "questions").mkdir(parents=True)  # a staging folder a killed export left
+    (out / "notes.txt").write_text("mine")
+    export_corpus(generated_rows[:2], out, ["yaml", "parquet"])
+    assert len(_published(out)["yaml"]) == 2 and _published(out)["jsonl"] == ["old"]  # jsonl carried over as it was
+    assert not (out / ".export-abc123").exists() and (out / "notes.txt").read_text() == "mine"
+    assert all((out / name).is_symlink() for name in ("questions", "questions.jsonl", "questions.parquet"))
+
+
+@pytest.mark.parametrize("inside", ["", "questions"])
+def test_export_into_the_warehouse_is_refused(warehouse, generated_rows, capsys, inside):
+    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "corpus" / "part.parquet")
+    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet")
+    before = {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()}
+    assert main(["export", "--out", str(warehouse / inside)]) == 1
+    assert "inside the warehouse" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()} == before
 
 
 def test_export_without_a_corpus_says_so(warehouse, capsys):
