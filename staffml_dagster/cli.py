@@ -29,6 +29,12 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     instance = _instance()
     for gone in reclaim_dead_runs(instance):
         print(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool slot(s) freed", flush=True)
+    from staffml_dagster.paths import warehouse_dir
+    from staffml_dagster.storage.parquet_io import remove_orphan_temps
+
+    orphans = remove_orphan_temps(warehouse_dir())
+    if orphans:
+        print(f"removed {len(orphans)} temp file(s) of killed writes from the warehouse", flush=True)
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     backend_config = {op: {"config": {"backend": backend}} for op in ("cell_capacity", "questions")}
     run_config = {**quiet_logs, **({"ops": backend_config} if backend else {})}

@@ -557,13 +557,13 @@ def _named_location(data: object, loc: tuple) -> str:
     return out or "<root>"
 
 
-def _non_finite(data: object, loc: tuple = ()) -> tuple | None:
+def find_non_finite(data: object, loc: tuple = ()) -> tuple | None:
     """The location of the first infinite or NaN number in parsed YAML, or None."""
     if isinstance(data, float) and not math.isfinite(data):
         return loc
     children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for key, value in children:
-        found = _non_finite(value, (*loc, key))
+        found = find_non_finite(value, (*loc, key))
         if found is not None:
             return found
     return None
@@ -587,7 +587,7 @@ def load_file(path: Path, model: type[_Model]) -> _Model:
         raise SpecError(name, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise SpecError(name, "<root>", f"must be a mapping, got {type(data).__name__}")
-    bad = _non_finite(data)
+    bad = find_non_finite(data)
     if bad is not None:
         raise SpecError(name, _named_location(data, bad), "is not a finite number (.inf or .nan); every figure must be a real value")
     try:

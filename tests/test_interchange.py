@@ -22,7 +22,7 @@ from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.interchange import ImportLimits, export_corpus, import_corpus, review_imported
 from staffml_dagster.interchange import exporter, importer
 from staffml_dagster.interchange.importer import path_hints
-from staffml_dagster.interchange.staffml_format import file_stem, plain, row_to_record, valid_id
+from staffml_dagster.interchange.staffml_format import LEVEL_PATTERN, file_stem, plain, row_to_record, valid_id
 from staffml_dagster.storage import write_parquet_atomic
 from staffml_dagster.storage.parquet_io import partition_dir
 from tests.conftest import REFERENCE
@@ -251,6 +251,31 @@ def test_limits_are_configurable_and_jsonl_lines_are_checked(tmp_path, specs):
     assert all("nesting deeper than 1 levels" in e.message for e in deep.errors) and not deep.rows
     (tmp_path / "huge.json").write_text("[" * 5000 + "]" * 5000)
     assert "nesting deeper than" in errors_by_file(import_corpus(tmp_path / "huge.json", specs))["huge.json"]
+
+
+def test_a_bundle_entry_is_held_to_the_size_of_one_question(tmp_path, specs):
+    """A 60 MB entry inside a bundle under the bundle limit used to pass."""
+    (tmp_path / "b.json").write_text(json.dumps([question("cloud-9511", scenario="y" * 30_000), question("cloud-9512")]))
+    result = import_corpus(tmp_path / "b.json", specs, ImportLimits(max_file_bytes=20_000))
+    assert [r["id"] for r in result.rows] == ["cloud-9512"]
+    message = errors_by_file(result)["b.json[0]"]
+    assert re.fullmatch(r"entry of [\d,]+ bytes is above the limit of 20,000 bytes for one question", message)
+
+
+def test_an_id_ending_in_a_newline_and_non_finite_numbers_are_refused(tmp_path, specs):
+    lines = [json.dumps(question("cloud-9521\n")), json.dumps(question("cloud-9522", answer_value=float("nan"))),
+             json.dumps(question("cloud-9523", details={"napkin_math": "x", "bandwidth": float("inf")})), json.dumps(question("cloud-9524"))]
+    assert "NaN" in lines[1] and "Infinity" in lines[2]
+    (tmp_path / "b.jsonl").write_text("\n".join(lines) + "\n")
+    write_yaml(tmp_path / "cloud" / "memory" / "cloud-9525.yaml", question("cloud-9525", answer_value=float("inf")))
+    result = import_corpus(tmp_path, specs)
+    assert [r["id"] for r in result.rows] == ["cloud-9524"]
+    errors = errors_by_file(result)
+    assert "is not a valid question id" in errors["b.jsonl:1"]
+    assert errors["b.jsonl:2"].startswith("answer_value: not a finite number")
+    assert errors["b.jsonl:3"].startswith("details.bandwidth: not a finite number")
+    assert errors["cloud/memory/cloud-9525.yaml"].startswith("answer_value: not a finite number")
+    assert not valid_id("cloud-9521\n") and LEVEL_PATTERN.match("l3\n") is None
 
 
 def test_ids_are_validated_and_sanitized_before_any_file_name(tmp_path):
