@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 
 import pandas as pd
 
@@ -23,34 +24,76 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     from staffml_dagster.definitions import defs
     from staffml_dagster.partitions import topic_track
 
+    from staffml_dagster.runs import owner_tags, reclaim_dead_runs, watching_pool
+
     instance = _instance()
+    for gone in reclaim_dead_runs(instance):
+        print(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool slot(s) freed", flush=True)
+    from staffml_dagster.paths import warehouse_dir
+    from staffml_dagster.storage.parquet_io import remove_orphan_temps
+
+    orphans = remove_orphan_temps(warehouse_dir())
+    if orphans:
+        print(f"removed {len(orphans)} temp file(s) of killed writes from the warehouse", flush=True)
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     backend_config = {op: {"config": {"backend": backend}} for op in ("cell_capacity", "questions")}
     run_config = {**quiet_logs, **({"ops": backend_config} if backend else {})}
+    owner = owner_tags()
+    current: dict[str, str | None] = {"run_id": None}
+
+    def launch(job_name: str, **kwargs):
+        current["run_id"] = str(uuid.uuid4())
+        kwargs["tags"] = {**owner, **kwargs.get("tags", {})}
+        return defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_id=current["run_id"], **kwargs)
+
     started = time.perf_counter()
-    if not partitions:
-        keys = topic_track.get_partition_keys()
-        tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-        result = defs.resolve_job_def("everything").execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=run_config)
-        failures = _failed_steps(result)
-        corpus = result
-    else:
-        keys = partitions
-        design = defs.resolve_job_def("design_stages").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet_logs)
-        if not design.success:
-            raise SystemExit(f"design stages failed at {_failed_steps(design)}; see the Dagster UI (make ui) for the error")
-        job = defs.resolve_job_def("questions_job")
-        failures = []
-        for i, key in enumerate(keys, 1):
-            if not job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, run_config=run_config).success:
-                failures.append(key)
-            if not quiet and (i % 25 == 0 or i == len(keys)):
-                print(f"  questions: {i}/{len(keys)} partitions", flush=True)
-        corpus = defs.resolve_job_def("corpus_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet_logs)
+    with watching_pool(instance, lambda: current["run_id"], "anthropic", lambda message: print(f"  waiting: {message}", flush=True)):
+        if not partitions:
+            keys = topic_track.get_partition_keys()
+            tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+            result = launch("everything", tags=tags, run_config=run_config)
+            failures = _failed_steps(result)
+            corpus = result
+        else:
+            keys = partitions
+            design = launch("design_stages", run_config=quiet_logs)
+            if not design.success:
+                raise SystemExit(f"design stages failed at {_failed_steps(design)}; see the Dagster UI (make ui) for the error")
+            failures = []
+            for i, key in enumerate(keys, 1):
+                if not launch("questions_job", partition_key=key, run_config=run_config).success:
+                    failures.append(key)
+                if not quiet and (i % 25 == 0 or i == len(keys)):
+                    print(f"  questions: {i}/{len(keys)} partitions", flush=True)
+            corpus = launch("corpus_job", run_config=quiet_logs)
     checks = [c for c in corpus.get_asset_check_evaluations() if not c.passed and c.asset_key.path[-1] == "corpus"]
     corpus_ok = not checks and corpus.is_node_success("coverage_report")
     return {"partitions": len(keys), "failed": failures, "seconds": time.perf_counter() - started, "corpus_ok": corpus_ok,
             "failed_checks": [f"{c.check_name}: {c.description or ''}" for c in checks]}
+
+
+def check_run_inputs(partitions: list[str]) -> str | None:
+    """Everything a run reads before it writes: specs/, the item models and the partition keys.
+    Returns what is wrong (file and key named), or None, so a bad input stops the run before
+    any asset is materialized."""
+    from staffml_dagster.generation.item_model import ItemModelError, check_item_models
+    from staffml_dagster.specs import SpecError, cached_specs
+
+    try:
+        specs = cached_specs()
+    except SpecError as exc:
+        return f"bad spec: {exc}"
+    try:
+        check_item_models(specs)
+    except ItemModelError as exc:
+        return f"bad item model: {exc}"
+    from staffml_dagster.partitions import check_partition_keys
+
+    try:
+        check_partition_keys(partitions, specs)
+    except ValueError as exc:
+        return f"bad --partition: {exc}"
+    return None
 
 
 def _failed_steps(result) -> list[str]:
@@ -177,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--partition", action="append", help='a partition key "<topic>|<track>" (repeatable); default: all')
     p_run.add_argument("--backend", help="generator backend (default: item-models, or STAFFML_GENERATOR)")
     p_run.add_argument("--strict", action="store_true", help="exit 1 when a blocking corpus check fails (default: report it)")
-    p_sql = sub.add_parser("sql", help="run a DuckDB query over the warehouse views and print the result")
+    p_sql = sub.add_parser("sql", help="run a read-only DuckDB query over the warehouse views and print the result")
     p_sql.add_argument("query")
+    p_sql.add_argument("--write-to", metavar="DIR", help="also allow COPY (...) TO files in DIR, a folder outside the warehouse")
     sub.add_parser("report", help="print the corpus summary")
     p_import = sub.add_parser("import", help="read a StaffML corpus (YAML tree, .json or .jsonl bundle) into the warehouse")
     p_import.add_argument("path", help="a folder or a single question/bundle file")
@@ -194,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         return export_command(args.out, args.format)
 
     if args.command == "sql":
-        from staffml_dagster.storage import connect_warehouse
+        from staffml_dagster.storage.sql_shell import QueryRefused, run_query
 
         try:
-            df = connect_warehouse().execute(args.query).df()
+            df = run_query(args.query, write_dir=args.write_to)
+        except QueryRefused as exc:
+            print(f"query refused, nothing run: {exc}", file=sys.stderr)
+            return 2
         except Exception as exc:  # duckdb raises its own error types
             print(f"query failed: {exc}", file=sys.stderr)
             return 2
@@ -209,12 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         from staffml_dagster.paths import data_dir
-        from staffml_dagster.specs import SpecError, cached_specs
 
-        try:
-            cached_specs()
-        except SpecError as exc:
-            print(f"bad spec, nothing materialized: {exc}", file=sys.stderr)
+        problem = check_run_inputs(args.partition or [])
+        if problem:
+            print(f"{problem}; nothing materialized", file=sys.stderr)
             return 2
         print("materializing every stage of " + (f"{len(args.partition)} partition(s)" if args.partition else "every partition, in one Dagster run") + "...", flush=True)
         out = run_pipeline(args.partition, args.backend)

@@ -63,6 +63,17 @@ def capacity_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return _all_partitions_request()
 
 
+@dg.sensor(name="reclaim_dead_runs", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Every minute: runs whose process died (kill -9, out of memory) are marked failed and their `anthropic` pool slots freed, so later runs do not wait for ever.")
+def reclaim_dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    from staffml_dagster.runs import reclaim_dead_runs
+
+    reclaimed = reclaim_dead_runs(context.instance)
+    for gone in reclaimed:
+        context.log.warning(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, {gone.slots} pool slot(s) freed")
+    return dg.SkipReason(f"reclaimed {len(reclaimed)} run(s) of dead processes" if reclaimed else "no run of a dead process")
+
+
 def resources(specs_dir: str | None = None, warehouse: str | None = None) -> dict:
     return {
         "specs": SpecsResource(directory=specs_dir),
@@ -77,6 +88,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=[design_stages_job, questions_job, corpus_job, everything_job, capacity_job],
     schedules=[capacity_schedule],
+    sensors=[reclaim_dead_runs_sensor],
     resources=resources(),
     # steps run one after another in the run's own process: questions -> embeddings -> validation
     # are a chain, and one process loads the definitions and the embedding model once per run

@@ -23,4 +23,17 @@ def partition_key(topic: str, track: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"topic": topic, "track": track})
 
 
+def check_partition_keys(keys: list[str], specs: Specs) -> None:
+    """Raise ValueError naming the first key that is not ``"<topic>|<track>"`` of a topic in
+    specs/topics.yaml and a track in specs/tracks.yaml."""
+    for key in keys:
+        topic, sep, track = key.partition("|")
+        if not sep or "|" in track:
+            raise ValueError(f"partition {key!r}: expected \"<topic>|<track>\", e.g. \"kv-cache-management|cloud\"")
+        if topic not in specs.topic_by_id:
+            raise ValueError(f"partition {key!r}: unknown topic {topic!r} (not in topics.yaml)")
+        if track not in specs.track_by_id:
+            raise ValueError(f"partition {key!r}: unknown track {track!r}; expected one of {', '.join(specs.track_by_id)}")
+
+
 topic_track = topic_track_partitions(cached_specs())

@@ -9,15 +9,16 @@ substrate, a platform on an unknown track, ...) are checked in :func:`load_specs
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from functools import cached_property
 from itertools import combinations
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from staffml_dagster.units import parse_unit, quantity
 
@@ -25,8 +26,26 @@ TRACK_IDS = ("cloud", "edge", "mobile", "tinyml")
 LEVEL_IDS = ("L1", "L2", "L3", "L4", "L5", "L6+")
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
 SLUG_KEY = re.compile(r"[a-z][a-z0-9_]*")
-# the safe loader, in C where libyaml is there (ten times faster; same documents accepted)
-SAFE_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SAFE_YAML(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # noqa: N801 - used like yaml's loader classes
+    """The safe loader (in C where libyaml is there, ten times faster) that refuses a key
+    written twice in one mapping, which YAML would otherwise resolve silently to the last."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r} (first written on line {first.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 class SpecError(ValueError):
@@ -38,7 +57,7 @@ class SpecError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- figures
@@ -62,6 +81,31 @@ class Figure(_Model):
     def q(self):
         """The figure as a pint Quantity."""
         return quantity(self.value, self.unit)
+
+
+def _measuring(what: str, *dimensions: str) -> AfterValidator:
+    """A check that a figure's unit has one of ``dimensions`` (a bandwidth in bytes per time, ...)."""
+
+    def check(figure: Figure) -> Figure:
+        if not any(figure.q.check(d) for d in dimensions):
+            raise ValueError(f"unit {figure.unit!r} measures {figure.q.dimensionality}, but {what} needs "
+                             + " or ".join(dimensions))
+        return figure
+
+    return AfterValidator(check)
+
+
+Size = Annotated[Figure, _measuring("a size", "[information]")]
+Bandwidth = Annotated[Figure, _measuring("a bandwidth", "[information] / [time]")]
+ComputeRate = Annotated[Figure, _measuring("a compute rate", "[operation] / [time]")]
+Operations = Annotated[Figure, _measuring("an operation count", "[operation]")]
+Power = Annotated[Figure, _measuring("a power", "[power]")]
+Duration = Annotated[Figure, _measuring("a duration", "[time]")]
+Frequency = Annotated[Figure, _measuring("a frequency", "1 / [time]")]
+Money = Annotated[Figure, _measuring("a price", "[currency]")]
+Count = Annotated[Figure, _measuring("a count", "[]")]
+EnergyPerOp = Annotated[Figure, _measuring("an energy per operation or per byte", "[energy]", "[energy] / [information]")]
+EnergySource = Annotated[Figure, _measuring("a stored energy or a harvested power density", "[energy]", "[power] / [area]")]
 
 
 # --------------------------------------------------------------------------- skills, zones, levels
@@ -157,10 +201,10 @@ class Substrate(_Model):
 
 
 class TrackScale(_Model):
-    memory: Figure
-    compute: Figure
-    power: Figure
-    latency_budget: Figure
+    memory: Size
+    compute: ComputeRate
+    power: Power
+    latency_budget: Duration
 
 
 class Track(_Model):
@@ -169,7 +213,7 @@ class Track(_Model):
     description: str = Field(min_length=10)
     provides: list[str] = Field(min_length=1)
     scale: TrackScale
-    scale_points: dict[str, list[float]] = Field(
+    scale_points: dict[str, Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]] = Field(
         description="named scale axes with the values this track actually runs at (e.g. devices: [1, 8, 64])"
     )
 
@@ -183,7 +227,7 @@ class Track(_Model):
 
 class TracksSpec(_Model):
     substrates: dict[str, Substrate]
-    tracks: list[Track]
+    tracks: list[Track] = Field(min_length=1)
 
     @field_validator("tracks")
     @classmethod
@@ -213,8 +257,8 @@ class Topic(_Model):
 
 
 class TopicsSpec(_Model):
-    areas: list[str]
-    topics: list[Topic]
+    areas: list[str] = Field(min_length=1)
+    topics: list[Topic] = Field(min_length=1)
 
     @field_validator("topics")
     @classmethod
@@ -232,17 +276,17 @@ class Platform(_Model):
     vendor: str
     track: str
     kind: Literal["gpu", "tpu", "npu", "soc", "accelerator", "mcu"]
-    memory: Figure
+    memory: Size
     memory_kind: str
-    memory_bandwidth: Figure | None = Field(default=None, description="None for host-attached accelerators whose on-chip memory bandwidth is unpublished")
-    compute: dict[str, Figure] = Field(min_length=1, description="peak throughput per precision (fp16, int8, ...)")
+    memory_bandwidth: Bandwidth | None = Field(default=None, description="None for host-attached accelerators whose on-chip memory bandwidth is unpublished")
+    compute: dict[str, ComputeRate] = Field(min_length=1, description="peak throughput per precision (fp16, int8, ...)")
     default_precision: str
-    power: Figure
-    idle_power: Figure | None = None
-    clock: Figure | None = None
-    flash: Figure | None = None
+    power: Power
+    idle_power: Power | None = None
+    clock: Frequency | None = None
+    flash: Size | None = None
     interconnect: str | None = None
-    unit_cost: Figure | None = None
+    unit_cost: Money | None = None
     kernel_library: str | None = Field(default=None, description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)")
     on_chip: dict[str, Figure] = Field(default_factory=dict, description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes")
     geometry: dict[str, Figure] = Field(default_factory=dict, description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`")
@@ -281,17 +325,17 @@ class Interconnect(_Model):
     name: str
     scope: Literal["intra-node", "inter-node", "host-bus", "storage", "peripheral", "wireless"]
     tracks: list[str] = Field(min_length=1)
-    bandwidth: Figure
-    latency: Figure | None = None
+    bandwidth: Bandwidth
+    latency: Duration | None = None
 
 
 class HardwareSpec(_Model):
     conventions: list[str] = Field(min_length=1, description="where sources disagree, the convention pinned here")
-    platforms: list[Platform]
+    platforms: list[Platform] = Field(min_length=1)
     interconnects: list[Interconnect]
-    energy_per_op: dict[str, Figure]
+    energy_per_op: dict[str, EnergyPerOp]
     economics: dict[str, Figure]
-    energy_sources: dict[str, Figure] = Field(default_factory=dict)
+    energy_sources: dict[str, EnergySource] = Field(default_factory=dict)
 
     @field_validator("platforms")
     @classmethod
@@ -314,21 +358,21 @@ class Workload(_Model):
     family: str = Field(pattern=SLUG)
     tracks: list[str] = Field(min_length=1)
     params: float = Field(gt=0, description="parameter count")
-    flops_per_inference: Figure = Field(description="forward FLOPs per sample, or per token for decoders")
+    flops_per_inference: Operations = Field(description="forward FLOPs per sample, or per token for decoders")
     layers: int | None = Field(default=None, gt=0)
     hidden: int | None = Field(default=None, gt=0)
     heads: int | None = Field(default=None, gt=0)
     kv_heads: int | None = Field(default=None, gt=0)
     head_dim: int | None = Field(default=None, gt=0)
-    activation_bytes: Figure | None = Field(default=None, description="peak activation memory per sample at INT8")
-    max_context: Figure | None = Field(default=None, description="the longest context (tokens) the released model supports")
+    activation_bytes: Size | None = Field(default=None, description="peak activation memory per sample at INT8")
+    max_context: Count | None = Field(default=None, description="the longest context (tokens) the released model supports")
     input: str
     source: str = Field(min_length=3)
 
 
 class WorkloadsSpec(_Model):
     families: dict[str, str] = Field(description="family id -> what it covers")
-    workloads: list[Workload]
+    workloads: list[Workload] = Field(min_length=1)
 
     @field_validator("workloads")
     @classmethod
@@ -413,7 +457,7 @@ class Specs(_Model):
     quality: QualitySpec
     version: str = Field(description="content hash of every spec file; part of question provenance")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, ignored_types=(cached_property,))
 
     @cached_property
     def zones(self) -> list[Zone]:
@@ -545,18 +589,39 @@ def _named_location(data: object, loc: tuple) -> str:
     return out or "<root>"
 
 
+def find_non_finite(data: object, loc: tuple = ()) -> tuple | None:
+    """The location of the first infinite or NaN number in parsed YAML, or None."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return loc
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in children:
+        found = find_non_finite(value, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
 def load_file(path: Path, model: type[_Model]) -> _Model:
     name = path.name
     if not path.is_file():
         raise SpecError(name, "<file>", f"not found at {path}")
+    raw = path.read_bytes()
     try:
-        data = yaml.load(path.read_text(), Loader=SAFE_YAML)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(name, f"line {line}", f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=SAFE_YAML)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
         raise SpecError(name, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise SpecError(name, "<root>", f"must be a mapping, got {type(data).__name__}")
+    bad = find_non_finite(data)
+    if bad is not None:
+        raise SpecError(name, _named_location(data, bad), "is not a finite number (.inf or .nan); every figure must be a real value")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

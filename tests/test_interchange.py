@@ -22,7 +22,7 @@ from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.interchange import ImportLimits, export_corpus, import_corpus, review_imported
 from staffml_dagster.interchange import exporter, importer
 from staffml_dagster.interchange.importer import path_hints
-from staffml_dagster.interchange.staffml_format import file_stem, plain, row_to_record, valid_id
+from staffml_dagster.interchange.staffml_format import LEVEL_PATTERN, file_stem, plain, row_to_record, valid_id
 from staffml_dagster.storage import write_parquet_atomic
 from staffml_dagster.storage.parquet_io import partition_dir
 from tests.conftest import REFERENCE
@@ -253,6 +253,31 @@ def test_limits_are_configurable_and_jsonl_lines_are_checked(tmp_path, specs):
     assert "nesting deeper than" in errors_by_file(import_corpus(tmp_path / "huge.json", specs))["huge.json"]
 
 
+def test_a_bundle_entry_is_held_to_the_size_of_one_question(tmp_path, specs):
+    """A 60 MB entry inside a bundle under the bundle limit used to pass."""
+    (tmp_path / "b.json").write_text(json.dumps([question("cloud-9511", scenario="y" * 30_000), question("cloud-9512")]))
+    result = import_corpus(tmp_path / "b.json", specs, ImportLimits(max_file_bytes=20_000))
+    assert [r["id"] for r in result.rows] == ["cloud-9512"]
+    message = errors_by_file(result)["b.json[0]"]
+    assert re.fullmatch(r"entry of [\d,]+ bytes is above the limit of 20,000 bytes for one question", message)
+
+
+def test_an_id_ending_in_a_newline_and_non_finite_numbers_are_refused(tmp_path, specs):
+    lines = [json.dumps(question("cloud-9521\n")), json.dumps(question("cloud-9522", answer_value=float("nan"))),
+             json.dumps(question("cloud-9523", details={"napkin_math": "x", "bandwidth": float("inf")})), json.dumps(question("cloud-9524"))]
+    assert "NaN" in lines[1] and "Infinity" in lines[2]
+    (tmp_path / "b.jsonl").write_text("\n".join(lines) + "\n")
+    write_yaml(tmp_path / "cloud" / "memory" / "cloud-9525.yaml", question("cloud-9525", answer_value=float("inf")))
+    result = import_corpus(tmp_path, specs)
+    assert [r["id"] for r in result.rows] == ["cloud-9524"]
+    errors = errors_by_file(result)
+    assert "is not a valid question id" in errors["b.jsonl:1"]
+    assert errors["b.jsonl:2"].startswith("answer_value: not a finite number")
+    assert errors["b.jsonl:3"].startswith("details.bandwidth: not a finite number")
+    assert errors["cloud/memory/cloud-9525.yaml"].startswith("answer_value: not a finite number")
+    assert not valid_id("cloud-9521\n") and LEVEL_PATTERN.match("l3\n") is None
+
+
 def test_ids_are_validated_and_sanitized_before_any_file_name(tmp_path):
     assert valid_id("cloud-2212") and valid_id("global-cross-region-latency-l1-0")
     for hostile in ["../../etc/passwd", "/etc/passwd", "..", ".hidden", "a/b", "a\\b", "", "x" * 161, "a..b", None, 12]:
@@ -396,11 +421,112 @@ def test_a_failed_export_leaves_the_previous_one_untouched(tmp_path, generated_r
         export_corpus(generated_rows, out)
     after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+    assert _generations(out) == 1  # the failed one's folder is gone
     write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "corpus" / "part.parquet")
     assert main(["export", "--out", str(out), "--format", "jsonl"]) == 1
     assert "nothing written" in capsys.readouterr().err
     assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def _generations(out: Path) -> int:
+    """How many export generations the output folder holds (only the published one, when clean)."""
+    return sum(1 for p in (out / ".exports").iterdir() if p.name.startswith("gen-"))
+
+
+def _published(out: Path) -> dict:
+    """The ids each format of the export at ``out`` holds."""
+    return {
+        "yaml": sorted(p.stem for p in (out / "questions").rglob("*.yaml")),
+        "jsonl": sorted(json.loads(line)["id"] for line in (out / "questions.jsonl").read_text().splitlines()),
+        "parquet": sorted(pd.read_parquet(out / "questions.parquet")["id"]),
+    }
+
+
+KILLED_EXPORT = """
+import os, sys
+import pandas as pd
+from pathlib import Path
+from staffml_dagster.interchange import exporter
+rows = pd.read_parquet(sys.argv[1]).to_dict("records")
+if sys.argv[3] == "before-publish":
+    exporter._before_publish = lambda generation: os._exit(9)
+else:
+    exporter._clean = (lambda real: lambda out, ex: os._exit(9) if (ex / "current").is_symlink() and len(list(ex.glob("gen-*"))) > 1 else real(out, ex))(exporter._clean)
+exporter.export_corpus(rows, Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("when", ["before-publish", "after-publish"])
+def test_a_killed_export_leaves_a_whole_export_and_the_next_one_cleans_up(tmp_path, generated_rows, when):
+    import subprocess
+    import sys
+
+    out = tmp_path / "export"
+    export_corpus(generated_rows[:2], out)
+    old = _published(out)
+    assert old["yaml"] == old["jsonl"] == old["parquet"] and len(old["yaml"]) == 2
+    rows = tmp_path / "rows.parquet"
+    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), rows)
+    script = tmp_path / "killed_export.py"
+    script.write_text(KILLED_EXPORT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, str(script), str(rows), str(out), when], env=env, timeout=300)
+    assert done.returncode == 9  # killed where the parameter says
+
+    now = _published(out)
+    assert now["yaml"] == now["jsonl"] == now["parquet"]  # every format from one export, never a mix
+    if when == "before-publish":
+        assert now == old  # the previous export, whole
+    else:
+        assert len(now["yaml"]) == 6  # the new one, whole
+    assert _generations(out) == 2  # the killed export left a folder behind ...
+    export_corpus(generated_rows[:3], out)
+    assert _generations(out) == 1  # ... which the next export deletes
+    assert len(_published(out)["jsonl"]) == 3
+
+
+def test_all_formats_switch_together_or_none(tmp_path, generated_rows, monkeypatch):
+    """The second move used to fail after the YAML tree was already new (message: 'nothing written')."""
+    out = tmp_path / "export"
+    export_corpus(generated_rows[:2], out)
+    old = _published(out)
+
+    def no_publish(exports, generation):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(exporter, "_publish", no_publish)
+    with pytest.raises(OSError, match="rename failed"):
+        export_corpus(generated_rows, out)
+    assert _published(out) == old and _generations(out) == 1
+    monkeypatch.undo()
+
+    # one format exported alone: the others are carried over, so the three still come from one generation
+    export_corpus(generated_rows[:4], out, ["jsonl"])
+    assert len(_published(out)["jsonl"]) == 4 and _published(out)["yaml"] == old["yaml"] and _published(out)["parquet"] == old["parquet"]
+    assert _generations(out) == 1 and (out / "questions").is_symlink()
+
+
+def test_an_export_of_the_earlier_layout_is_taken_over(tmp_path, generated_rows):
+    out = tmp_path / "export"
+    (out / "questions" / "cloud").mkdir(parents=True)
+    (out / "questions" / "cloud" / "old.yaml").write_text("id: old\n")
+    (out / "questions.jsonl").write_text('{"id": "old"}\n')
+    (out / ".export-abc123" / "questions").mkdir(parents=True)  # a staging folder a killed export left
+    (out / "notes.txt").write_text("mine")
+    export_corpus(generated_rows[:2], out, ["yaml", "parquet"])
+    assert len(_published(out)["yaml"]) == 2 and _published(out)["jsonl"] == ["old"]  # jsonl carried over as it was
+    assert not (out / ".export-abc123").exists() and (out / "notes.txt").read_text() == "mine"
+    assert all((out / name).is_symlink() for name in ("questions", "questions.jsonl", "questions.parquet"))
+
+
+@pytest.mark.parametrize("inside", ["", "questions"])
+def test_export_into_the_warehouse_is_refused(warehouse, generated_rows, capsys, inside):
+    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "corpus" / "part.parquet")
+    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet")
+    before = {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()}
+    assert main(["export", "--out", str(warehouse / inside)]) == 1
+    assert "inside the warehouse" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()} == before
 
 
 def test_export_without_a_corpus_says_so(warehouse, capsys):

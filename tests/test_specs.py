@@ -175,3 +175,108 @@ def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
     assert _platform_figure(specs.platform_by_id["h100-sxm"], path) is None  # a part without it is skipped, not guessed
     assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.on_chip.threadgroup_memory") is a17.on_chip["threadgroup_memory"]
     assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.geometry.simd_width").value == 32
+
+
+# ------------------------------------------------------- every spec error found before a run: every spec error found before a run
+
+
+def test_duplicate_key_is_refused_not_silently_overwritten(specs_copy):
+    """A second `memory:` under h100-sxm used to win silently (80 GB became 8 GB)."""
+    path = specs_copy / "hardware.yaml"
+    first = '    memory: {value: 80, unit: GB, source: "NVIDIA H100 Tensor Core GPU datasheet"}\n'
+    text = path.read_text()
+    assert text.count(first) == 1
+    path.write_text(text.replace(first, first + '    memory: {value: 8, unit: GB, source: "a typo"}\n'))
+    line = text[: text.index(first)].count("\n") + 1
+    err = _fails(specs_copy, "hardware.yaml", rf"line {line + 1}, column \d+", rf"duplicate key 'memory' \(first written on line {line}\)")
+    assert str(err).startswith("hardware.yaml: line ")
+
+
+def test_duplicate_key_inside_a_flow_mapping(specs_copy):
+    path = specs_copy / "generation.yaml"
+    path.write_text(path.read_text().replace("round_size: 6", "round_size: 6\n  round_size: 60"))
+    _fails(specs_copy, "generation.yaml", r"line \d+", "duplicate key 'round_size'")
+
+
+@pytest.mark.parametrize("file, mutate, key", [
+    ("hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(value=float("inf")), r"platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.value"),
+    ("hardware.yaml", lambda d: d["platforms"][0]["compute"]["fp16"].update(value=float("nan")), r"platforms\[0\]\(h100-sxm\)\.compute\.fp16\.value"),
+    ("tracks.yaml", lambda d: d["tracks"][0]["scale_points"]["batch"].__setitem__(0, float("inf")), r"tracks\[0\]\(cloud\)\.scale_points\.batch\[0\]"),
+    ("quality.yaml", lambda d: d.update(similarity_threshold=float("nan")), r"^similarity_threshold$"),
+])
+def test_non_finite_numbers_are_refused(specs_copy, file, mutate, key):
+    _edit(specs_copy, file, mutate)
+    assert ".inf" in (specs_copy / file).read_text() or ".nan" in (specs_copy / file).read_text()
+    _fails(specs_copy, file, key, r"not a finite number")
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_non_positive_batch_size_is_refused(specs_copy, value):
+    """A batch of -1 used to produce 'the scheduler runs -1 sequences at once'."""
+    _edit(specs_copy, "tracks.yaml", lambda d: d["tracks"][0]["scale_points"]["batch"].__setitem__(1, value))
+    _fails(specs_copy, "tracks.yaml", r"tracks\[0\]\(cloud\)\.scale_points\.batch\[1\]", "greater than 0")
+
+
+def test_empty_scale_axis_is_refused(specs_copy):
+    _edit(specs_copy, "tracks.yaml", lambda d: d["tracks"][1]["scale_points"].update(batch=[]))
+    _fails(specs_copy, "tracks.yaml", r"tracks\[1\]\(edge\)\.scale_points\.batch", "at least 1")
+
+
+@pytest.mark.parametrize("file, mutate, key, problem", [
+    ("hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(unit="GB"), r"platforms\[0\]\(h100-sxm\)\.memory_bandwidth",
+     r"unit 'GB' measures \[information\], but a bandwidth needs \[information\] / \[time\]"),
+    ("hardware.yaml", lambda d: d["platforms"][0]["memory"].update(unit="GB/s"), r"platforms\[0\]\(h100-sxm\)\.memory", "a size needs"),
+    ("hardware.yaml", lambda d: d["platforms"][0]["compute"]["fp16"].update(unit="TB/s"), r"compute\.fp16", "a compute rate needs"),
+    ("hardware.yaml", lambda d: d["platforms"][0]["power"].update(unit="J"), r"platforms\[0\]\(h100-sxm\)\.power", "a power needs"),
+    ("hardware.yaml", lambda d: d["interconnects"][0]["bandwidth"].update(unit="Gbit"), r"interconnects\[0\]\(.+\)\.bandwidth", "a bandwidth needs"),
+    ("tracks.yaml", lambda d: d["tracks"][0]["scale"]["latency_budget"].update(unit="MB"), r"tracks\[0\]\(cloud\)\.scale\.latency_budget", "a duration needs"),
+    ("workloads.yaml", lambda d: d["workloads"][0]["flops_per_inference"].update(unit="GB"), r"workloads\[0\]\(.+\)\.flops_per_inference", "an operation count needs"),
+])
+def test_unit_of_the_wrong_dimension_is_refused_at_load(specs_copy, file, mutate, key, problem):
+    _edit(specs_copy, file, mutate)
+    _fails(specs_copy, file, key, problem)
+
+
+@pytest.mark.parametrize("file, mutate, key", [
+    ("topics.yaml", lambda d: d.update(topics=[]), "^topics$"),
+    ("topics.yaml", lambda d: d.update(areas=[]), "^areas$"),
+    ("hardware.yaml", lambda d: d.update(platforms=[]), "^platforms$"),
+])
+def test_empty_lists_are_refused(specs_copy, file, mutate, key):
+    _edit(specs_copy, file, mutate)
+    _fails(specs_copy, file, key, "at least 1")
+
+
+def test_non_utf8_spec_names_the_file(specs_copy):
+    path = specs_copy / "topics.yaml"
+    text = path.read_text()
+    path.write_bytes(text.encode("utf-8").replace(b"areas:", "areas: # caf\u00e9\n".encode("latin-1") + b"areas:", 1))
+    _fails(specs_copy, "topics.yaml", r"line \d+", r"not UTF-8 text \(byte 0xe9")
+
+
+def test_readme_example_of_an_unknown_unit_is_refused(specs_copy):
+    """The README promises a message for an unknown unit; its example must really be unknown."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"`(hardware\.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.unit: unknown unit '([^']+)')`", readme)
+    assert example, "README's spec error example not found"
+    _edit(specs_copy, "hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(unit=example.group(2)))
+    with pytest.raises(SpecError) as info:
+        load_specs(specs_copy)
+    assert str(info.value).startswith(example.group(1))
+
+
+def test_item_models_are_checked_and_reject_duplicate_keys(specs, tmp_path):
+    from staffml_dagster.generation.item_model import ItemModelError, _load_all, check_item_models, item_models
+
+    assert check_item_models(specs) == len(item_models())
+    source = item_models()["kv-cache-sessions"].path
+    text = source.read_text()
+    assert "\n    zone: recall\n" in text
+    (tmp_path / source.name).write_text(text.replace("\n    zone: recall\n", "\n    zone: recall\n    zone: design\n", 1))
+    try:
+        with pytest.raises(ItemModelError, match=r"kv-cache-sessions.yaml: line \d+, column \d+: not valid YAML: duplicate key 'zone' \(first written on line \d+\)"):
+            check_item_models(specs, tmp_path)
+    finally:
+        _load_all.cache_clear()

@@ -73,3 +73,39 @@ def test_failed_write_keeps_previous_version_and_leaves_no_temp(tmp_path, monkey
 def test_unsafe_partition_values_rejected(tmp_path):
     with pytest.raises(ValueError, match="unsafe partition value"):
         parquet_io.partition_dir(tmp_path, "x", {"topic": "../../etc", "track": "cloud"})
+
+
+def test_temp_files_of_killed_writes_are_removed_and_live_ones_kept(tmp_path):
+    """A kill between a write and its rename leaves a temp file that nothing used to clean."""
+    import os
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    folder = tmp_path / "questions" / "topic=a" / "track=cloud"
+    folder.mkdir(parents=True)
+    dead = folder / f".part-{gone.pid}-abc.parquet.tmp"
+    live = folder / f".part-{os.getpid()}-def.parquet.tmp"
+    unowned = folder / ".part-ghi.parquet.tmp"  # the earlier naming, without a pid
+    for f in (dead, live, unowned):
+        f.write_bytes(b"half")
+    os.utime(unowned, (0, 0))  # long ago
+    other = tmp_path / "corpus"
+    other.mkdir()
+    dead_elsewhere = other / f".part-{gone.pid}-jkl.parquet.tmp"
+    dead_elsewhere.write_bytes(b"half")
+
+    write_parquet_atomic(pd.DataFrame({"v": [1]}), folder / "part.parquet")  # cleans its own folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["part.parquet", live.name])
+    assert parquet_io.remove_orphan_temps(tmp_path) == [dead_elsewhere]  # a whole warehouse, at staffml run's start
+    assert live.exists()
+
+
+def test_parquet_files_get_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "a" / "part.parquet"
+    write_parquet_atomic(pd.DataFrame({"v": [1]}), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~parquet_io._UMASK
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044  # readable by others under the usual umask (was 0o600)

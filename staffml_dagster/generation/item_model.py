@@ -285,7 +285,9 @@ class ItemModel:
         try:
             data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_YAML)
         except yaml.YAMLError as exc:
-            raise ItemModelError(f"{path.name}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise ItemModelError(f"{path.name}: {where}not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
         try:
             spec = ItemModelSpec.model_validate(data)
         except ValidationError as exc:
@@ -707,6 +709,15 @@ def _load_all(directory: str) -> dict[str, ItemModel]:
 def item_models(directory: Path | None = None) -> dict[str, ItemModel]:
     """Every item model in ``assets/item_models/``, loaded once per process."""
     return _load_all(str(directory or assets_dir() / "item_models"))
+
+
+def check_item_models(specs: Specs, directory: Path | None = None) -> int:
+    """Load every item model and check its references against specs; raise ItemModelError
+    naming the file on the first problem. Returns how many were checked."""
+    models = item_models(directory)
+    for model in models.values():
+        model.check_against(specs)
+    return len(models)
 
 
 def models_for_topic(topic: str, track: str) -> list[ItemModel]:

@@ -2,18 +2,24 @@
 ``questions/<track>/<level>/<zone>/<id>.yaml``, a ``questions.jsonl`` bundle and a
 ``questions.parquet`` table.
 
-Everything is built in a hidden staging folder inside the output folder and only moved
-into place once every requested format is complete, so a failure leaves the previous
-export (or nothing) and never a half-written one. Only the three names above are ever
-replaced in the output folder.
+Every export is one *generation*: a folder ``.exports/<generation>/`` holding all the formats
+at once (the requested ones written anew, the others carried over from the previous export as
+hard links). ``.exports/current`` is a symbolic link to the published generation, and the three
+names in the output folder are links through it (``questions -> .exports/current/questions``),
+so publishing is one atomic rename of ``current``: every format switches together or none
+does, a kill at any point leaves the previous export whole, and a failed export changes
+nothing. Generations that are not current (the previous one, or one left by a killed export)
+are deleted by the next export, which holds a lock on ``.exports`` while it works. Only the
+three names above and ``.exports`` are ever touched in the output folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -73,44 +79,118 @@ def _write_jsonl(records: list[dict], path: Path) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _move_into_place(built: Path, target: Path, staging: Path) -> None:
-    """Replace ``target`` by ``built`` (same file system): a file with one atomic rename; a
-    folder by renaming the old one aside first and deleting it after."""
-    if not (built.is_dir() and target.exists()):
-        os.replace(built, target)
-        return
-    aside = staging / f".previous-{target.name}"
-    os.replace(target, aside)
-    try:
-        os.replace(built, target)
-    except OSError:
-        os.replace(aside, target)  # put the previous export back
-        raise
+EXPORTS = ".exports"
+CURRENT = "current"
+
+
+class ExportRefused(ValueError):
+    """The output folder would overwrite something that is not an export (the warehouse)."""
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    from staffml_dagster.paths import warehouse_dir
+
+    target, warehouse = out_dir.resolve(), warehouse_dir().resolve()
+    if target == warehouse or warehouse in target.parents:
+        raise ExportRefused(f"--out {out_dir}: refused, it is inside the warehouse {warehouse}, whose files only the "
+                            "pipeline writes (an export there would replace the questions table); choose another folder")
+
+
+def _carry_over(previous: Path, generation: Path, name: str) -> None:
+    """Hard-link the previous generation's output ``name`` into the new one (files are never
+    changed in place, so sharing them is safe)."""
+    source = previous / name
+    if source.is_dir():
+        shutil.copytree(source, generation / name, copy_function=os.link)
+    elif source.is_file():
+        os.link(source, generation / name)
+
+
+def _publish(exports: Path, generation: Path) -> None:
+    """Point ``current`` at ``generation`` with one atomic rename of a fresh link over it."""
+    link = exports / f".{CURRENT}-{generation.name}"
+    os.symlink(generation.name, link)
+    os.replace(link, exports / CURRENT)
+
+
+def _link_outputs(out_dir: Path, names: Iterable[str]) -> None:
+    """Make each output name a link through ``current``. A real file or folder left by an
+    export of the earlier layout is replaced by its link (its content is already in the
+    current generation)."""
+    for name in names:
+        path, target = out_dir / name, f"{EXPORTS}/{CURRENT}/{name}"
+        if path.is_symlink() and os.readlink(path) == target:
+            continue
+        link = out_dir / f".{name}.link-{uuid.uuid4().hex[:8]}"
+        os.symlink(target, link)
+        if path.is_dir() and not path.is_symlink():
+            aside = out_dir / EXPORTS / f".replaced-{name}-{uuid.uuid4().hex[:8]}"
+            os.replace(path, aside)
+        os.replace(link, path)
+
+
+def _clean(out_dir: Path, exports: Path) -> None:
+    """Delete every generation but the current one, and staging folders of the earlier layout."""
+    current = os.readlink(exports / CURRENT) if (exports / CURRENT).is_symlink() else None
+    for entry in exports.iterdir():
+        if entry.name in (CURRENT, current, ".lock"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    for entry in out_dir.glob(".export-*"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+    for entry in out_dir.glob(".*.link-*"):
+        if entry.is_symlink():
+            entry.unlink(missing_ok=True)
+
+
+def _before_publish(generation: Path) -> None:
+    """Called with the complete new generation just before it is published (a test hook)."""
 
 
 def export_corpus(rows: Iterable[Mapping], out_dir: Path, formats: Iterable[str] = FORMATS) -> dict[str, Path]:
     """Export ``rows`` (question rows, e.g. the ``corpus`` table) to ``out_dir`` in each of
-    ``formats``; returns where each format was written."""
+    ``formats``; returns where each format was written. On any error nothing is published."""
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     rows = [{k: plain(v) for k, v in row.items()} for row in rows]
     records = [row_to_record(row) for row in rows]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
-    try:
-        for fmt in formats:
-            built = staging / OUTPUTS[fmt]
-            if fmt == "yaml":
-                built.mkdir()
-                _write_yaml_tree(records, built)
-            elif fmt == "jsonl":
-                _write_jsonl(records, built)
-            else:
-                write_parquet_atomic(pd.DataFrame(rows), built)
-        for fmt in formats:
-            _move_into_place(staging / OUTPUTS[fmt], out_dir / OUTPUTS[fmt], staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    exports = out_dir / EXPORTS
+    exports.mkdir(parents=True, exist_ok=True)
+    with open(exports / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one export of this folder at a time: the cleaning below is safe
+        _clean(out_dir, exports)
+        generation = exports / f"gen-{uuid.uuid4().hex[:12]}"
+        generation.mkdir()  # with the umask's permissions, as the outputs had before
+        try:
+            for fmt in formats:
+                built = generation / OUTPUTS[fmt]
+                if fmt == "yaml":
+                    built.mkdir()
+                    _write_yaml_tree(records, built)
+                elif fmt == "jsonl":
+                    _write_jsonl(records, built)
+                else:
+                    write_parquet_atomic(pd.DataFrame(rows), built)
+            kept = [fmt for fmt in FORMATS if fmt not in formats]
+            for fmt in kept:  # what this export does not rewrite stays as it was: from the current generation ...
+                if (exports / CURRENT).is_symlink():
+                    _carry_over(exports / CURRENT, generation, OUTPUTS[fmt])
+                elif (out_dir / OUTPUTS[fmt]).exists():  # ... or from an export of the earlier layout
+                    _carry_over(out_dir, generation, OUTPUTS[fmt])
+            _before_publish(generation)
+            _publish(exports, generation)
+        except BaseException:
+            if not ((exports / CURRENT).is_symlink() and os.readlink(exports / CURRENT) == generation.name):
+                shutil.rmtree(generation, ignore_errors=True)  # never published: nothing changed
+            raise
+        _link_outputs(out_dir, [OUTPUTS[fmt] for fmt in FORMATS if (generation / OUTPUTS[fmt]).exists()])
+        _clean(out_dir, exports)
     return {fmt: out_dir / OUTPUTS[fmt] for fmt in formats}

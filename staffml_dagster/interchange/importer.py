@@ -39,7 +39,7 @@ from staffml_dagster.generation.backend import QUESTION_COLUMNS
 from staffml_dagster.interchange.staffml_format import (
     IMPORT_COLUMNS, LEVEL_PATTERN, STAFFML_TRACKS, STAFFML_ZONES, FieldError, Vocabulary, plain, record_to_row, valid_id,
 )
-from staffml_dagster.specs import Specs
+from staffml_dagster.specs import Specs, find_non_finite
 from staffml_dagster.storage.parquet_io import PART_FILE, write_parquet_atomic
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl"}
@@ -310,6 +310,9 @@ def _question(obj: object, where: str, kind: str, hints: dict, layout: str | Non
     depth = _depth(obj)
     if depth > limits.max_depth:
         raise _Refused(f"nesting deeper than {limits.max_depth} levels ({depth})")
+    infinite = find_non_finite(obj)  # before plain(), which would turn NaN into a silent null
+    if infinite is not None:
+        raise _Refused(f"{'.'.join(str(k) for k in infinite)}: not a finite number (inf or NaN); every figure must be a real value")
     try:
         record = plain(obj)
     except TypeError as exc:
@@ -348,6 +351,10 @@ def _bundle_entries(path: Path, kind: str, limits: ImportLimits, rel: str) -> It
         if not isinstance(data, list):
             raise _Refused('a JSON bundle must be a list of questions or an object with a "questions" list')
         for i, obj in enumerate(data):
+            size = len(json.dumps(obj, ensure_ascii=False).encode())
+            if size > limits.max_file_bytes:  # one entry is held to what one question file may weigh
+                yield f"{rel}[{i}]", _Refused(f"entry of {size:,} bytes is above the limit of {limits.max_file_bytes:,} bytes for one question")
+                continue
             yield f"{rel}[{i}]", obj
         return
     for number, line in enumerate(text.splitlines(), 1):

@@ -48,7 +48,7 @@ STAFFML_ZONES = ("recall", "analyze", "design", "implement", "fluency", "diagnos
 # their zone -> ours where the name differs; every other zone name maps to itself
 ZONE_RENAMES = {"implement": "quantify"}
 EXPORT_ZONE_NAMES = {ours: theirs for theirs, ours in ZONE_RENAMES.items()}
-LEVEL_PATTERN = re.compile(r"^[lL]([1-6])(\+?)$")
+LEVEL_PATTERN = re.compile(r"^[lL]([1-6])(\+?)\Z")  # \Z: "$" would accept a final newline
 
 # the fields of a question that live under ``details`` in their files
 DETAIL_FIELDS = ("realistic_solution", "common_mistake", "napkin_math")
@@ -58,8 +58,8 @@ IMPORT_COLUMNS = ["source_format", "source_path", "extra", "unmapped"]
 
 # ---------------------------------------------------------------------------- ids and names
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,159}$")
-_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,159}\Z")  # \Z: "$" would accept "id\n"
+_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,63}\Z")
 
 
 def valid_id(value: object) -> bool:

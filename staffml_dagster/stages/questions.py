@@ -14,6 +14,7 @@ from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.storage import read_partition
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
+from staffml_dagster.runs import record_owner
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "questions"
@@ -147,6 +148,7 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
     description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run, which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
+    record_owner(context.instance, context.run_id)  # this process holds an `anthropic` slot: tag it so a dead one is reclaimed
     loaded = specs.load()
     backend = make_backend(config.backend)
     partitions = []

@@ -11,19 +11,27 @@ from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.storage.parquet_io import PART_FILE
 
 
+def asset_sources(root: Path) -> list[tuple[str, list[Path], bool]]:
+    """(view name, its non-empty Parquet files, hive-partitioned?) for every asset directory."""
+    sources = []
+    if not root.is_dir():
+        return sources
+    for asset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in asset_dir.rglob(PART_FILE) if f.stat().st_size > 0)
+        if files:
+            partitioned = any("=" in part for f in files for part in f.relative_to(asset_dir).parts[:-1])
+            sources.append((asset_dir.name.replace('"', ""), files, partitioned))
+    return sources
+
+
 def connect_warehouse(root: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view named after every materialized asset."""
+    """An in-memory DuckDB connection with a view named after every materialized asset (for
+    the pipeline's own code; a query typed by a person goes through ``sql_shell``)."""
     root = Path(root) if root else warehouse_dir()
     con = duckdb.connect(":memory:")
-    if not root.is_dir():
-        return con
-    for asset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [f for f in asset_dir.rglob(PART_FILE) if f.stat().st_size > 0]
-        if not files:
-            continue
-        partitioned = any("=" in part for f in files for part in f.relative_to(asset_dir).parts[:-1])
+    for name, files, partitioned in asset_sources(root):
+        asset_dir = root / files[0].relative_to(root).parts[0]
         glob = str(asset_dir / ("**/" if partitioned else "") / PART_FILE).replace("'", "''")
-        name = asset_dir.name.replace('"', "")
         options = ", hive_partitioning = true" if partitioned else ""
         con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{glob}', union_by_name = true{options})")
     return con

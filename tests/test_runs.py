@@ -1,0 +1,156 @@
+"""A run whose process was killed while holding an `anthropic` pool slot no longer blocks later
+runs: its slot and its STARTED status are reclaimed, and a waiting run says so."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from staffml_dagster.runs import PID_TAG, owner_tags, pool_waits, process_alive, reclaim_dead_runs, watching_pool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a run with one asset in the `anthropic` pool that sleeps; the owner is tagged at launch (as
+# `staffml run` does) or from inside the step (as a run launched from the UI is)
+HOLDER = '''
+import sys, time
+import dagster as dg
+from staffml_dagster.runs import owner_tags, record_owner
+
+@dg.asset(pool="anthropic")
+def holder(context):
+    if sys.argv[2] == "step":
+        record_owner(context.instance, context.run_id)
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[1]))
+
+job = dg.Definitions(assets=[holder], jobs=[dg.define_asset_job("hold", [holder])]).resolve_job_def("hold")
+result = job.execute_in_process(instance=dg.DagsterInstance.get(), tags=owner_tags() if sys.argv[2] == "launch" else {})
+print("done", result.success, flush=True)
+'''
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A Dagster instance whose `anthropic` pool has one slot."""
+    (tmp_path / "dagster.yaml").write_text(
+        f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'storage'}\n"
+        "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+    (tmp_path / "holder.py").write_text(HOLDER)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _start(home, seconds, owner="launch"):
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(home / "holder.py"), str(seconds), owner], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
+
+
+def _wait_holding(proc, limit=120):
+    deadline = time.monotonic() + limit
+    for line in proc.stdout:
+        if line.startswith("holding"):
+            return
+        assert time.monotonic() < deadline, "the holder never started"
+    raise AssertionError("the holder exited before holding its slot")
+
+
+def _claimed(instance):
+    return [s.run_id for s in instance.event_log_storage.get_concurrency_info("anthropic").claimed_slots]
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("owner", ["launch", "step"])
+def test_killed_run_is_reclaimed_and_the_next_run_completes(home, owner):
+    holder = _start(home, 600, owner)
+    try:
+        _wait_holding(holder)
+    finally:
+        _kill(holder)  # kill -9 while it holds the pool's only slot
+    instance = dg.DagsterInstance.get()
+    (dead,) = instance.get_runs()
+    # the failure of issue 17: the dead run stays STARTED and keeps the slot
+    assert dead.status == dg.DagsterRunStatus.STARTED and _claimed(instance) == [dead.run_id]
+    assert process_alive(instance.get_run_by_id(dead.run_id).tags) is False
+
+    if owner == "launch":
+        reclaimed = reclaim_dead_runs(instance)
+        assert [(r.run_id, r.status, r.slots) for r in reclaimed] == [(dead.run_id, "STARTED", 1)]
+    else:  # the UI path: the daemon's sensor does it
+        from staffml_dagster.definitions import reclaim_dead_runs_sensor
+
+        skip = reclaim_dead_runs_sensor(dg.build_sensor_context(instance=instance))
+        assert "reclaimed 1 run(s)" in skip.skip_message
+    run = instance.get_run_by_id(dead.run_id)
+    assert run.status == dg.DagsterRunStatus.FAILURE and _claimed(instance) == []
+    assert reclaim_dead_runs(instance) == []  # nothing left to reclaim
+
+    nxt = _start(home, 0)
+    try:
+        out, _ = nxt.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        _kill(nxt)
+        pytest.fail("the next run still waits for the pool slot")
+    assert "done True" in out
+
+
+def test_live_run_is_left_alone_and_a_waiting_run_says_so(home):
+    instance = dg.DagsterInstance.get()
+    holder = _start(home, 600)
+    waiter = None
+    try:
+        _wait_holding(holder)
+        (live,) = instance.get_runs()
+        assert reclaim_dead_runs(instance) == [] and _claimed(instance) == [live.run_id]
+
+        waiter = _start(home, 0)
+        deadline = time.monotonic() + 120
+        message = None
+        while message is None and time.monotonic() < deadline:
+            others = [r.run_id for r in instance.get_runs() if r.run_id != live.run_id]
+            message = pool_waits(instance, others[0], "anthropic") if others else None
+            time.sleep(0.5)
+        assert message and message.startswith("holder waits for a slot in pool 'anthropic' (1 of 1 held by run(s) " + live.run_id[:8])
+
+        said = []
+        with watching_pool(instance, lambda: others[0], "anthropic", said.append, every=0.2):
+            time.sleep(1.5)
+        assert said == [message]  # once, not on every poll
+    finally:
+        _kill(holder)
+        if waiter is not None:
+            _kill(waiter)
+
+
+def test_owner_tags_name_this_process_and_a_reused_pid_counts_as_dead():
+    tags = owner_tags()
+    assert tags[PID_TAG] == str(os.getpid()) and process_alive(tags) is True
+    assert process_alive({**tags, "staffml/process_start": "1"}) is False  # same pid, another process
+    assert process_alive({**tags, "staffml/host": "elsewhere"}) is None  # cannot be judged here
+    assert process_alive({}) is None
+
+
+def test_staffml_run_reclaims_before_it_launches_anything(monkeypatch, home):
+    from staffml_dagster import cli, runs
+
+    calls = []
+
+    def reclaim(instance):
+        calls.append(instance)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(runs, "reclaim_dead_runs", reclaim)
+    with pytest.raises(RuntimeError, match="stop here"):
+        cli.run_pipeline(["kv-cache-management|cloud"])
+    assert len(calls) == 1 and dg.DagsterInstance.get().get_runs() == []
