@@ -72,3 +72,21 @@ def test_formatting():
     assert fmt_quantity(1, "days") == "1 day" and fmt_quantity(4000, "1/days") == "4,000 per day"
     assert fmt_quantity(3, "queries") == "3 queries" and fmt_quantity(1, "GPUs") == "1 GPU"
     assert fmt_quantity(0.1, "1/cm**2") == "0.1 per cm²"
+
+
+def test_a_step_on_a_knife_edge_is_refused():
+    """A floor whose argument lands on 7.9998 from the stated (rounded) figures and on 8 from the exact
+    ones would give a reader recomputing from the specs another answer; an exact near-integer
+    (log2(65504 / 4) = 13.9996, floor 13 either way) is fine."""
+    from staffml_dagster.generation.calc import KnifeEdge
+
+    c = Calc()
+    c.given("sram", 192, "KiB", "SRAM", "spec")
+    c.given("per_px", 24, "byte", "bytes per pixel", "scenario")
+    c.step("arena", "sram * 0.5", "kB", "arena")  # 98.304 kB, stated as 98.3
+    with pytest.raises(KnifeEdge, match="7 from the stated figures, 8 from the exact ones"):
+        c.step("side", "floor(2 * sqrt(arena / per_px) / 16)", "", "largest side / 16")
+    c = Calc()
+    c.given("fp16_max", 65504, "", "largest FP16", "spec")
+    c.given("max_grad", 4, "", "largest gradient", "scenario")
+    assert c.step("k", "floor(log2(fp16_max / max_grad))", "", "exponent") == 13

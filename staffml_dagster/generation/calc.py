@@ -57,6 +57,16 @@ def _dimensionless(x) -> float:
     return float(x)
 
 
+class KnifeEdge(CalcError):
+    """A step whose value from the stated (rounded) figures differs from its value from the exact
+    ones by more than rounding: a floor or ceil on the edge of a whole number (2 x sqrt(98.3 kB /
+    24 B) / 16 is 7.9998, the exact 98.304 kB gives 8). A reader recomputing from the specs would
+    get another answer, so the setting gives no question."""
+
+
+KNIFE_EDGE = 1e-2  # relative gap between the stated-figure and exact-figure values of one step
+
+
 def _ceil(x):
     return math.ceil(round(_dimensionless(x), 9))
 
@@ -180,6 +190,7 @@ class Calc:
 
     steps: list[CalcStep] = field(default_factory=list)
     _quantities: dict[str, pint.Quantity] = field(default_factory=dict, repr=False)
+    _exact: dict[str, pint.Quantity] = field(default_factory=dict, repr=False)  # derived steps unrounded
 
     def _env(self) -> dict[str, pint.Quantity]:
         for s in self.steps[len(self._quantities):]:
@@ -199,8 +210,15 @@ class Calc:
         return stated
 
     def step(self, name: str, expression: str, unit: str, label: str) -> float:
+        """A derived step, stated at SIG_FIGS and computed from the stated values before it (what
+        a reader recomputes); also computed from the unrounded chain, and refused as a
+        :class:`KnifeEdge` where the two disagree beyond rounding."""
         self._check_name(name)
         value = _to(evaluate(expression, self._env()), unit, f"step {name}")
+        exact = _to(evaluate(expression, {**self._env(), **self._exact}), unit, f"step {name}")
+        if not math.isclose(value, exact, rel_tol=KNIFE_EDGE, abs_tol=1e-12):
+            raise KnifeEdge(f"step {name}: {fmt_number(value)} from the stated figures, {fmt_number(exact)} from the exact ones")
+        self._exact[name] = Q_(exact, _unit(unit))
         stated = round_sig(value)
         self.steps.append(CalcStep(name, expression, stated, unit, label, "", "derived"))
         return stated
