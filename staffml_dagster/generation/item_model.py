@@ -107,7 +107,13 @@ class PlatformChoice(_Spec):
 
 class WorkloadChoice(_Spec):
     families: list[str] = Field(default_factory=list)
-    ids: list[str] | None = None
+    ids: list[str] | dict[str, list[str]] | None = None  # every track, or per track like platforms
+
+    def allows(self, track: str, workload_id: str) -> bool:
+        if self.ids is None:
+            return True
+        ids = self.ids.get(track, []) if isinstance(self.ids, dict) else self.ids
+        return workload_id in ids
 
 
 class Vary(_Spec):
@@ -364,7 +370,7 @@ class ItemModel:
         platforms_b = self._platforms(specs, track, v.platform_b) if v.platform_b else [None]
         if v.workload:
             workloads = [w for w in specs.workloads.workloads if track in w.tracks and w.family in v.workload.families
-                         and (v.workload.ids is None or w.id in v.workload.ids)]
+                         and v.workload.allows(track, w.id)]
         else:
             workloads = [None]
         # a parameter with no values on this track is absent there: the steps using it drop out
