@@ -170,3 +170,13 @@ def test_rendered_prose_reads_as_written():
     assert polish("Of a 86% accuracy on a Arm core, a 11 ms stall") == "Of an 86% accuracy on an Arm core, an 11 ms stall"
     assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"
     assert polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million") == "about 12 million USD over 1 day, not 11 days or 2.5 million"
+
+
+def test_an_item_model_may_pick_its_workloads_per_track(specs):
+    """`vary.workload.ids` per track: a phone fine-tunes BERT-Base while the cloud designs keep their
+    decoders, and a track the mapping leaves out gets no workload at all."""
+    model = item_models()["activation-memory-recompute"]
+    by_track = {t: {s.workload.id for s in model.settings(specs, t)} for t in ("cloud", "edge", "mobile", "tinyml")}
+    assert by_track["mobile"] == {"bert-base"}
+    assert "bert-base" not in by_track["cloud"] and "llama-3-8b" in by_track["cloud"]
+    assert by_track["tinyml"] == set()
