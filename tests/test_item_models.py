@@ -180,3 +180,11 @@ def test_an_item_model_may_pick_its_workloads_per_track(specs):
     assert by_track["mobile"] == {"bert-base"}
     assert "bert-base" not in by_track["cloud"] and "llama-3-8b" in by_track["cloud"]
     assert by_track["tinyml"] == set()
+
+
+def test_a_workload_id_that_does_not_exist_names_the_file_and_the_track(specs, tmp_path):
+    text = item_models()["activation-memory-recompute"].path.read_text().replace("mobile: [bert-base]", "mobile: [bert-basic]")
+    bad = tmp_path / "activation-memory-recompute.yaml"
+    bad.write_text(text)
+    with pytest.raises(ItemModelError, match=r"activation-memory-recompute.yaml: vary.workload.ids.mobile: unknown workload 'bert-basic'"):
+        ItemModel.load(bad).check_against(specs)

@@ -362,6 +362,15 @@ class ItemModel:
             for f in self.spec.vary.workload.families:
                 if f not in families:
                     self._fail("vary.workload.families", f"unknown family {f!r}")
+            ids = self.spec.vary.workload.ids
+            per_track = ids if isinstance(ids, dict) else {"all": ids or []}
+            known = {w.id for w in specs.workloads.workloads}
+            for track, listed in per_track.items():
+                if track != "all" and track not in self.spec.tracks:
+                    self._fail("vary.workload.ids", f"track {track!r} is not one of the model's tracks")
+                for w in listed:
+                    if w not in known:
+                        self._fail(f"vary.workload.ids.{track}" if track != "all" else "vary.workload.ids", f"unknown workload {w!r}")
 
     # ------------------------------------------------------------------ the space
     def settings(self, specs: Specs, track: str) -> list[Setting]:
