@@ -171,3 +171,21 @@ def test_rendered_prose_reads_as_written():
     assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"
     assert polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million") == "about 12 million USD over 1 day, not 11 days or 2.5 million"
     assert polish("at 30 Hz that is 1 frames; weights are 1 bytes each, 21 bytes in all") == "at 30 Hz that is 1 frame; weights are 1 byte each, 21 bytes in all"
+
+
+def test_an_item_model_may_pick_its_workloads_per_track(specs):
+    """`vary.workload.ids` per track: a phone fine-tunes BERT-Base while the cloud designs keep their
+    decoders, and a track the mapping leaves out gets no workload at all."""
+    model = item_models()["activation-memory-recompute"]
+    by_track = {t: {s.workload.id for s in model.settings(specs, t)} for t in ("cloud", "edge", "mobile", "tinyml")}
+    assert by_track["mobile"] == {"bert-base"}
+    assert "bert-base" not in by_track["cloud"] and "llama-3-8b" in by_track["cloud"]
+    assert by_track["tinyml"] == set()
+
+
+def test_a_workload_id_that_does_not_exist_names_the_file_and_the_track(specs, tmp_path):
+    text = item_models()["activation-memory-recompute"].path.read_text().replace("mobile: [bert-base]", "mobile: [bert-basic]")
+    bad = tmp_path / "activation-memory-recompute.yaml"
+    bad.write_text(text)
+    with pytest.raises(ItemModelError, match=r"activation-memory-recompute.yaml: vary.workload.ids.mobile: unknown workload 'bert-basic'"):
+        ItemModel.load(bad).check_against(specs)

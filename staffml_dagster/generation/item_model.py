@@ -107,7 +107,13 @@ class PlatformChoice(_Spec):
 
 class WorkloadChoice(_Spec):
     families: list[str] = Field(default_factory=list)
-    ids: list[str] | None = None
+    ids: list[str] | dict[str, list[str]] | None = None  # every track, or per track like platforms
+
+    def allows(self, track: str, workload_id: str) -> bool:
+        if self.ids is None:
+            return True
+        ids = self.ids.get(track, []) if isinstance(self.ids, dict) else self.ids
+        return workload_id in ids
 
 
 class Vary(_Spec):
@@ -358,6 +364,15 @@ class ItemModel:
             for f in self.spec.vary.workload.families:
                 if f not in families:
                     self._fail("vary.workload.families", f"unknown family {f!r}")
+            ids = self.spec.vary.workload.ids
+            per_track = ids if isinstance(ids, dict) else {"all": ids or []}
+            known = {w.id for w in specs.workloads.workloads}
+            for track, listed in per_track.items():
+                if track != "all" and track not in self.spec.tracks:
+                    self._fail("vary.workload.ids", f"track {track!r} is not one of the model's tracks")
+                for w in listed:
+                    if w not in known:
+                        self._fail(f"vary.workload.ids.{track}" if track != "all" else "vary.workload.ids", f"unknown workload {w!r}")
 
     # ------------------------------------------------------------------ the space
     def settings(self, specs: Specs, track: str) -> list[Setting]:
@@ -366,7 +381,7 @@ class ItemModel:
         platforms_b = self._platforms(specs, track, v.platform_b) if v.platform_b else [None]
         if v.workload:
             workloads = [w for w in specs.workloads.workloads if track in w.tracks and w.family in v.workload.families
-                         and (v.workload.ids is None or w.id in v.workload.ids)]
+                         and v.workload.allows(track, w.id)]
         else:
             workloads = [None]
         # a parameter with no values on this track is absent there: the steps using it drop out
