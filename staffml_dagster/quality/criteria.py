@@ -104,6 +104,7 @@ _QUANTITY = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+
                        r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
 _DIMENSIONS = ("[information]", "[information]/[time]", "[operation]/[time]", "[power]", "1/[time]")
 FAMILY_RANGE = 1.25  # a figure beside a family name must lie within its members' figures, widened by this factor
+FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
 
 
 def _platform_figures(p: Platform) -> list[pint.Quantity]:
@@ -197,6 +198,13 @@ class Attribution:
     platforms: frozenset[str]  # the platform(s) the name beside it stands for; empty when none
     name: str  # that name as written ("Jetson Orin"), or the link, or ""
     other_part: bool  # written beside a link, bus, network or storage, not a platform
+    usage: bool = False  # what something uses or is budgeted ("uses 6 GB", "~3 GB for the context"), not a spec
+
+
+_FAMILY_ALIASES = {name for name, _ in FAMILY_NAMES} | {"Cortex-M4F", "Arm Cortex-M4F"}
+_USAGE_BEFORE = re.compile(r"(?:\b(?:uses?|using|used|consum\w*|takes?|taking|occup\w*|needs?|requires?|leav\w*|budget\w*|overhead|context|workspace|"
+                           r"footprint|activations?|weights?|draws?|allocat\w*|reserv\w*|free|only|about|approx\w*|roughly)\b[^,;()]{0,12}|~|≈)\s*$", re.IGNORECASE)
+_USAGE_AFTER = re.compile(r"^\s*(?:of\s+)?(?:weights|activations|KV|cache|workspace|overhead|budget|free|used|remaining|headroom|footprint|usage|peak|total|for)\b", re.IGNORECASE)
 
 
 def _clause_spans(text: str) -> list[tuple[int, int]]:
@@ -257,19 +265,22 @@ def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
             except (ValueError, pint.PintError):
                 continue
             owner = _owner_of(clause, m.start(), m.end(), mentions)
+            usage = bool(_USAGE_BEFORE.search(clause[max(0, m.start() - 30):m.start()]) or _USAGE_AFTER.match(clause[m.end():m.end() + 25]))
             if owner is None:
-                out.append(Attribution(m.group(0), q, c0 + m.start(), frozenset(), "", False))
+                out.append(Attribution(m.group(0), q, c0 + m.start(), frozenset(), "", False, usage))
             else:
-                out.append(Attribution(m.group(0), q, c0 + m.start(), owner[3] or frozenset(), owner[2], owner[3] is None))
+                out.append(Attribution(m.group(0), q, c0 + m.start(), owner[3] or frozenset(), owner[2], owner[3] is None, usage))
     return out
 
 
 def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | None:
     """Why a figure disagrees with specs/hardware.yaml for the part it is written beside, or None.
     A name of one platform: the figure must be one of its figures (within ``tol``). A family
-    name (several platforms): one of any member's figures, or within the members' range
-    widened by :data:`FAMILY_RANGE` (a variant not in the specs)."""
-    if not attribution.platforms or attribution.other_part:
+    or core name (Jetson Orin, Cortex-M7): one of any member's figures, or within the members'
+    range widened by :data:`FAMILY_RANGE` (:data:`FAMILY_MEMORY_RANGE` for memory), a variant
+    not in the specs. A figure the text says is used, not had ("~3 GB on Orin" for the CUDA
+    context, "uses 6 GB") is no spec to check."""
+    if not attribution.platforms or attribution.other_part or attribution.usage:
         return None
     q = attribution.quantity
     members = [specs.platform_by_id[pid] for pid in sorted(attribution.platforms)]
@@ -279,10 +290,12 @@ def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | 
     values = [float(q.to(f.units).magnitude) for f in same_dim]
     if any(math.isclose(v, f.magnitude, rel_tol=tol) for v, f in zip(values, same_dim)):
         return None
-    if len(members) > 1:
+    family = len(members) > 1 or attribution.name in _FAMILY_ALIASES
+    if family:
         base = [float(f.to_base_units().magnitude) for f in same_dim]
         x = float(q.to_base_units().magnitude)
-        if min(base) / FAMILY_RANGE <= x <= max(base) * FAMILY_RANGE:
+        widen = FAMILY_MEMORY_RANGE if q.check("[information]") else FAMILY_RANGE
+        if min(base) / widen <= x <= max(base) * widen:
             return None
         return f"'{attribution.text}' next to {attribution.name} is outside the figures of every {attribution.name} in specs/hardware.yaml ({', '.join(p.id for p in members)})"
     platform = members[0]
@@ -401,7 +414,7 @@ def computability(row: Mapping, tol: float = 0.01) -> Verdict:
 
 # a level or a serial number closing the title ("... L4", "Question 12", "#3", "- 0042"); a quantity
 # that ends a sentence ("stops paying at batch 128") is not one
-_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|[-_:]\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE)
+_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|(?:\s-|[_:])\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE)
 
 
 def _truncated(text: str) -> str | None:
@@ -654,15 +667,29 @@ _TEXT_FIELDS = ("title", "scenario", "question", "realistic_solution", "common_m
 _PROSE_FIELDS = ("scenario", "question", "realistic_solution", "common_mistake")
 
 
+# template residue a published question should not carry: an [INSERT ...] slot, <placeholder>, lorem
+# ipsum, FIXME/TBD, the generator's own scaffolding ("Calculated Distractor", "An L5 engineer will")
+_RESIDUE = re.compile(r"\[(?:insert|placeholder|todo|tbd|fill)[^\]\n]{0,40}\]|<(?:placeholder|insert|todo|tbd)[^>\n]{0,40}>|lorem ipsum"
+                      r"|\bcalculated distractor\b|\b(?:an?\s+)?L[1-6]\+?\s+(?:engineer|candidate)s?\s+(?:will|would|should)\b", re.IGNORECASE)
+_RESIDUE_CASED = re.compile(r"\b(?:FIXME|TBD)\b|\{\{[^{}\n]{0,40}\}\}|\$\{[^{}\n]{0,40}\}")
+
+
+def placeholder_residue(text: str) -> list[str]:
+    """Placeholder or tool-internal residue in one text: [INSERT], TODO, XXX, {var}, {{ var }},
+    None/NaN, mlsysim, generator scaffolding. Each found piece once, in order."""
+    found = [m.group(0) for pattern in (_LEAKS, _LEAKS_CASED, _RESIDUE, _RESIDUE_CASED) for m in pattern.finditer(text)]
+    braces = re.search(r"\{[^{}\n]{0,40}\}|[{}]", _LATEX.sub(" ", text))
+    if braces:
+        found.append(braces.group(0).strip())
+    return list(dict.fromkeys(found))
+
+
 def leaks(row: Mapping) -> list[str]:
     """Tool-internal or placeholder residue in the text, and an empty Calculations section."""
     problems = []
     for key in _TEXT_FIELDS:
         text = _text(row, key)
-        found = [m.group(0) for m in _LEAKS.finditer(text)] + [m.group(0) for m in _LEAKS_CASED.finditer(text)]
-        braces = re.search(r"\{[^{}\n]{0,40}\}|[{}]", _LATEX.sub(" ", text))
-        if braces:
-            found.append(braces.group(0).strip())
+        found = placeholder_residue(text)
         if key in _PROSE_FIELDS:
             prose = re.sub(r"`[^`]*`|\[[^\]\n]*\]", " ", _LATEX.sub(" ", text))  # code spans, tensor shapes
             found += [f"identifier {m.group(0)}" for m in _SNAKE.finditer(prose)]
