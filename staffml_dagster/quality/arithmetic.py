@@ -394,6 +394,9 @@ def _parse(tokens: list[Token]) -> tuple[pint.Quantity, _Parser] | None:
         return None
     if parser.i != len(tokens) or not parser.numbers:
         return None
+    magnitude = value.magnitude
+    if not isinstance(magnitude, (int, float)) or isinstance(magnitude, bool) or not math.isfinite(magnitude):
+        return None  # sqrt(-1), 1e999: nothing a reader states
     return value, parser
 
 
@@ -604,8 +607,11 @@ def check_equations(text: str) -> list[Statement]:
             if prev is not None and right is not None:
                 value, parser, end = right
                 stated_text = sides[k][side[0].start:side[end - 1].end].strip()
-                statement = _compare(f"{prev[2]} {sep} {'~' if lead_approx else ''}{stated_text}", prev[0], prev[1], value, parser,
-                                     lead_approx or sep in _APPROX_SEPARATORS)
+                try:
+                    statement = _compare(f"{prev[2]} {sep} {'~' if lead_approx else ''}{stated_text}", prev[0], prev[1], value, parser,
+                                         lead_approx or sep in _APPROX_SEPARATORS)
+                except (pint.PintError, TypeError, ValueError, OverflowError, ZeroDivisionError):
+                    statement = None  # operands pint cannot relate: unverifiable
                 if statement is not None:
                     out.append(statement)
             # the next pair's left side is this whole side, when it is one expression

@@ -101,7 +101,7 @@ _FIGURE_SOURCE = re.compile(r"specs/hardware\.yaml: ([a-z0-9_-]+)\.([a-z0-9_-]+)
 # a hardware figure in text: not the digits of a precision label or a name (FP16 TFLOPS, A100), and
 # a precision label may sit between number and unit (989 FP16 TFLOPS)
 _QUANTITY = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+\s)?"
-                       r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
+                       r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|MOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
 _DIMENSIONS = ("[information]", "[information]/[time]", "[operation]/[time]", "[power]", "1/[time]")
 FAMILY_RANGE = 1.25  # a figure beside a family name must lie within its members' figures, widened by this factor
 FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
@@ -202,6 +202,13 @@ class Attribution:
 
 
 _FAMILY_ALIASES = {name for name, _ in FAMILY_NAMES} | {"Cortex-M4F", "Arm Cortex-M4F"}
+
+
+def is_family_name(name: str, specs: Specs) -> bool:
+    """Whether a platform name stands for a family or a core (Jetson Orin, Cortex-M7, Snapdragon)
+    rather than one part: its figures are then checked against every member, loosely."""
+    _, owners = _platform_pattern(specs)
+    return name in _FAMILY_ALIASES or len(owners.get(name, ())) > 1
 _USAGE_BEFORE = re.compile(r"(?:\b(?:uses?|using|used|consum\w*|takes?|taking|occup\w*|needs?|requires?|leav\w*|budget\w*|overhead|context|workspace|"
                            r"footprint|activations?|weights?|draws?|allocat\w*|reserv\w*|free|only|about|approx\w*|roughly)\b[^,;()]{0,12}|~|≈)\s*$", re.IGNORECASE)
 _USAGE_AFTER = re.compile(r"^\s*(?:of\s+)?(?:weights|activations|KV|cache|workspace|overhead|budget|free|used|remaining|headroom|footprint|usage|peak|total|for)\b", re.IGNORECASE)
@@ -276,9 +283,9 @@ def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
 def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | None:
     """Why a figure disagrees with specs/hardware.yaml for the part it is written beside, or None.
     A name of one platform: the figure must be one of its figures (within ``tol``). A family
-    or core name (Jetson Orin, Cortex-M7): one of any member's figures, or within the members'
-    range widened by :data:`FAMILY_RANGE` (:data:`FAMILY_MEMORY_RANGE` for memory), a variant
-    not in the specs. A figure the text says is used, not had ("~3 GB on Orin" for the CUDA
+    or core name (Jetson Orin, Cortex-M7): one of any member's figures, or within a factor
+    :data:`FAMILY_RANGE` (:data:`FAMILY_MEMORY_RANGE` for memory) of one, a variant not in
+    the specs. A figure the text says is used, not had ("~3 GB on Orin" for the CUDA
     context, "uses 6 GB") is no spec to check."""
     if not attribution.platforms or attribution.other_part or attribution.usage:
         return None
@@ -290,14 +297,12 @@ def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | 
     values = [float(q.to(f.units).magnitude) for f in same_dim]
     if any(math.isclose(v, f.magnitude, rel_tol=tol) for v, f in zip(values, same_dim)):
         return None
-    family = len(members) > 1 or attribution.name in _FAMILY_ALIASES
-    if family:
-        base = [float(f.to_base_units().magnitude) for f in same_dim]
+    if is_family_name(attribution.name, specs):
         x = float(q.to_base_units().magnitude)
         widen = FAMILY_MEMORY_RANGE if q.check("[information]") else FAMILY_RANGE
-        if min(base) / widen <= x <= max(base) * widen:
+        if any(b / widen <= x <= b * widen for b in (float(f.to_base_units().magnitude) for f in same_dim)):
             return None
-        return f"'{attribution.text}' next to {attribution.name} is outside the figures of every {attribution.name} in specs/hardware.yaml ({', '.join(p.id for p in members)})"
+        return f"'{attribution.text}' next to {attribution.name} is far from the figures of every {attribution.name} in specs/hardware.yaml ({', '.join(p.id for p in members)})"
     platform = members[0]
     return f"'{attribution.text}' next to {attribution.name if attribution.name in platform.name else platform_aliases(specs)[platform.id][0]} matches none of its figures in specs/hardware.yaml"
 
@@ -681,7 +686,8 @@ def placeholder_residue(text: str) -> list[str]:
     braces = re.search(r"\{[^{}\n]{0,40}\}|[{}]", _LATEX.sub(" ", text))
     if braces:
         found.append(braces.group(0).strip())
-    return list(dict.fromkeys(found))
+    found = list(dict.fromkeys(found))
+    return [f for f in found if not any(f != g and f in g for g in found)]  # "[INSERT" inside "[INSERT model]"
 
 
 def leaks(row: Mapping) -> list[str]:
