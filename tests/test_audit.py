@@ -171,6 +171,8 @@ def test_wrong_and_family_figures(specs):
 
 def test_truncation_placeholders_and_template_residue(specs):
     assert _truncated("The allocator reports 30%") and _truncated("It takes 3") and not _truncated("It uses 30%.")
+    assert _truncated("The run fails with Out-Of-Memory (OOM)") and _truncated("Memory = Batch * SeqLen *")
+    assert not _truncated('It is a "cache miss storm."') and not _truncated("**Result: fits.**") and not _truncated("(See above.)")
     assert placeholder_residue("Use [INSERT model name] here.") == ["[INSERT model name]"]
     assert placeholder_residue("Batch {batch_size} at TODO") == ["TODO", "{batch_size}"]
     assert "{{ platform }}" in placeholder_residue("Runs on {{ platform }}.")

@@ -12,8 +12,8 @@ of them, audits every copy with :func:`staffml_dagster.quality.audit.audit_rows`
 The defects are those of issue 16, planted ``--copies`` times per question with a seeded
 random choice of where and how (``--seed``):
 
-* ``arithmetic``: one result of a calculation in the napkin math (a number after ``=`` or
-  ``≈`` in a clause that computes) multiplied by 10;
+* ``arithmetic``: one result of a calculation in the napkin math (a number right after the
+  ``=`` or ``≈`` that closes an arithmetic expression of its clause) multiplied by 10;
 * ``hardware_figure``: a figure written beside a single platform's name that matches
   specs/hardware.yaml, changed by +30%; a question without one gets a sentence naming one of
   its track's platforms with one of its spec figures changed by +30% (counted apart);
@@ -57,7 +57,7 @@ KINDS = ("arithmetic", "hardware_figure", "truncated", "off_track", "common_mist
 GOAL_CAUGHT, GOAL_FALSE_ALARMS = 0.90, 0.10
 
 _RESULT = re.compile(r"(?P<sep>=|≈)\s*(?:~\s*)?\$?(?P<num>\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)?)")
-_COMPUTES = re.compile(r"[\d)]\s*(?:[*/+×x]|\s-\s)\s*[~$]?[\d(]")
+_COMPUTES = re.compile(r"(?:(?<![A-Za-z\d])\d[\d,.]*[A-Za-z/µ]*|\))\s*(?:[*/+×x]|\s-\s)\s*[~$]?[\d(]")  # not "Gen4x16"
 
 
 def _times(number: str, factor: float) -> str:
@@ -75,8 +75,9 @@ def plant_arithmetic(row: dict, rng: random.Random, specs) -> dict | None:
     text = row.get("napkin_math") or ""
     candidates = []
     for m in _RESULT.finditer(text):
-        line_start = max(text.rfind("\n", 0, m.start()), text.rfind(":", 0, m.start()), text.rfind(";", 0, m.start())) + 1
-        if _COMPUTES.search(text[line_start:m.start()]):
+        clause_start = max(text.rfind("\n", 0, m.start()), text.rfind(":", 0, m.start()), text.rfind(";", 0, m.start()),
+                           text.rfind(". ", 0, m.start()), text.rfind("=", 0, m.start())) + 1
+        if _COMPUTES.search(text[clause_start:m.start()]):
             candidates.append(m)
     if not candidates:
         return None

@@ -337,7 +337,9 @@ class _Parser:
             value, half, decimal = float(int(tok.text, 16)), 0.5, False
         else:
             mantissa, _, exp = tok.text.lower().partition("e")
-            value = float(mantissa.replace(",", "")) * 10 ** int(exp or 0)
+            if len(mantissa) > 40 or len(exp) > 4:
+                raise _Fail("not a number a reader writes")  # 1e999999, a run of 5,000 digits
+            value = float(mantissa.replace(",", "")) * 10.0 ** int(exp or 0)
             half, decimal = _half_ulp(mantissa, int(exp or 0))
         unit = ureg.Unit("USD") if currency else None
         approx = False
@@ -491,10 +493,17 @@ def clauses(text: str) -> list[str]:
     return out
 
 
+def _rounded(n: Number) -> bool:
+    """Whether an operand is itself a rounded result: a decimal of two or more significant
+    digits (1.49 ms, 0.078). One digit (0.5 h, 0.0001 s) is taken as meant exactly."""
+    digits = re.sub(r"\D", "", n.text.lower().partition("e")[0]).lstrip("0")
+    return n.decimal and bool(n.value) and len(digits) >= 2
+
+
 def _tolerance(stated: Number | None, numbers: list[Number], stated_value: float, approx: bool) -> float:
     """Absolute tolerance on the stated value: its own rounding, the rounding of decimal
     operands (relative, summed), loosened for an approximate statement."""
-    rel_operands = sum(n.half_ulp / abs(n.value) for n in numbers if n.decimal and n.value)
+    rel_operands = sum(n.half_ulp / abs(n.value) for n in numbers if _rounded(n))
     own = stated.half_ulp if stated is not None else abs(stated_value) * EXPRESSION_TOLERANCE
     tol = own * 1.001 + abs(stated_value) * rel_operands + 1e-12 * max(1.0, abs(stated_value))
     if approx:
@@ -621,8 +630,9 @@ def check_equations(text: str) -> list[Statement]:
 
 
 # "1.825 of 3.42 mW leaves 87% margin", "100 KB is 78% of 128 KB", "100 KB of 128 KB (78%)"
-_Q = r"~?\$?\d[\d,]*(?:\.\d+)?[KMGkB]?(?:\s?[A-Za-zµμ]+(?:/[A-Za-z]+)?)?"
-_P = r"\d+(?:\.\d+)?"
+# bounded repetitions, anchored at the start of a number: no quadratic backtracking over a long digit run
+_Q = r"(?<![\d,.])~?\$?\d[\d,]{0,24}(?:\.\d{1,12})?[KMGkB]?(?:\s?[A-Za-zµμ]{1,12}(?:/[A-Za-z]{1,12})?)?"
+_P = r"(?<![\d.])\d{1,6}(?:\.\d{1,6})?"
 _WORD_PATTERNS = (
     ("margin", re.compile(rf"(?P<a>{_Q})\s+(?:out\s+)?of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})[^.;\n=]{{0,40}}?\b(?:leaves|leaving|left|gives|giving|is|=)\s+"
                           rf"(?:only\s+|about\s+|roughly\s+|~)?(?P<c>{_P})\s?%\s*(?:of\s+)?(?:margin|headroom|spare|free|slack|unused|remaining)")),
@@ -657,7 +667,7 @@ def check_percentages_in_words(text: str) -> list[Statement]:
             half, _ = _half_ulp(c, 0)
             stated = float(c) / 100
             approx = bool(m.groupdict().get("approx")) or "~" in m.group(0) or "about" in m.group(0)
-            rel_operands = sum(n.half_ulp / abs(n.value) for n in (na, nb) if n.decimal and n.value)
+            rel_operands = sum(n.half_ulp / abs(n.value) for n in (na, nb) if _rounded(n))
             tol = half / 100 * 1.001 + abs(stated) * rel_operands * 2 + 1e-12
             if approx:
                 tol = max(tol * 2, abs(stated) * APPROX_TOLERANCE)

@@ -118,7 +118,7 @@ _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {}
 # member platforms' names contain). "Jetson Orin" is any of the three Orin modules, "Cortex-M4"
 # any Cortex-M4F part; a figure beside a family name is checked against all of its members.
 FAMILY_NAMES = (
-    ("Jetson Orin", "Jetson"), ("Jetson", "Jetson"), ("Orin", "Orin"),
+    ("Jetson Orin", "Jetson"),
     ("Cortex-M4", "Cortex-M4F"), ("Cortex M4", "Cortex-M4F"), ("Cortex-M7", "Cortex-M7"), ("Cortex M7", "Cortex-M7"),
     ("ESP32", "ESP32-S3"), ("Snapdragon", "Snapdragon"), ("Coral", "Coral"), ("Edge TPU", "Coral Edge TPU"),
     ("TPU v5p", "TPU v5p"), ("MI300", "MI300X"), ("nRF52", "nRF52840"),
@@ -426,7 +426,9 @@ def _truncated(text: str) -> str | None:
     t = text.rstrip()
     if not t:
         return "empty"
-    if t[-1] not in ".?!)`*\"'|":  # a closing % is a number cut off: "...the allocator reports 30%"
+    if t[-1] not in ".?!)`*\"'|”’]":  # a closing % is a number cut off: "...the allocator reports 30%"
+        return f"ends mid-sentence ('…{t[-25:]}')"
+    if t[-1] != "|" and t.rstrip(")`*\"'”’]")[-1:] not in (".", "?", "!", ":", ""):  # "...(OOM)", "BatchSize *": closers after no full stop
         return f"ends mid-sentence ('…{t[-25:]}')"
     if t.count("**") % 2:
         return "unbalanced ** markup"
