@@ -440,12 +440,14 @@ class Statement:
     how: str = "units"  # "units": pint in the stated unit; "as written"/"base units": units did not line up
     kind: str = "equation"  # "equation" or "percentage in words"
     suggestion: str = ""  # the value the operands give, written like the stated one
+    stated_text: str = ""  # the stated result as written ("~27ms", "87%")
 
     def describe(self) -> str:
         if self.ok:
             return f"{self.text!r} holds"
         unit = f" {self.unit}" if self.unit and self.how == "units" else ""
-        return f"{self.text!r}: the operands give {self.suggestion or _fmt(self.computed)}{unit if not self.suggestion else ''}, not {_fmt(self.stated)}{unit}"
+        given = self.suggestion or f"{_fmt(self.computed)}{unit}"
+        return f"{self.text!r}: the operands give {given}, not {self.stated_text or _fmt(self.stated) + unit}"
 
 
 @dataclass
@@ -511,7 +513,8 @@ def _tolerance(stated: Number | None, numbers: list[Number], stated_value: float
     return tol
 
 
-def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quantity, rhs_parser: _Parser, approx: bool) -> Statement | None:
+def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quantity, rhs_parser: _Parser, approx: bool,
+             stated_text: str = "") -> Statement | None:
     """Compare a computed side with a stated side; None when they cannot be compared."""
     single = rhs_parser.numbers[0] if len(rhs_parser.numbers) == 1 and rhs_parser.operators == 0 else None
     approx = approx or any(n.approx for n in rhs_parser.numbers)
@@ -527,11 +530,6 @@ def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quant
     stated_value = float(rhs.magnitude)
     if lhs.dimensionality == rhs.dimensionality:
         computed = float(lhs.to(rhs.units).magnitude)
-        how = "units"
-    else:
-        computed = None
-        how = ""
-    if computed is not None:
         tol = _tolerance(single, lhs_parser.numbers, stated_value, approx or lhs_approx)
         ok = abs(computed - stated_value) <= tol or _is_count(single, computed, stated_value)
         power = _DECIMAL_INFORMATION.get(unit_text)
@@ -539,9 +537,10 @@ def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quant
             binary = computed * (1000 / 1024) ** power
             if abs(binary - stated_value) <= tol:
                 computed, ok = binary, True
-        return Statement(text, computed, stated_value, unit_text, tol, ok, how, suggestion=_suggest(computed, single, unit_text))
+        return Statement(text, computed, stated_value, unit_text, tol, ok, "units", suggestion=_suggest(computed, single, unit_text),
+                         stated_text=stated_text)
     # units that do not line up: as written (units dropped), then in base units
-    plain = _plain(lhs_parser, lhs)
+    plain = _plain(lhs_parser)
     stated_plain = single.value if single is not None else stated_value
     base_lhs, base_rhs = float(lhs.to_base_units().magnitude), float(rhs.to_base_units().magnitude)
     tol_rel = _tolerance(single, lhs_parser.numbers, stated_plain, approx or lhs_approx) / abs(stated_plain) if stated_plain else 0.0
@@ -551,14 +550,14 @@ def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quant
         readings += [("bytes", float(lhs.magnitude), in_bytes), ("bytes", float(lhs.magnitude), in_bytes * 1.024 ** _DECIMAL_INFORMATION.get(unit_text, 0))]
     for how, c, s in readings:
         if c is not None and s and abs(c - s) <= tol_rel * abs(s) * 1.0001:
-            return Statement(text, c, s, unit_text, tol_rel * abs(s), True, how)
+            return Statement(text, c, s, unit_text, tol_rel * abs(s), True, how, stated_text=stated_text)
     if plain is None:
         return None
     return Statement(text, plain, stated_plain, unit_text, tol_rel * abs(stated_plain), False, "as written",
-                     suggestion=f"{_suggest(plain, single, '')} (units do not line up: {lhs.units:~} vs {rhs.units:~})")
+                     suggestion=f"{_suggest(plain, single, '')} (units do not line up: {lhs.units:~} vs {rhs.units:~})", stated_text=stated_text)
 
 
-def _plain(parser: _Parser, lhs: pint.Quantity) -> float | None:
+def _plain(parser: _Parser) -> float | None:
     """The left side evaluated with every unit dropped (multipliers and % kept)."""
     stripped = [t for t in parser.t if not (t.kind == "word" and _is_unit(t.text))]
     parsed = _parse(stripped)
@@ -618,7 +617,7 @@ def check_equations(text: str) -> list[Statement]:
                 stated_text = sides[k][side[0].start:side[end - 1].end].strip()
                 try:
                     statement = _compare(f"{prev[2]} {sep} {'~' if lead_approx else ''}{stated_text}", prev[0], prev[1], value, parser,
-                                         lead_approx or sep in _APPROX_SEPARATORS)
+                                         lead_approx or sep in _APPROX_SEPARATORS, stated_text)
                 except (pint.PintError, TypeError, ValueError, OverflowError, ZeroDivisionError):
                     statement = None  # operands pint cannot relate: unverifiable
                 if statement is not None:
@@ -673,7 +672,7 @@ def check_percentages_in_words(text: str) -> list[Statement]:
                 tol = max(tol * 2, abs(stated) * APPROX_TOLERANCE)
             ok = abs(computed - stated) <= tol
             out.append(Statement(m.group(0).strip(), computed, stated, "%", tol, ok, "units", "percentage in words",
-                                 suggestion=f"{fmt_number(computed * 100, 3)}%"))
+                                 suggestion=f"{fmt_number(computed * 100, 3)}%", stated_text=f"{c}%"))
     return out
 
 
