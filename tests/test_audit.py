@@ -121,6 +121,15 @@ def test_a_long_text_is_read_in_bounded_time():
     assert time.perf_counter() - started < 30  # bounded, not a speed goal: MAX_TEXT caps what is read
 
 
+@pytest.mark.parametrize("text", ["H100 80 GB " * 3000, "H100 (" * 3000 + "80 GB" + ")" * 3000, "NVLink " * 5000 + "80 GB", "9" * 100_000])
+def test_hostile_texts_audit_without_blowing_up(specs, text):
+    row = {"id": "cloud-9001", "track": "cloud", "scenario": text, "question": text, "realistic_solution": text, "napkin_math": text,
+           "common_mistake": ""}
+    result = audit_rows([row], specs)
+    assert {f.criterion for f in result.findings} >= {"common_mistake"}
+    assert len(result.findings) < 20  # one finding per distinct problem, not one per repetition
+
+
 # --------------------------------------------------------------------------- figures and platforms
 
 

@@ -13,6 +13,7 @@ with its numbers, zone and level are honest, and the text is about its own topic
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -103,6 +104,7 @@ _FIGURE_SOURCE = re.compile(r"specs/hardware\.yaml: ([a-z0-9_-]+)\.([a-z0-9_-]+)
 _QUANTITY = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+\s)?"
                        r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|MOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
 _DIMENSIONS = ("[information]", "[information]/[time]", "[operation]/[time]", "[power]", "1/[time]")
+MAX_FIGURE_TEXT = 50_000  # characters of one text searched for hardware figures
 FAMILY_RANGE = 1.25  # a figure beside a family name must lie within its members' figures, widened by this factor
 FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
 
@@ -110,6 +112,25 @@ FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a fa
 def _platform_figures(p: Platform) -> list[pint.Quantity]:
     figs = [p.memory, p.memory_bandwidth, p.power, p.idle_power, p.clock, p.flash, *p.compute.values()]
     return [f.q for f in figs if f is not None]
+
+
+_FIGURES: dict[tuple[str, str], list[pint.Quantity]] = {}
+
+
+def _figures_of_platform(specs: Specs, pid: str) -> list[pint.Quantity]:
+    """:func:`_platform_figures` of a platform, built once per specs version (pint is slow to parse)."""
+    key = (specs.version, pid)
+    if key not in _FIGURES:
+        _FIGURES[key] = _platform_figures(specs.platform_by_id[pid])
+    return _FIGURES[key]
+
+
+@lru_cache(maxsize=4096)
+def _written_quantity(number: str, unit: str) -> pint.Quantity | None:
+    try:
+        return Q_(float(number.replace(",", "")), {"KB": "kB", "µW": "uW"}.get(unit, unit))
+    except (ValueError, pint.PintError):
+        return None
 
 
 _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -223,29 +244,25 @@ def _clause_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _owner_of(clause: str, at: int, end: int, mentions: list[tuple[int, int, str, frozenset[str] | None]]):
+def _owner_of(clause: str, at: int, end: int, mentions: list[tuple[int, int, str, frozenset[str] | None]], starts: list[int]):
     """The mention a figure at [at, end) of the clause belongs to: a part named right after it
     ("50 GB/s inter-node"), the name just before the parenthesis it sits in ("Jetson Orin (275
-    TOPS, 60W)"), the nearest name before it, else a name right after it ("a 32 GB Jetson")."""
-    after = [m for m in mentions if m[0] >= end and re.fullmatch(r"\s*(?:[\w-]+\s+)?", clause[end:m[0]])]
+    TOPS, 60W)"), the nearest name before it, else a name right after it ("a 32 GB Jetson").
+    ``mentions`` are sorted and do not overlap; ``starts`` are their start offsets."""
+    first_after = bisect.bisect_left(starts, end)
+    after = [m for m in mentions[first_after:first_after + 3] if m[0] - end <= 40 and re.fullmatch(r"\s*(?:[\w-]+\s+)?", clause[end:m[0]])]
     if after and after[0][3] is None:
         return after[0]
-    depth, paren = 0, None
-    for i in range(at - 1, -1, -1):
-        if clause[i] == ")":
-            depth += 1
-        elif clause[i] == "(":
-            if depth == 0:
-                paren = i
-                break
-            depth -= 1
-    if paren is not None:
-        before_paren = [m for m in mentions if m[1] <= paren and not clause[m[1]:paren].strip()]
-        if before_paren:
-            return before_paren[-1]
-    before = [m for m in mentions if m[1] <= at]
-    if before:
-        return before[-1]
+    opened, closed = clause.rfind("(", 0, at), clause.rfind(")", 0, at)
+    if opened > closed:  # inside a parenthesis: the name written just before it
+        i = bisect.bisect_right(starts, opened) - 1
+        if i >= 0 and mentions[i][1] <= opened and not clause[mentions[i][1]:opened].strip():
+            return mentions[i]
+    i = bisect.bisect_right(starts, at) - 1
+    while i >= 0 and mentions[i][1] > at:
+        i -= 1
+    if i >= 0:
+        return mentions[i]
     near_after = [m for m in after if m[0] - end <= 25]
     return near_after[0] if near_after else None
 
@@ -256,6 +273,7 @@ def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
     link, bus or storage is theirs (NVLink (900 GB/s)), and a figure in parentheses after a
     name is that name's even when another name follows (Jetson Orin (275 TOPS, 60W) vs Hailo-8)."""
     pattern, owners = _platform_pattern(specs)
+    text = text[:MAX_FIGURE_TEXT]  # a question's text is far shorter; a hostile one stays bounded
     out = []
     for c0, c1 in _clause_spans(text):
         clause = text[c0:c1]
@@ -264,14 +282,12 @@ def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
         mentions += [(m.start(), m.end(), m.group(0), None) for m in _OTHER_PARTS.finditer(clause)
                      if not any(a <= m.start() < b for a, b in taken)]
         mentions.sort()
+        starts = [m[0] for m in mentions]
         for m in _QUANTITY.finditer(clause):
-            number, unit = m.group(1), m.group(2)
-            unit = {"KB": "kB", "µW": "uW"}.get(unit, unit)
-            try:
-                q = Q_(float(number.replace(",", "")), unit)
-            except (ValueError, pint.PintError):
+            q = _written_quantity(m.group(1), m.group(2))
+            if q is None:
                 continue
-            owner = _owner_of(clause, m.start(), m.end(), mentions)
+            owner = _owner_of(clause, m.start(), m.end(), mentions, starts)
             usage = bool(_USAGE_BEFORE.search(clause[max(0, m.start() - 30):m.start()]) or _USAGE_AFTER.match(clause[m.end():m.end() + 25]))
             if owner is None:
                 out.append(Attribution(m.group(0), q, c0 + m.start(), frozenset(), "", False, usage))
@@ -291,7 +307,7 @@ def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | 
         return None
     q = attribution.quantity
     members = [specs.platform_by_id[pid] for pid in sorted(attribution.platforms)]
-    same_dim = [f for p in members for f in _platform_figures(p) if f.dimensionality == q.dimensionality]
+    same_dim = [f for p in members for f in _figures_of_platform(specs, p.id) if f.dimensionality == q.dimensionality]
     if not same_dim:
         return None
     values = [float(q.to(f.units).magnitude) for f in same_dim]
