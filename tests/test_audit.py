@@ -271,6 +271,15 @@ def test_the_report_is_reproducible_and_bundles_work(tmp_path, capsys):
     assert outputs[0] == outputs[1]
 
 
+def test_a_repeated_question_is_a_duplicate_of_the_first(specs):
+    first = {"id": "cloud-9201", "track": "cloud", "scenario": "A box idles.", "question": "Why?", "realistic_solution": "It waits.",
+             "common_mistake": "**The Pitfall:** Blaming the network for a scheduling stall that the queue explains entirely."}
+    again = {**first, "id": "cloud-9202", "scenario": "A  box IDLES."}  # case and spacing aside
+    other = {**first, "id": "cloud-9203", "scenario": "A box is busy."}
+    found = [(f.question_id, f.criterion, f.suggested_fix) for f in audit_rows([first, again, other], specs).findings]
+    assert found == [("cloud-9202", "duplicate", "drop it or merge with cloud-9201")]
+
+
 def test_bad_input_exits_2_naming_the_path(tmp_path, capsys):
     code, _, err = _run(capsys, tmp_path / "missing")
     assert code == 2 and "missing" in err
