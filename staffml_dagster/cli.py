@@ -1,4 +1,4 @@
-"""`staffml`: run the pipeline offline, query the warehouse, print a report, import and export StaffML corpora."""
+"""`staffml`: run the pipeline offline, query the warehouse, print a report, import, export and audit StaffML corpora."""
 
 from __future__ import annotations
 
@@ -191,6 +191,40 @@ def import_command(path: str, out: str | None) -> int:
     return 0
 
 
+def audit_command(path: str, out: str | None) -> int:
+    """Import a corpus, run every audit check, write report.jsonl and report.html, print the
+    summary. Exit 0 when nothing is found, 1 when there are findings, 2 on bad input (a
+    missing path, nothing importable, a bad spec) or when the report cannot be written."""
+    from pathlib import Path
+
+    from staffml_dagster.paths import reports_dir
+    from staffml_dagster.quality.audit import audit_path, write_report
+    from staffml_dagster.specs import SpecError, cached_specs
+
+    try:
+        result = audit_path(path, cached_specs())
+    except FileNotFoundError as exc:
+        print(f"audit failed: {exc}", file=sys.stderr)
+        return 2
+    except SpecError as exc:
+        print(f"bad spec, nothing audited: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"audit failed: {exc}", file=sys.stderr)
+        return 2
+    for finding in result.findings:
+        if finding.criterion == "unreadable":
+            print(f"error: {finding.field}: {finding.evidence}", file=sys.stderr)
+    try:
+        written = write_report(result, Path(out) if out else reports_dir() / "audit")
+    except OSError as exc:
+        print(f"audit ran but the report could not be written: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    print(f"report: {written['html']} (one finding a line: {written['jsonl']})")
+    return 1 if result.findings else 0
+
+
 def export_command(out: str | None, fmt: str) -> int:
     from pathlib import Path
 
@@ -227,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p_import = sub.add_parser("import", help="read a StaffML corpus (YAML tree, .json or .jsonl bundle) into the warehouse")
     p_import.add_argument("path", help="a folder or a single question/bundle file")
     p_import.add_argument("--out", help="folder for part.parquet and import_report.json (default: <warehouse>/imported_corpus, the view imported_corpus)")
+    p_audit = sub.add_parser("audit", help="check a StaffML corpus: napkin math, hardware figures, off-track platforms, truncation, placeholders")
+    p_audit.add_argument("path", help="a published StaffML folder tree, a .json/.jsonl bundle or one question file")
+    p_audit.add_argument("--out", help="folder for report.jsonl and report.html (default: <data>/reports/audit)")
     p_export = sub.add_parser("export", help="write the validated corpus as StaffML YAML, JSONL and/or Parquet")
     p_export.add_argument("--out", help="output folder (default: data/export)")
     p_export.add_argument("--format", choices=["yaml", "jsonl", "parquet", "all"], default="all")
@@ -236,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return import_command(args.path, args.out)
     if args.command == "export":
         return export_command(args.out, args.format)
+    if args.command == "audit":
+        return audit_command(args.path, args.out)
 
     if args.command == "sql":
         from staffml_dagster.storage.sql_shell import QueryRefused, run_query

@@ -13,6 +13,7 @@ with its numbers, zone and level are honest, and the text is about its own topic
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -98,8 +99,14 @@ def specificity(row: Mapping, specs: Specs) -> Verdict:
 # --------------------------------------------------------------------------- grounding
 
 _FIGURE_SOURCE = re.compile(r"specs/hardware\.yaml: ([a-z0-9_-]+)\.([a-z0-9_-]+)(?:\.([a-z0-9_]+))?\s*$")
-_QUANTITY = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
+# a hardware figure in text: not the digits of a precision label or a name (FP16 TFLOPS, A100), and
+# a precision label may sit between number and unit (989 FP16 TFLOPS)
+_QUANTITY = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+\s)?"
+                       r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|MOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
 _DIMENSIONS = ("[information]", "[information]/[time]", "[operation]/[time]", "[power]", "1/[time]")
+MAX_FIGURE_TEXT = 50_000  # characters of one text searched for hardware figures
+FAMILY_RANGE = 1.25  # a figure beside a family name must lie within its members' figures, widened by this factor
+FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
 
 
 def _platform_figures(p: Platform) -> list[pint.Quantity]:
@@ -107,12 +114,43 @@ def _platform_figures(p: Platform) -> list[pint.Quantity]:
     return [f.q for f in figs if f is not None]
 
 
+_FIGURES: dict[tuple[str, str], list[pint.Quantity]] = {}
+
+
+def _figures_of_platform(specs: Specs, pid: str) -> list[pint.Quantity]:
+    """:func:`_platform_figures` of a platform, built once per specs version (pint is slow to parse)."""
+    key = (specs.version, pid)
+    if key not in _FIGURES:
+        _FIGURES[key] = _platform_figures(specs.platform_by_id[pid])
+    return _FIGURES[key]
+
+
+@lru_cache(maxsize=4096)
+def _written_quantity(number: str, unit: str) -> pint.Quantity | None:
+    try:
+        return Q_(float(number.replace(",", "")), {"KB": "kB", "µW": "uW"}.get(unit, unit))
+    except (ValueError, pint.PintError):
+        return None
+
+
 _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {}
+
+# names of a family or a short form that the platform names do not spell out: (name, what the
+# member platforms' names contain). "Jetson Orin" is any of the three Orin modules, "Cortex-M4"
+# any Cortex-M4F part; a figure beside a family name is checked against all of its members.
+FAMILY_NAMES = (
+    ("Jetson Orin", "Jetson"),
+    ("Cortex-M4", "Cortex-M4F"), ("Cortex M4", "Cortex-M4F"), ("Cortex-M7", "Cortex-M7"), ("Cortex M7", "Cortex-M7"),
+    ("ESP32", "ESP32-S3"), ("Snapdragon", "Snapdragon"), ("Coral", "Coral"), ("Edge TPU", "Coral Edge TPU"),
+    ("TPU v5p", "TPU v5p"), ("MI300", "MI300X"), ("nRF52", "nRF52840"),
+)
 
 
 def platform_aliases(specs: Specs) -> dict[str, tuple[str, ...]]:
     """Names by which a platform shows up in text: its full name, the name before any
-    parenthesis, and the model-number tokens (H100, MI300X, ESP32-S3, nRF52840, ...)."""
+    parenthesis, the names inside it (iPhone 15 Pro, STM32F407), the model-number tokens
+    (H100, MI300X, ESP32-S3, nRF52840, ...) with and without a suffix letter (Cortex-M4F and
+    Cortex-M4), and its families (:data:`FAMILY_NAMES`: Jetson Orin, Snapdragon, ...)."""
     if specs.version in _ALIASES:
         return _ALIASES[specs.version]
     out = {}
@@ -121,10 +159,20 @@ def platform_aliases(specs: Specs) -> dict[str, tuple[str, ...]]:
         names = {p.name, base, re.sub(r"\s+\d+GB$", "", base)}
         if base.startswith(p.vendor + " "):
             names.add(re.sub(r"\s+\d+GB$", "", base[len(p.vendor) + 1:]))
+        inside = re.search(r"\(([^)]*)\)", p.name)
+        for part in (inside.group(1).split(",") if inside else []):
+            part = part.strip()
+            if re.fullmatch(r"(?:iPhone \d+(?: Pro)?|STM32[A-Z]\d+)", part):
+                names.add(part)
         for token in re.split(r"[\s/(),]+", p.name):
             if (re.search(r"[A-Za-z]", token) and re.search(r"\d", token) and len(token) >= 3
                     and not re.fullmatch(r"\d+(GB|MB|KB|kB)|SXM\d|M\.2|Gen\d|LX\d|STM32\w+|PCIe\w*", token)):
                 names.add(token)
+                if re.fullmatch(r"Cortex-M\d+F", token):
+                    names.add(token[:-1])  # Cortex-M4F is written Cortex-M4 too
+        for family, member in FAMILY_NAMES:
+            if member in p.name:
+                names.add(family)
         out[p.id] = tuple(sorted(names, key=len, reverse=True))
     _ALIASES[specs.version] = out
     return out
@@ -141,7 +189,7 @@ def _platform_pattern(specs: Specs) -> tuple[re.Pattern, dict[str, set[str]]]:
             for name in names:
                 owners.setdefault(name, set()).add(pid)
         alternatives = "|".join(re.escape(n) for n in sorted(owners, key=len, reverse=True))
-        _PATTERNS[specs.version] = (re.compile(rf"(?<![\w-])({alternatives})(?![\w-])"), owners)
+        _PATTERNS[specs.version] = (re.compile(rf"(?<![\w-])({alternatives})(?:s\b)?(?![\w-])"), owners)  # "8 A100s" too
     return _PATTERNS[specs.version]
 
 
@@ -153,25 +201,131 @@ def _mentioned_platforms(text: str, specs: Specs) -> set[str]:
     return found
 
 
-def _cited_mismatches(text: str, specs: Specs, tol: float) -> list[str]:
-    """Figures stated in the same clause as a platform name that match none of its specs."""
-    problems = []
-    aliases = platform_aliases(specs)
-    for clause in re.split(r"[;\n]|\.\s", text):
-        named = [pid for pid in _mentioned_platforms(clause, specs)]
-        if len(named) != 1:
-            continue  # no platform, or several: a figure cannot be attributed
-        platform = specs.platform_by_id[named[0]]
-        figures = _platform_figures(platform)
-        for number, unit in _QUANTITY.findall(clause):
-            unit = {"KB": "kB", "µW": "uW"}.get(unit, unit)
-            q = Q_(float(number.replace(",", "")), unit)
-            same_dim = [f for f in figures if f.dimensionality == q.dimensionality]
-            if not same_dim:
+# parts that carry figures of their own and are not a platform: links, buses, networks, storage,
+# external memory. A figure written beside one ("NVLink (900 GB/s)", "50 GB/s inter-node") is theirs.
+_OTHER_PARTS = re.compile(
+    r"(?<![\w-])(?:NVLink(?:\s?\d(?:\.0)?)?|NVSwitch|InfiniBand|IB|PCIe(?:\s?(?:Gen\s?)?\d(?:\.0)?)?(?:\s?x\d+)?|Ethernet|RoCE(?:\s?v2)?|CXL|ICI|"
+    r"Infinity Fabric|UFS(?:\s?\d(?:\.\d)?)?|eMMC|NVMe|SSD|USB\s?\d?(?:\.\d)?|SPI|QSPI|I2C|Wi-?Fi(?:\s?\d)?|Bluetooth|BLE|LTE(?:-M)?|MIPI|CSI-?2?|"
+    r"PSRAM|interconnect|network|fabric|link|bus|inter-node|intra-node|cross-node|S3)(?![\w-])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A hardware figure written in a text and the part it is written beside."""
+
+    text: str  # "275 TOPS"
+    quantity: pint.Quantity
+    start: int
+    platforms: frozenset[str]  # the platform(s) the name beside it stands for; empty when none
+    name: str  # that name as written ("Jetson Orin"), or the link, or ""
+    other_part: bool  # written beside a link, bus, network or storage, not a platform
+    usage: bool = False  # what something uses or is budgeted ("uses 6 GB", "~3 GB for the context"), not a spec
+
+
+_FAMILY_ALIASES = {name for name, _ in FAMILY_NAMES} | {"Cortex-M4F", "Arm Cortex-M4F"}
+
+
+def is_family_name(name: str, specs: Specs) -> bool:
+    """Whether a platform name stands for a family or a core (Jetson Orin, Cortex-M7, Snapdragon)
+    rather than one part: its figures are then checked against every member, loosely."""
+    _, owners = _platform_pattern(specs)
+    return name in _FAMILY_ALIASES or len(owners.get(name, ())) > 1
+_USAGE_BEFORE = re.compile(r"(?:\b(?:uses?|using|used|consum\w*|takes?|taking|occup\w*|needs?|requires?|leav\w*|budget\w*|overhead|context|workspace|"
+                           r"footprint|activations?|weights?|draws?|allocat\w*|reserv\w*|free|only|about|approx\w*|roughly)\b[^,;()]{0,12}|~|≈)\s*$", re.IGNORECASE)
+_USAGE_AFTER = re.compile(r"^\s*(?:of\s+)?(?:weights|activations|KV|cache|workspace|overhead|budget|free|used|remaining|headroom|footprint|usage|peak|total|for)\b", re.IGNORECASE)
+
+
+def _clause_spans(text: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for m in re.finditer(r"[;\n]|\.\s", text):
+        spans.append((start, m.start()))
+        start = m.end()
+    spans.append((start, len(text)))
+    return spans
+
+
+def _owner_of(clause: str, at: int, end: int, mentions: list[tuple[int, int, str, frozenset[str] | None]], starts: list[int]):
+    """The mention a figure at [at, end) of the clause belongs to: a part named right after it
+    ("50 GB/s inter-node"), the name just before the parenthesis it sits in ("Jetson Orin (275
+    TOPS, 60W)"), the nearest name before it, else a name right after it ("a 32 GB Jetson").
+    ``mentions`` are sorted and do not overlap; ``starts`` are their start offsets."""
+    first_after = bisect.bisect_left(starts, end)
+    after = [m for m in mentions[first_after:first_after + 3] if m[0] - end <= 40 and re.fullmatch(r"\s*(?:[\w-]+\s+)?", clause[end:m[0]])]
+    if after and after[0][3] is None:
+        return after[0]
+    opened, closed = clause.rfind("(", 0, at), clause.rfind(")", 0, at)
+    if opened > closed:  # inside a parenthesis: the name written just before it
+        i = bisect.bisect_right(starts, opened) - 1
+        if i >= 0 and mentions[i][1] <= opened and not clause[mentions[i][1]:opened].strip():
+            return mentions[i]
+    i = bisect.bisect_right(starts, at) - 1
+    while i >= 0 and mentions[i][1] > at:
+        i -= 1
+    if i >= 0:
+        return mentions[i]
+    near_after = [m for m in after if m[0] - end <= 25]
+    return near_after[0] if near_after else None
+
+
+def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
+    """Every hardware figure in a text (memory, bandwidth, compute, power, clock) with the part
+    it is written beside. Precision labels are not figures (FP16 TFLOPS), a figure beside a
+    link, bus or storage is theirs (NVLink (900 GB/s)), and a figure in parentheses after a
+    name is that name's even when another name follows (Jetson Orin (275 TOPS, 60W) vs Hailo-8)."""
+    pattern, owners = _platform_pattern(specs)
+    text = text[:MAX_FIGURE_TEXT]  # a question's text is far shorter; a hostile one stays bounded
+    out = []
+    for c0, c1 in _clause_spans(text):
+        clause = text[c0:c1]
+        mentions = [(m.start(), m.end(), m.group(1), frozenset(owners[m.group(1)])) for m in pattern.finditer(clause)]
+        taken = [(a, b) for a, b, _, _ in mentions]
+        mentions += [(m.start(), m.end(), m.group(0), None) for m in _OTHER_PARTS.finditer(clause)
+                     if not any(a <= m.start() < b for a, b in taken)]
+        mentions.sort()
+        starts = [m[0] for m in mentions]
+        for m in _QUANTITY.finditer(clause):
+            q = _written_quantity(m.group(1), m.group(2))
+            if q is None:
                 continue
-            if not any(math.isclose(float(q.to(f.units).magnitude), f.magnitude, rel_tol=tol) for f in same_dim):
-                problems.append(f"'{number} {unit}' next to {aliases[platform.id][0]} matches none of its figures in specs/hardware.yaml")
-    return problems
+            owner = _owner_of(clause, m.start(), m.end(), mentions, starts)
+            usage = bool(_USAGE_BEFORE.search(clause[max(0, m.start() - 30):m.start()]) or _USAGE_AFTER.match(clause[m.end():m.end() + 25]))
+            if owner is None:
+                out.append(Attribution(m.group(0), q, c0 + m.start(), frozenset(), "", False, usage))
+            else:
+                out.append(Attribution(m.group(0), q, c0 + m.start(), owner[3] or frozenset(), owner[2], owner[3] is None, usage))
+    return out
+
+
+def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | None:
+    """Why a figure disagrees with specs/hardware.yaml for the part it is written beside, or None.
+    A name of one platform: the figure must be one of its figures (within ``tol``). A family
+    or core name (Jetson Orin, Cortex-M7): one of any member's figures, or within a factor
+    :data:`FAMILY_RANGE` (:data:`FAMILY_MEMORY_RANGE` for memory) of one, a variant not in
+    the specs. A figure the text says is used, not had ("~3 GB on Orin" for the CUDA
+    context, "uses 6 GB") is no spec to check."""
+    if not attribution.platforms or attribution.other_part or attribution.usage:
+        return None
+    q = attribution.quantity
+    members = [specs.platform_by_id[pid] for pid in sorted(attribution.platforms)]
+    same_dim = [f for p in members for f in _figures_of_platform(specs, p.id) if f.dimensionality == q.dimensionality]
+    if not same_dim:
+        return None
+    values = [float(q.to(f.units).magnitude) for f in same_dim]
+    if any(math.isclose(v, f.magnitude, rel_tol=tol) for v, f in zip(values, same_dim)):
+        return None
+    if is_family_name(attribution.name, specs):
+        x = float(q.to_base_units().magnitude)
+        widen = FAMILY_MEMORY_RANGE if q.check("[information]") else FAMILY_RANGE
+        if any(b / widen <= x <= b * widen for b in (float(f.to_base_units().magnitude) for f in same_dim)):
+            return None
+        return f"'{attribution.text}' next to {attribution.name} is far from the figures of every {attribution.name} in specs/hardware.yaml ({', '.join(p.id for p in members)})"
+    platform = members[0]
+    return f"'{attribution.text}' next to {attribution.name if attribution.name in platform.name else platform_aliases(specs)[platform.id][0]} matches none of its figures in specs/hardware.yaml"
+
+
+def _cited_mismatches(text: str, specs: Specs, tol: float) -> list[str]:
+    """Figures written beside a platform's name that match none of its specs."""
+    return [problem for a in figure_attributions(text, specs) if (problem := figure_problem(a, specs, tol))]
 
 
 def hardware_figure(specs: Specs, source: str) -> Figure | None:
@@ -283,14 +437,16 @@ def computability(row: Mapping, tol: float = 0.01) -> Verdict:
 
 # a level or a serial number closing the title ("... L4", "Question 12", "#3", "- 0042"); a quantity
 # that ends a sentence ("stops paying at batch 128") is not one
-_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|[-_:]\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE)
+_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|(?:\s-|[_:])\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE)
 
 
 def _truncated(text: str) -> str | None:
     t = text.rstrip()
     if not t:
         return "empty"
-    if t[-1] not in ".?!)`*\"'|%":
+    if t[-1] not in ".?!)`*\"'|”’]":  # a closing % is a number cut off: "...the allocator reports 30%"
+        return f"ends mid-sentence ('…{t[-25:]}')"
+    if t[-1] != "|" and t.rstrip(")`*\"'”’]")[-1:] not in (".", "?", "!", ":", ""):  # "...(OOM)", "BatchSize *": closers after no full stop
         return f"ends mid-sentence ('…{t[-25:]}')"
     if t.count("**") % 2:
         return "unbalanced ** markup"
@@ -316,7 +472,8 @@ def hygiene(row: Mapping, specs: Specs) -> Verdict:
         problems.append(f"title looks generated from a template: {title!r}")
     track = _text(row, "track")
     text = " ".join(_text(row, k) for k in ("title", "scenario", "question", "realistic_solution", "napkin_math"))
-    foreign = sorted(pid for pid in _mentioned_platforms(text, specs) if specs.platform_by_id[pid].track != track)
+    # a row without a track (an imported cross-cutting question) has no other track to stray into
+    foreign = sorted(pid for pid in _mentioned_platforms(text, specs) if specs.platform_by_id[pid].track != track) if track else []
     if foreign:
         problems.append(f"mentions hardware of another track: {', '.join(foreign)}")
     topic = specs.topic_by_id.get(_text(row, "topic"))
@@ -535,15 +692,30 @@ _TEXT_FIELDS = ("title", "scenario", "question", "realistic_solution", "common_m
 _PROSE_FIELDS = ("scenario", "question", "realistic_solution", "common_mistake")
 
 
+# template residue a published question should not carry: an [INSERT ...] slot, <placeholder>, lorem
+# ipsum, FIXME/TBD, the generator's own scaffolding ("Calculated Distractor", "An L5 engineer will")
+_RESIDUE = re.compile(r"\[(?:insert|placeholder|todo|tbd|fill)[^\]\n]{0,40}\]|<(?:placeholder|insert|todo|tbd)[^>\n]{0,40}>|lorem ipsum"
+                      r"|\bcalculated distractor\b|\b(?:an?\s+)?L[1-6]\+?\s+(?:engineer|candidate)s?\s+(?:will|would|should)\b", re.IGNORECASE)
+_RESIDUE_CASED = re.compile(r"\b(?:FIXME|TBD)\b|\{\{[^{}\n]{0,40}\}\}|\$\{[^{}\n]{0,40}\}")
+
+
+def placeholder_residue(text: str) -> list[str]:
+    """Placeholder or tool-internal residue in one text: [INSERT], TODO, XXX, {var}, {{ var }},
+    None/NaN, mlsysim, generator scaffolding. Each found piece once, in order."""
+    found = [m.group(0) for pattern in (_LEAKS, _LEAKS_CASED, _RESIDUE, _RESIDUE_CASED) for m in pattern.finditer(text)]
+    braces = re.search(r"\{[^{}\n]{0,40}\}|[{}]", _LATEX.sub(" ", text))
+    if braces:
+        found.append(braces.group(0).strip())
+    found = list(dict.fromkeys(found))
+    return [f for f in found if not any(f != g and f in g for g in found)]  # "[INSERT" inside "[INSERT model]"
+
+
 def leaks(row: Mapping) -> list[str]:
     """Tool-internal or placeholder residue in the text, and an empty Calculations section."""
     problems = []
     for key in _TEXT_FIELDS:
         text = _text(row, key)
-        found = [m.group(0) for m in _LEAKS.finditer(text)] + [m.group(0) for m in _LEAKS_CASED.finditer(text)]
-        braces = re.search(r"\{[^{}\n]{0,40}\}|[{}]", _LATEX.sub(" ", text))
-        if braces:
-            found.append(braces.group(0).strip())
+        found = placeholder_residue(text)
         if key in _PROSE_FIELDS:
             prose = re.sub(r"`[^`]*`|\[[^\]\n]*\]", " ", _LATEX.sub(" ", text))  # code spans, tensor shapes
             found += [f"identifier {m.group(0)}" for m in _SNAKE.finditer(prose)]
