@@ -1,0 +1,259 @@
+"""Inter-rater reliability: Cohen's kappa (two raters), Fleiss' kappa (more), with bootstrap
+confidence intervals over items, per rubric criterion and per review round.
+
+Raters are the deterministic gate, the LLM judge (when it ran) and each human reviewer; a
+rating is one rater's 0/1 score of one item on one criterion. Plain numpy and pandas.
+
+- :func:`cohen_kappa` — two raters' labels of the same items (Cohen 1960):
+  ``(p_o - p_e) / (1 - p_e)`` with ``p_e`` from each rater's own marginals.
+- :func:`fleiss_kappa` — an items x categories table of counts, every item rated by the same
+  number of raters (Fleiss 1971): mean pairwise agreement per item against agreement
+  expected from the pooled category shares.
+- :func:`kappa_estimate` — either one on an items x raters matrix, with a percentile bootstrap
+  interval (items resampled with replacement, fixed seed, so the same ratings always give the
+  same interval).
+- :func:`agreement_table` — per criterion, every pair of raters (Cohen) and, with three or
+  more raters, all of them together (Fleiss), on the items each set has all rated.
+- :func:`agreement_by_round` — the same per review round: does agreement rise as the corpus
+  and the rubric's use improve?
+- :func:`disagreements` — the items where raters split most, for the next round.
+
+Kappa is undefined (None) when chance agreement is 1: every rater gave every item the same
+score, so there is nothing to agree on beyond chance.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+RUBRIC_CRITERIA = ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")
+# The gate's verdict column -> the rubric criterion it claims to measure (the mapping of
+# benchmarks/reviews/score.py): the gate "passes" a question when it would call it staff-worthy.
+GATE_TO_RUBRIC = {
+    "topic_fit_ok": "topic_fit",
+    "structure_ok": "zone_fit",
+    "grounding_ok": "grounding",
+    "computability_ok": "math_correct",
+    "falsifiability_ok": "mistake_real",
+    "coherence_ok": "coherent",
+    "passed": "staff_worthy",
+}
+GATE = "gate"
+JUDGE = "judge"
+HUMAN_PREFIX = "human:"
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20261207
+CONFIDENCE = 0.95
+
+
+def _kappa(observed: float, expected: float) -> float | None:
+    if expected >= 1.0 - 1e-12:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+def cohen_table_kappa(table: Sequence[Sequence[float]]) -> float | None:
+    """Cohen's kappa from a square contingency table (rows: rater A's category, columns:
+    rater B's)."""
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError(f"a Cohen table must be square, got shape {t.shape}")
+    n = t.sum()
+    if n <= 0:
+        raise ValueError("a Cohen table needs at least one rated item")
+    p = t / n
+    return _kappa(float(np.trace(p)), float(p.sum(axis=1) @ p.sum(axis=0)))
+
+
+def cohen_kappa(a: Sequence, b: Sequence) -> float | None:
+    """Cohen's kappa of two raters' labels of the same items, in the same order."""
+    if len(a) != len(b):
+        raise ValueError(f"two raters must label the same items: {len(a)} labels against {len(b)}")
+    if not len(a):
+        raise ValueError("Cohen's kappa needs at least one item")
+    categories = sorted(set(a) | set(b), key=str)
+    index = {c: i for i, c in enumerate(categories)}
+    table = np.zeros((len(categories), len(categories)))
+    for x, y in zip(a, b):
+        table[index[x], index[y]] += 1
+    return cohen_table_kappa(table)
+
+
+def fleiss_kappa(counts: Sequence[Sequence[float]]) -> float | None:
+    """Fleiss' kappa from an items x categories table: ``counts[i][j]`` raters put item i in
+    category j; every item must have the same number of ratings (two or more)."""
+    c = np.asarray(counts, dtype=float)
+    if c.ndim != 2 or c.shape[0] == 0:
+        raise ValueError("Fleiss' kappa needs an items x categories table with at least one item")
+    per_item = c.sum(axis=1)
+    m = per_item[0]
+    if not np.all(per_item == m):
+        raise ValueError(f"every item must have the same number of ratings for Fleiss' kappa; got {sorted(set(per_item.tolist()))}")
+    if m < 2:
+        raise ValueError("Fleiss' kappa needs at least two ratings per item")
+    p_items = ((c * c).sum(axis=1) - m) / (m * (m - 1))
+    shares = c.sum(axis=0) / c.sum()
+    return _kappa(float(p_items.mean()), float((shares * shares).sum()))
+
+
+def category_counts(ratings: np.ndarray, categories: Sequence) -> np.ndarray:
+    """items x raters labels -> items x categories counts."""
+    return np.stack([(ratings == cat).sum(axis=1) for cat in categories], axis=1)
+
+
+def _matrix_kappa(ratings: np.ndarray, categories: Sequence) -> float | None:
+    if ratings.shape[1] == 2:
+        return cohen_kappa(list(ratings[:, 0]), list(ratings[:, 1]))
+    return fleiss_kappa(category_counts(ratings, categories))
+
+
+@dataclass(frozen=True)
+class KappaEstimate:
+    method: str            # "cohen" (two raters) | "fleiss" (more)
+    items: int
+    raters: int
+    kappa: float | None
+    ci_low: float | None
+    ci_high: float | None
+    observed_agreement: float  # share of items on which all raters gave the same score
+
+
+def kappa_estimate(ratings, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                   confidence: float = CONFIDENCE) -> KappaEstimate:
+    """Kappa of an items x raters matrix of labels (no missing values), Cohen for two raters,
+    Fleiss for more, with a percentile bootstrap interval over items. Resamples whose kappa is
+    undefined are left out; with fewer than half defined, the interval is None."""
+    r = np.asarray(ratings, dtype=object)
+    if r.ndim != 2 or r.shape[1] < 2:
+        raise ValueError(f"ratings must be an items x raters matrix with two or more raters, got shape {r.shape}")
+    if r.shape[0] == 0:
+        raise ValueError("ratings must hold at least one item")
+    categories = sorted({v for v in r.ravel().tolist()}, key=str)
+    kappa = _matrix_kappa(r, categories)
+    unanimous = float(np.mean([len(set(row)) == 1 for row in r.tolist()]))
+    low = high = None
+    if kappa is not None and resamples > 0 and r.shape[0] > 1:
+        rng = np.random.default_rng(seed)
+        draws = []
+        for _ in range(resamples):
+            k = _matrix_kappa(r[rng.integers(0, r.shape[0], r.shape[0])], categories)
+            if k is not None:
+                draws.append(k)
+        if len(draws) >= resamples / 2:
+            tail = (1 - confidence) / 2
+            low, high = (float(v) for v in np.quantile(draws, [tail, 1 - tail]))
+    return KappaEstimate("cohen" if r.shape[1] == 2 else "fleiss", int(r.shape[0]), int(r.shape[1]), kappa, low, high, unanimous)
+
+
+# --------------------------------------------------------------------------- ratings tables
+
+
+def gate_ratings(validated: pd.DataFrame) -> pd.DataFrame:
+    """The gate's verdicts as long ratings (item, rater, criterion, score) through
+    GATE_TO_RUBRIC; a null verdict is no rating."""
+    frames = []
+    for column, criterion in GATE_TO_RUBRIC.items():
+        if column not in validated.columns or "id" not in validated.columns:
+            continue
+        part = validated[["id", column]].dropna()
+        frames.append(pd.DataFrame({"item": part["id"].astype(str), "rater": GATE, "criterion": criterion,
+                                    "score": part[column].astype(bool).astype(int)}))
+    return pd.concat(frames, ignore_index=True) if frames else empty_ratings()
+
+
+def review_ratings(reviews: pd.DataFrame, rater: str | None = None) -> pd.DataFrame:
+    """A reviews table (one row per question id, reviewer, round; a column per criterion) as
+    long ratings with a ``round`` column. Humans are ``human:<reviewer>``; ``rater`` names
+    them all otherwise (the judge's table)."""
+    frames = []
+    for criterion in RUBRIC_CRITERIA:
+        if criterion not in reviews.columns:
+            continue
+        part = reviews.dropna(subset=[criterion])
+        frames.append(pd.DataFrame({
+            "item": part["question_id"].astype(str),
+            "rater": rater if rater else HUMAN_PREFIX + part["reviewer"].astype(str),
+            "criterion": criterion, "score": part[criterion].astype(int),
+            "round": part["round"].astype(int) if "round" in part.columns else 0,
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else empty_ratings()
+
+
+def empty_ratings() -> pd.DataFrame:
+    return pd.DataFrame({"item": pd.Series(dtype=str), "rater": pd.Series(dtype=str), "criterion": pd.Series(dtype=str),
+                         "score": pd.Series(dtype=int)})
+
+
+AGREEMENT_COLUMNS = ["criterion", "raters", "method", "items", "kappa", "ci_low", "ci_high", "observed_agreement"]
+
+
+def agreement_table(ratings: pd.DataFrame, min_items: int = 2, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """Per criterion: Cohen's kappa for every pair of raters and, with three or more raters,
+    Fleiss' kappa over all of them, each on the items the raters in it have all scored (at
+    least ``min_items``). ``raters`` reads "gate vs human:ana" or "all (gate, judge, ...)"."""
+    rows = []
+    for criterion in [c for c in RUBRIC_CRITERIA if c in set(ratings["criterion"])]:
+        part = ratings[ratings["criterion"] == criterion]
+        wide = part.pivot_table(index="item", columns="rater", values="score", aggfunc="first")
+        raters = sorted(wide.columns, key=_rater_order)
+        groups = [list(p) for p in itertools.combinations(raters, 2)]
+        if len(raters) >= 3:
+            groups.append(raters)
+        for group in groups:
+            shared = wide[group].dropna()
+            if len(shared) < min_items:
+                continue
+            est = kappa_estimate(shared.to_numpy(dtype=int), resamples=resamples, seed=seed)
+            label = " vs ".join(group) if len(group) == 2 else f"all ({', '.join(group)})"
+            rows.append({"criterion": criterion, "raters": label, "method": est.method, "items": est.items, "kappa": est.kappa,
+                         "ci_low": est.ci_low, "ci_high": est.ci_high, "observed_agreement": est.observed_agreement})
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+def _rater_order(rater: str) -> tuple[int, str]:
+    return ({GATE: 0, JUDGE: 1}.get(rater, 2), rater)
+
+
+def agreement_by_round(human: pd.DataFrame, others: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
+    """agreement_table per review round: the humans of that round, with ``others`` (the gate,
+    the judge: raters without rounds) joined to every round. One row per (round, criterion,
+    raters), sorted by round."""
+    frames = []
+    for rnd in sorted(human["round"].dropna().unique()) if "round" in human.columns else []:
+        this = human[human["round"] == rnd].drop(columns=["round"])
+        both = pd.concat([this, others.drop(columns=["round"], errors="ignore")], ignore_index=True) if others is not None else this
+        table = agreement_table(both, **kwargs)
+        table.insert(0, "round", int(rnd))
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["round", *AGREEMENT_COLUMNS])
+
+
+def disagreements(ratings: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """Items ranked by how much their raters split: per (item, criterion) the share of rater
+    pairs that disagree, averaged over the item's criteria; with the criteria that split and
+    the raters scoring 0 on them. Only items rated by two or more raters."""
+    rows = []
+    for item, part in ratings.groupby("item"):
+        split, shares = [], []
+        for criterion in [c for c in RUBRIC_CRITERIA if c in set(part["criterion"])]:
+            crit = part[part["criterion"] == criterion]
+            scores = crit.drop_duplicates("rater")["score"].tolist()
+            if len(scores) < 2:
+                continue
+            ones = sum(scores)
+            pairs = len(scores) * (len(scores) - 1) / 2
+            shares.append(ones * (len(scores) - ones) / pairs)
+            if 0 < ones < len(scores):
+                zeros = sorted(crit.loc[crit["score"] == 0, "rater"].unique(), key=_rater_order)
+                split.append(f"{criterion} (0: {', '.join(zeros)})")
+        if shares:
+            rows.append({"item": item, "disagreement": float(np.mean(shares)), "criteria_split": len(split),
+                         "split": "; ".join(split), "raters": int(part["rater"].nunique())})
+    out = pd.DataFrame(rows, columns=["item", "disagreement", "criteria_split", "split", "raters"])
+    return out.sort_values(["disagreement", "criteria_split", "item"], ascending=[False, False, True]).head(top).reset_index(drop=True)
