@@ -257,3 +257,101 @@ def disagreements(ratings: pd.DataFrame, top: int = 10) -> pd.DataFrame:
                          "split": "; ".join(split), "raters": int(part["rater"].nunique())})
     out = pd.DataFrame(rows, columns=["item", "disagreement", "criteria_split", "split", "raters"])
     return out.sort_values(["disagreement", "criteria_split", "item"], ascending=[False, False, True]).head(top).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the report over gate, judge and reviewers
+
+
+def latest_reviews(reviews: pd.DataFrame) -> pd.DataFrame:
+    """Each reviewer's most recent score of each question (their latest round)."""
+    if reviews.empty:
+        return reviews
+    return reviews.sort_values("round").drop_duplicates(["question_id", "reviewer"], keep="last")
+
+
+def _comparison(raters: str) -> str | None:
+    """Which comparison a row of agreement_table belongs to, for convergence."""
+    if raters.startswith("all ("):
+        return None
+    a, b = raters.split(" vs ")
+    if a.startswith(HUMAN_PREFIX) and b.startswith(HUMAN_PREFIX):
+        return "among reviewers"
+    if b.startswith(HUMAN_PREFIX) and a in (GATE, JUDGE):
+        return f"{a} vs reviewers"
+    return None
+
+
+def convergence(by_round: pd.DataFrame) -> pd.DataFrame:
+    """Mean kappa per round, criterion and comparison (among reviewers, gate vs reviewers,
+    judge vs reviewers): does agreement rise from round to round?"""
+    if by_round.empty:
+        return pd.DataFrame(columns=["round", "criterion", "comparison", "kappa", "pairs"])
+    df = by_round.assign(comparison=by_round["raters"].map(_comparison)).dropna(subset=["comparison", "kappa"])
+    out = df.groupby(["round", "criterion", "comparison"], sort=False).agg(kappa=("kappa", "mean"), pairs=("kappa", "size")).reset_index()
+    return out.sort_values(["comparison", "criterion", "round"], key=lambda s: s.map(_criterion_rank) if s.name == "criterion" else s).reset_index(drop=True)
+
+
+def _criterion_rank(c: str) -> int:
+    return RUBRIC_CRITERIA.index(c) if c in RUBRIC_CRITERIA else len(RUBRIC_CRITERIA)
+
+
+@dataclass
+class AgreementReport:
+    overall: pd.DataFrame        # agreement_table over every rater, reviewers at their latest round
+    by_round: pd.DataFrame       # agreement_by_round
+    convergence: pd.DataFrame    # convergence(by_round)
+    disagreements: pd.DataFrame  # the items raters split on most
+    raters: list[str]
+
+
+def agreement_report(validated: pd.DataFrame, reviews: pd.DataFrame, judge: pd.DataFrame | None = None, top: int = 15,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> AgreementReport:
+    """Everything the review_agreement asset shows. ``validated``: the gate's verdicts (id and
+    ``*_ok``/``passed`` columns); ``reviews``: the reviews table; ``judge``: the judge's verdicts
+    (``question_id`` and a column per criterion; null scores are no rating)."""
+    gate = gate_ratings(validated)
+    others = [gate]
+    if judge is not None and len(judge):
+        others.append(review_ratings(judge, rater=JUDGE).drop(columns=["round"]))
+    others_df = pd.concat(others, ignore_index=True)
+    human_all = review_ratings(reviews) if len(reviews) else empty_ratings().assign(round=pd.Series(dtype=int))
+    human_latest = review_ratings(latest_reviews(reviews)).drop(columns=["round"]) if len(reviews) else empty_ratings()
+    everyone = pd.concat([others_df, human_latest], ignore_index=True)
+    reviewed = set(human_latest["item"])
+    overall = agreement_table(everyone, resamples=resamples, seed=seed)
+    by_round = agreement_by_round(human_all, others_df, resamples=resamples, seed=seed) if len(human_all) else \
+        pd.DataFrame(columns=["round", *AGREEMENT_COLUMNS])
+    # the next round's candidates: items a reviewer has seen first (people settle them), then the rest
+    worst = disagreements(everyone[everyone["item"].isin(reviewed)] if reviewed else everyone, top=top)
+    return AgreementReport(overall, by_round, convergence(by_round), worst, sorted(everyone["rater"].unique(), key=_rater_order))
+
+
+def _fmt(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.2f}"
+
+
+def agreement_markdown(report: AgreementReport) -> str:
+    """The report as Markdown: kappa per criterion and rater pair, convergence, disagreements."""
+    out = []
+    if report.overall.empty:
+        return ("No agreement to compute yet: it needs two raters on the same items (the gate's verdicts and a review "
+                "round: `staffml review export`, then `staffml review import FILE --round 1 --reviewer NAME`).")
+    out += [f"Raters: {', '.join(report.raters)}. Cohen's kappa for two raters, Fleiss' for all together; 95% bootstrap "
+            "interval over items. Reviewers at their latest round.", "",
+            "| criterion | raters | method | items | kappa | 95% CI | all agree |", "|---|---|---|---|---|---|---|"]
+    for r in report.overall.itertuples():
+        out.append(f"| {r.criterion} | {r.raters} | {r.method} | {r.items} | {_fmt(r.kappa)} | "
+                   f"{_fmt(r.ci_low)} to {_fmt(r.ci_high)} | {r.observed_agreement:.0%} |")
+    if not report.convergence.empty:
+        rounds = sorted(report.convergence["round"].unique())
+        out += ["", "Convergence: mean kappa per round.", "",
+                "| comparison | criterion | " + " | ".join(f"round {r}" for r in rounds) + " |", "|---|---|" + "---|" * len(rounds)]
+        pivot = report.convergence.pivot_table(index=["comparison", "criterion"], columns="round", values="kappa", sort=False)
+        for (comparison, criterion), row in pivot.iterrows():
+            out.append(f"| {comparison} | {criterion} | " + " | ".join(_fmt(row.get(r)) for r in rounds) + " |")
+    if not report.disagreements.empty:
+        out += ["", "Most disagreement (for the next round: `staffml review export --ids ...`).", "",
+                "| question | disagreement | split |", "|---|---|---|"]
+        for r in report.disagreements.itertuples():
+            out.append(f"| {r.item} | {r.disagreement:.2f} | {r.split.replace('|', '/')} |")
+    return "\n".join(out)
