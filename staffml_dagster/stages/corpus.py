@@ -1,7 +1,10 @@
 """Stage 9: the validated corpus, its blocking balance checks and its coverage report."""
 
+import os
+
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.coverage import capacity_sentence, coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
@@ -9,8 +12,14 @@ from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table, table_metadata
 from staffml_dagster.stages.validation import suite_params
+from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "corpus"
+JUDGE_GATE_ENV = "STAFFML_JUDGE_GATE"
+
+
+class CorpusConfig(dg.Config):
+    use_judge: bool = Field(default=os.environ.get(JUDGE_GATE_ENV, "") == "1", description=f"Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every reviewer (default: {JUDGE_GATE_ENV}=1, else advisory).")
 VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
 
 
@@ -20,12 +29,36 @@ VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
     code_version="1",
     description="The corpus: every question that passed all criteria, across all partitions.",
 )
-def corpus(context: dg.AssetExecutionContext, validated_questions: pd.DataFrame) -> pd.DataFrame:
+def corpus(context: dg.AssetExecutionContext, config: CorpusConfig, validated_questions: pd.DataFrame, warehouse: DuckDBWarehouse) -> pd.DataFrame:
     df = passed_questions(validated_questions)
+    df, judge_note = apply_judge_gate(df, warehouse.connect() if config.use_judge else None)
     meta = table_metadata(df, ["id", "topic", "track", "zone", "level", "title"])
     meta["rejected"] = dg.MetadataValue.int(len(validated_questions) - len(df))
+    meta["judge"] = dg.MetadataValue.md(judge_note)
     context.add_output_metadata(meta)
     return df
+
+
+def apply_judge_gate(df: pd.DataFrame, con) -> tuple[pd.DataFrame, str]:
+    """Drop the questions the judge fails on a criterion it is trusted on (kappa >= 0.6 with
+    every reviewer in the last review_agreement); ``con`` None: the judge is advisory."""
+    from staffml_dagster.quality.judge import TRUST_THRESHOLD, judge_blocks, trusted_criteria
+
+    if con is None:
+        return df, f"advisory: the corpus is not run with use_judge (or {JUDGE_GATE_ENV}=1); judge verdicts are recorded in judge_verdicts only"
+    views = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    judge = con.execute("SELECT * FROM judge_verdicts").df() if "judge_verdicts" in views else None
+    agreement = con.execute("SELECT * FROM review_agreement").df() if "review_agreement" in views else None
+    trusted = trusted_criteria(agreement)
+    if not trusted:
+        return df, (f"advisory: use_judge is set, but no criterion has the judge at kappa >= {TRUST_THRESHOLD} with every reviewer "
+                    "in review_agreement (materialize judge_verdicts, import review rounds, then review_agreement)")
+    blocked = judge_blocks(df, judge, trusted)
+    kept = df[~df["id"].astype(str).isin(set(blocked["id"]))].reset_index(drop=True)
+    lines = [f"blocks on {', '.join(trusted)} ({'; '.join(f'{c}: {why}' for c, why in trusted.items())}); other criteria advisory.",
+             f"{len(blocked)} question(s) removed:"]
+    lines += [f"- `{r.id}`: {'; '.join(r.judge_failures)}" for r in blocked.head(30).itertuples()]
+    return kept, "\n".join(lines)
 
 
 def passed_questions(validated: pd.DataFrame) -> pd.DataFrame:

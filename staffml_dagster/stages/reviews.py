@@ -4,11 +4,16 @@ Domain logic: ``quality/agreement.py`` (kappa and its intervals), ``quality/revi
 (the reviews table, written by ``staffml review import``), ``quality/judge.py`` (the judge).
 """
 
+import os
+
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
+from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.agreement import AGREEMENT_COLUMNS, agreement_markdown, agreement_report
+from staffml_dagster.stages.metadata import markdown_table
 from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "reviews"
@@ -65,3 +70,53 @@ def review_agreement(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
         "report": dg.MetadataValue.path(str(page)),
     })
     return rows
+
+
+class JudgeConfig(dg.Config):
+    only_passed: bool = Field(default=False, description="Judge only the questions that passed the gate (default: every validated question, so the judge is also compared with the gate's rejections).")
+
+
+def judge_skipped_frame() -> pd.DataFrame:
+    from staffml_dagster.quality.judge import judge_frame
+
+    return judge_frame([])
+
+
+@dg.asset(
+    partitions_def=topic_track,
+    group_name=GROUP,
+    kinds={"pandas", "parquet", "anthropic"},
+    pool="anthropic",
+    code_version="1",
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="The LLM judge: Claude scores every validated question of the partition on the review rubric (REVIEW_RUBRIC.md), a score and a one-line reason per criterion, through the anthropic backend's client, response cache, budget (STAFFML_ANTHROPIC_BUDGET_USD) and the `anthropic` pool. Without ANTHROPIC_API_KEY it is skipped with a note and an empty table: a verdict is never invented. Advisory, except where review_agreement shows kappa >= 0.6 with every reviewer and the corpus is run with use_judge.",
+)
+def judge_verdicts(context: dg.AssetExecutionContext, config: JudgeConfig, validated_questions: pd.DataFrame) -> pd.DataFrame:
+    from staffml_dagster.generation.anthropic_backend import KEY_ENV
+
+    rows = validated_questions
+    if config.only_passed and not rows.empty:
+        rows = rows[rows["passed"].astype(bool)]
+    if not os.environ.get(KEY_ENV, "").strip():
+        note = f"skipped: {KEY_ENV} is not set, so no question was judged (nothing is faked); set it and materialize again"
+        context.log.warning(note)
+        context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0), "note": dg.MetadataValue.text(note),
+                                     "questions_not_judged": dg.MetadataValue.int(len(rows))})
+        return judge_skipped_frame()
+    from staffml_dagster.generation.anthropic_backend import backend_from_env
+    from staffml_dagster.quality.judge import judge_questions
+
+    backend = backend_from_env()
+    df = judge_questions(backend, rows)
+    judged = df.dropna(subset=["staff_worthy"])
+    rates = {c: float(judged[c].mean()) for c in ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")} if len(judged) else {}
+    context.add_output_metadata({
+        "dagster/row_count": dg.MetadataValue.int(len(df)),
+        "judged": dg.MetadataValue.int(len(judged)),
+        "unreadable_replies": dg.MetadataValue.md(markdown_table(df[df["error"].notna()], ["question_id", "error"], rows=20, width=160)),
+        "pass_share": dg.MetadataValue.md("\n".join(f"- {c}: {v:.0%}" for c, v in rates.items()) or "none judged"),
+        "cost_usd": dg.MetadataValue.float(float(df["cost_usd"].sum())),
+        "cached_replies": dg.MetadataValue.int(int(df["cached"].sum())),
+        "model": dg.MetadataValue.text(backend.model),
+    })
+    return df
