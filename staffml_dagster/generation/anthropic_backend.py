@@ -5,7 +5,8 @@ a forced ``submit_questions`` tool whose input schema is :class:`SubmitQuestions
 system prompt has two blocks built from ``assets/prompts/``: a static block per track
 (role, the five quality criteria, output rules, the track's hardware table), marked for
 prompt caching, and a per-cell block (topic, zone, level, capacity dimensions, titles to
-avoid, exemplars from the validated corpus as delimited data).
+avoid, exemplars as delimited data: corpus questions reviews rated staff-worthy, see
+``quality/exemplars.py``).
 
 Every returned question is parsed and checked on its own (pydantic, platforms of the
 track, calc recomputes, last step is the answer, the mistake differs, and the quality
@@ -341,7 +342,8 @@ def exemplar_block(exemplars: list[dict]) -> str:
             f"{key}: {_escape_data(ex[key])}" for key in ("topic", "zone", "level", "title", "scenario", "question", "realistic_solution", "common_mistake", "napkin_math")
             if ex.get(key) not in (None, "")
         )
-        out.append(f'<exemplar source="corpus:{_escape_data(ex["id"])}">\n{body}\n</exemplar>')
+        reviewed = f' reviewed_by="{_escape_data(ex["reviewed_by"]).replace(chr(34), "")}"' if ex.get("reviewed_by") else ""
+        out.append(f'<exemplar source="corpus:{_escape_data(ex["id"])}"{reviewed}>\n{body}\n</exemplar>')
     return "\n\n".join(out)
 
 
@@ -804,6 +806,7 @@ class AnthropicGenerator:
                 "api_calls", "cache_hits", "retries", "repairs", "batches_submitted", "input_tokens", "output_tokens",
                 "cache_creation_input_tokens", "cache_read_input_tokens")},
             "failures": len(self.failures),
+            "exemplars": [{"id": str(ex.get("id")), "reviewed_by": ex.get("reviewed_by") or "not reviewed"} for ex in self.exemplars],
         }
 
     # ------------------------------------------------------------------ planning and prompts

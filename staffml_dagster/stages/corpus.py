@@ -27,7 +27,7 @@ VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     code_version="1",
-    description="The corpus: every question that passed all criteria, across all partitions.",
+    description="The corpus: every question that passed all criteria, across all partitions; with use_judge (or STAFFML_JUDGE_GATE=1), minus those the LLM judge fails on a criterion where review_agreement shows it agrees with every reviewer at kappa >= 0.6 (metadata `judge` says which).",
 )
 def corpus(context: dg.AssetExecutionContext, config: CorpusConfig, validated_questions: pd.DataFrame, warehouse: DuckDBWarehouse) -> pd.DataFrame:
     df = passed_questions(validated_questions)
