@@ -62,3 +62,25 @@ def test_measured_capacity_is_the_target_and_the_report_says_how_much():
     assert cov.stats["cells_saturated_share"] == pytest.approx(1 / 5)  # only the enumerated cell saturated
     sentence = capacity_sentence(cov.stats)
     assert "4 distinct questions over 2 cells" in sentence and "12,000-14,000" in sentence
+
+
+def test_review_section_of_the_coverage_page():
+    from staffml_dagster.quality.coverage import review_kappa_table, review_section_html
+
+    assert "staffml review export" in review_section_html(None)
+    agreement = pd.DataFrame([
+        {"round": "all", "criterion": "staff_worthy", "raters": "gate vs human:ana", "items": 30, "kappa": 0.05},
+        {"round": "all", "criterion": "staff_worthy", "raters": "gate vs human:ben", "items": 20, "kappa": 0.15},
+        {"round": "all", "criterion": "staff_worthy", "raters": "human:ana vs human:ben", "items": 20, "kappa": 0.7},
+        {"round": "all", "criterion": "topic_fit", "raters": "judge vs human:ana", "items": 30, "kappa": 0.62},
+        {"round": "1", "criterion": "topic_fit", "raters": "gate vs human:ana", "items": 30, "kappa": 0.9},   # a round: not shown
+        {"round": "all", "criterion": "topic_fit", "raters": "all (gate, human:ana, human:ben)", "items": 20, "kappa": 0.3},
+    ])
+    table = review_kappa_table(agreement)
+    assert list(table.index) == ["topic_fit", "staff_worthy"]
+    assert table.loc["staff_worthy", "gate vs reviewers"] == pytest.approx(0.1)
+    assert table.loc["staff_worthy", "among reviewers"] == pytest.approx(0.7)
+    assert table.loc["topic_fit", "judge vs reviewers"] == pytest.approx(0.62)
+    assert pd.isna(table.loc["topic_fit", "gate vs reviewers"])
+    page = review_section_html(agreement)
+    assert "<th>staff_worthy</th>" in page and "<td>0.10</td>" in page and "<td>-</td>" in page

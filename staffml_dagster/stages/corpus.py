@@ -7,7 +7,9 @@ import pandas as pd
 from pydantic import Field
 
 from staffml_dagster.paths import reports_dir
-from staffml_dagster.quality.coverage import capacity_sentence, coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
+from staffml_dagster.quality.coverage import (
+    capacity_sentence, coverage, data_uri, heatmap_png, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
+)
 from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table, table_metadata
@@ -151,10 +153,10 @@ def computation_unique_across_topics(corpus: pd.DataFrame) -> dg.AssetCheckResul
     group_name=GROUP,
     kinds={"pandas", "html"},
     code_version="1",
-    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release.",
+    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release. A Reviews section gives the gate's, the judge's and the reviewers' agreement with the reviewers per rubric criterion (from the last review_agreement).",
 )
 def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                    cell_capacity: pd.DataFrame) -> pd.DataFrame:
+                    cell_capacity: pd.DataFrame, warehouse: DuckDBWarehouse) -> pd.DataFrame:
     from staffml_dagster.generation.item_model import native_item_model_counts
 
     loaded = specs.load()
@@ -169,7 +171,9 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
         "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track", width=6),
         "zone_x_level": heatmap_png(zone_level_matrix(corpus, [z.id for z in loaded.zones]), "validated questions per zone x level", width=6),
     }
-    page = write_report(cov, pictures, reports_dir())
+    con = warehouse.connect()
+    agreement = con.execute("SELECT * FROM review_agreement").df() if "review_agreement" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else None
+    page = write_report(cov, pictures, reports_dir(), review_section_html(agreement))
     stats_md = "\n".join(f"- **{k}**: {v:.3f}" if isinstance(v, float) else f"- **{k}**: {v}" for k, v in cov.stats.items())
     meta = table_metadata(cov.cells, ["topic", "track", "zone", "level", "target", "theoretical_capacity", "filled"])
     meta.update(
