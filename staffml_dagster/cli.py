@@ -181,12 +181,13 @@ def review_export_command(args) -> int:
         sheet, written = export_review_sheet(Path(args.out) if args.out else data_dir() / "reviews" / "out", data_dir(), connect_warehouse(),
                                              n=args.n, seed=args.seed, where=args.where, ids=ids, calibration_n=args.calibration,
                                              calibration_file=Path(args.calibration_file) if args.calibration_file else None,
-                                             shuffle=not args.no_shuffle, force=args.force)
+                                             shuffle=not args.no_shuffle, force=args.force, rejected_n=args.rejected)
     except ReviewError as exc:
         print(f"review export failed, nothing written: {exc}", file=sys.stderr)
         return 1
     sources = [e["source"] for e in sheet.key.values()]
-    print(f"sheet {sheet.sheet}: {len(sheet.items)} items ({sources.count('corpus')} corpus, {sources.count('calibration')} calibration)")
+    rejected = f", {sources.count('rejected')} rejected by the gate" if sources.count("rejected") else ""
+    print(f"sheet {sheet.sheet}: {len(sheet.items)} items ({sources.count('corpus')} corpus, {sources.count('calibration')} calibration{rejected})")
     print(f"give the reviewer: {written['html']}  (or, for a spreadsheet, {written['csv']})")
     print(f"key (never give it to the reviewer): {written['key']}")
     print(f"then: staffml review import FILLED_FILE --round N --reviewer NAME")
@@ -241,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p_rexp.add_argument("--seed", type=int, default=0, help="seed of the draw and of the shuffle")
     p_rexp.add_argument("--where", help="SQL condition over the corpus view, e.g. \"track = 'edge' AND level = 'L5'\"")
     p_rexp.add_argument("--ids", help="comma-separated question ids to review")
+    p_rexp.add_argument("--rejected", type=int, default=0, help="questions the gate rejected to mix in, rendered like corpus items (default 0)")
     p_rexp.add_argument("--calibration", type=int, default=0, help="published StaffML calibration items to mix in (default 0)")
     p_rexp.add_argument("--calibration-file", default=str(_default_calibration()), help="published StaffML rows, JSONL")
     p_rexp.add_argument("--no-shuffle", action="store_true", help="keep the selection's order")

@@ -124,3 +124,14 @@ def test_agreement_rises_across_rounds():
     assert list(pair["round"]) == [1, 2]
     assert pair["kappa"].iloc[1] > pair["kappa"].iloc[0]
     assert set(by_round["raters"]) >= {"gate vs human:ana", "gate vs human:ben"}
+
+
+def test_a_rater_who_passes_everything_is_marked():
+    from staffml_dagster.quality.agreement import agreement_markdown, agreement_report
+
+    validated = pd.DataFrame({"id": ["a", "b", "c", "d"], "passed": [True] * 4})
+    reviews = pd.DataFrame({"question_id": ["a", "b", "c", "d"], "reviewer": "ana", "round": 1, "staff_worthy": [1, 0, 1, 0]})
+    report = agreement_report(validated, reviews, resamples=50)
+    row = report.overall.iloc[0]
+    assert row["raters"] == "gate vs human:ana" and row["kappa"] == pytest.approx(0.0) and row["constant_raters"] == "gate"
+    assert "| staff_worthy | gate* vs human:ana | cohen | 4 | 0.00 |" in agreement_markdown(report)

@@ -262,3 +262,20 @@ def test_browser_round_trip(data, tmp_path, capsys):
     worst = table[table["staff_worthy"] == 0].iloc[0]
     assert json.loads(worst["reasons"]) == {"staff_worthy": "a lookup, not an L4 diagnosis"}
     assert sorted(table["template_smell"]) == [0, 0, 1, 2]
+
+
+def test_rejected_items_are_mixed_in_like_corpus_items(data, tmp_path, capsys):
+    part = data / "warehouse" / "validated_questions" / "topic=kv-cache-management" / "track=cloud"
+    part.mkdir(parents=True)
+    validated = corpus_rows(9)
+    validated["id"] = [f"gen{i:03d}secret" if i < 6 else f"rej{i:03d}secret" for i in range(9)]
+    validated["passed"] = [True] * 6 + [False] * 3
+    validated.drop(columns=["topic", "track"]).to_parquet(part / "part.parquet", index=False)
+    out, key = _export(data, tmp_path, "--n", "3", "--rejected", "2")
+    sources = sorted(e["source"] for e in key["items"].values())
+    assert sources == ["corpus"] * 3 + ["rejected"] * 2
+    assert {e["question_id"] for e in key["items"].values() if e["source"] == "rejected"} <= {"rej006secret", "rej007secret", "rej008secret"}
+    assert "secret" not in next(out.glob("*.html")).read_text()
+    assert "2 rejected by the gate" in capsys.readouterr().out
+    assert cli.main(["review", "export", "--n", "1", "--rejected", "4", "--seed", "5", "--out", str(tmp_path / "o")]) == 1
+    assert "asked for 4 rejected items, validated_questions holds 3 the gate rejected" in capsys.readouterr().err

@@ -25,6 +25,7 @@ score, so there is nothing to agree on beyond chance.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -189,7 +190,7 @@ def empty_ratings() -> pd.DataFrame:
                          "score": pd.Series(dtype=int)})
 
 
-AGREEMENT_COLUMNS = ["criterion", "raters", "method", "items", "kappa", "ci_low", "ci_high", "observed_agreement"]
+AGREEMENT_COLUMNS = ["criterion", "raters", "method", "items", "kappa", "ci_low", "ci_high", "observed_agreement", "constant_raters"]
 
 
 def agreement_table(ratings: pd.DataFrame, min_items: int = 2, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -211,8 +212,12 @@ def agreement_table(ratings: pd.DataFrame, min_items: int = 2, resamples: int = 
                 continue
             est = kappa_estimate(shared.to_numpy(dtype=int), resamples=resamples, seed=seed)
             label = " vs ".join(group) if len(group) == 2 else f"all ({', '.join(group)})"
+            # a rater who gave every shared item the same score agrees no better than chance by
+            # construction (Cohen's kappa is 0 whatever the other says): said, not hidden
+            constant = ", ".join(r for r in group if shared[r].nunique() == 1)
             rows.append({"criterion": criterion, "raters": label, "method": est.method, "items": est.items, "kappa": est.kappa,
-                         "ci_low": est.ci_low, "ci_high": est.ci_high, "observed_agreement": est.observed_agreement})
+                         "ci_low": est.ci_low, "ci_high": est.ci_high, "observed_agreement": est.observed_agreement,
+                         "constant_raters": constant})
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
 
@@ -337,10 +342,15 @@ def agreement_markdown(report: AgreementReport) -> str:
         return ("No agreement to compute yet: it needs two raters on the same items (the gate's verdicts and a review "
                 "round: `staffml review export`, then `staffml review import FILE --round 1 --reviewer NAME`).")
     out += [f"Raters: {', '.join(report.raters)}. Cohen's kappa for two raters, Fleiss' for all together; 95% bootstrap "
-            "interval over items. Reviewers at their latest round.", "",
+            "interval over items. Reviewers at their latest round. A rater marked * gave every shared item the same score "
+            "(e.g. the gate on corpus items, which all passed it): its kappa is 0 by construction, so review items it "
+            "rejected too (`staffml review export --rejected K`).", "",
             "| criterion | raters | method | items | kappa | 95% CI | all agree |", "|---|---|---|---|---|---|---|"]
     for r in report.overall.itertuples():
-        out.append(f"| {r.criterion} | {r.raters} | {r.method} | {r.items} | {_fmt(r.kappa)} | "
+        raters = r.raters
+        for name in filter(None, str(r.constant_raters or "").split(", ")):
+            raters = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w])", f"{name}*", raters)
+        out.append(f"| {r.criterion} | {raters} | {r.method} | {r.items} | {_fmt(r.kappa)} | "
                    f"{_fmt(r.ci_low)} to {_fmt(r.ci_high)} | {r.observed_agreement:.0%} |")
     if not report.convergence.empty:
         rounds = sorted(report.convergence["round"].unique())

@@ -44,7 +44,7 @@ from staffml_dagster.quality.review_text import META_FIELDS, SECTIONS, normalise
 
 SMELL = "template_smell"
 SMELL_VALUES = (0, 1, 2)
-SOURCES = ("corpus", "calibration")
+SOURCES = ("corpus", "rejected", "calibration")
 REVIEWS_TABLE = "reviews"
 REVIEW_COLUMNS = ["question_id", "reviewer", "round", "source", "sheet", *RUBRIC_CRITERIA, SMELL, "reasons", "file", "imported_at"]
 MAX_FILE_BYTES = 5_000_000
@@ -75,10 +75,11 @@ class ReviewError(ValueError):
 
 
 def draw_items(corpus: pd.DataFrame, n: int | None, seed: int, calibration: pd.DataFrame | None = None,
-               calibration_n: int = 0) -> pd.DataFrame:
-    """``n`` random corpus rows (all when None) and ``calibration_n`` published rows, preferring
-    calibration items on our tracks and zones (a zone only one source uses would give it away).
-    A ``source`` column says which is which."""
+               calibration_n: int = 0, rejected: pd.DataFrame | None = None, rejected_n: int = 0) -> pd.DataFrame:
+    """``n`` random corpus rows (all when None), ``rejected_n`` rows the gate rejected (rendered
+    like corpus rows, so that agreement can show whether the gate rejects what people reject)
+    and ``calibration_n`` published rows, preferring calibration items on our tracks and zones (a
+    zone only one source uses would give it away). A ``source`` column says which is which."""
     required = [f for f, _ in META_FIELDS] + [f for f, _ in SECTIONS] + ["id"]
     missing = [f for f in required if f not in corpus.columns]
     if missing:
@@ -89,6 +90,14 @@ def draw_items(corpus: pd.DataFrame, n: int | None, seed: int, calibration: pd.D
             raise ReviewError(f"asked for {n} corpus items, the selection holds {len(rows)}")
         rows = rows.sample(n=n, random_state=seed)
     rows = rows.assign(source="corpus")
+    if rejected_n > 0:
+        pool = rejected if rejected is not None else pd.DataFrame()
+        pool = pool[~pool["id"].isin(set(rows["id"]))] if len(pool) else pool
+        if rejected_n > len(pool):
+            raise ReviewError(f"asked for {rejected_n} rejected items, validated_questions holds {len(pool)} the gate rejected"
+                              + (" in the selection" if len(pool) else ""))
+        picked = pool.sort_values("id", kind="stable").sample(n=rejected_n, random_state=seed)
+        rows = pd.concat([rows, picked.assign(source="rejected")], ignore_index=True)
     if calibration_n > 0:
         if calibration is None or calibration.empty:
             raise ReviewError("calibration items asked for, but the calibration file holds none")
@@ -547,13 +556,27 @@ def select_corpus(con, where: str | None = None, ids: list[str] | None = None) -
     return df
 
 
+def select_rejected(con, where: str | None = None) -> pd.DataFrame:
+    """The questions the gate rejected (validated_questions, passed false), narrowed by the same
+    SQL condition as the corpus selection."""
+    if "validated_questions" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}:
+        raise ReviewError("the warehouse has no validated_questions yet; materialize them first (staffml run)")
+    sql = "SELECT * FROM validated_questions WHERE NOT passed" + (f" AND ({where})" if where else "")
+    try:
+        return con.execute(sql).df()
+    except Exception as exc:  # duckdb's own error types
+        raise ReviewError(f"--where {where!r} on validated_questions: {exc}") from None
+
+
 def export_review_sheet(out_dir: Path, data: Path, con, n: int | None, seed: int, where: str | None = None,
                         ids: list[str] | None = None, calibration_n: int = 0, calibration_file: Path | None = None,
-                        shuffle: bool = True, force: bool = False, date: str | None = None) -> tuple[Sheet, dict[str, Path]]:
+                        shuffle: bool = True, force: bool = False, date: str | None = None, rejected_n: int = 0) -> tuple[Sheet, dict[str, Path]]:
     corpus = select_corpus(con, where, ids)
+    rejected = select_rejected(con, where) if rejected_n > 0 else None
     calibration = read_calibration(calibration_file) if calibration_n > 0 and calibration_file else None
     if calibration_n > 0 and calibration is None:
         raise ReviewError("calibration items asked for without a calibration file")
-    rows = draw_items(corpus, None if n is None else min(n, len(corpus)) if ids else n, seed, calibration, calibration_n)
+    rows = draw_items(corpus, None if n is None else min(n, len(corpus)) if ids else n, seed, calibration, calibration_n,
+                      rejected, rejected_n)
     sheet = build_sheet(rows, seed, shuffle=shuffle, date=date)
     return sheet, write_sheet(sheet, out_dir, data, force=force)
