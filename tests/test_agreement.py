@@ -135,3 +135,18 @@ def test_a_rater_who_passes_everything_is_marked():
     row = report.overall.iloc[0]
     assert row["raters"] == "gate vs human:ana" and row["kappa"] == pytest.approx(0.0) and row["constant_raters"] == "gate"
     assert "| staff_worthy | gate* vs human:ana | cohen | 4 | 0.00 |" in agreement_markdown(report)
+
+
+def test_the_estimate_matches_the_direct_formulas_on_random_ratings():
+    rng = np.random.default_rng(11)
+    for raters, k in ((2, 2), (2, 3), (3, 2), (5, 4)):
+        r = rng.integers(0, k, (40, raters))
+        mask = rng.random(40) < 0.5
+        r[mask] = r[mask][:, :1]  # half the rows unanimous, so kappa is well above 0
+        est = kappa_estimate(r, resamples=100)
+        if raters == 2:
+            direct = cohen_kappa(list(r[:, 0]), list(r[:, 1]))
+        else:
+            direct = fleiss_kappa([[int((row == c).sum()) for c in range(k)] for row in r])
+        assert direct > 0.2
+        assert est.kappa == pytest.approx(direct)

@@ -180,6 +180,8 @@ def test_csv_round_trip_and_atomic_table(data, tmp_path, capsys, monkeypatch):
             row["math_correct"], row["reason_math_correct"] = "0", "41.8 ms is 140 GB / 3.35 TB/s, fine, but the batch is ignored"
         if i == 1:
             row["topic_fit"] = "yes"
+        if i == 2:
+            row["coherent"] = "1.0"  # as a spreadsheet may save it
     filled = tmp_path / "filled.csv"
     with filled.open("w", newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -11,7 +11,7 @@ rating is one rater's 0/1 score of one item on one criterion. Plain numpy and pa
   expected from the pooled category shares.
 - :func:`kappa_estimate` — either one on an items x raters matrix, with a percentile bootstrap
   interval (items resampled with replacement, fixed seed, so the same ratings always give the
-  same interval).
+  same interval), vectorised over resamples.
 - :func:`agreement_table` — per criterion, every pair of raters (Cohen) and, with three or
   more raters, all of them together (Fleiss), on the items each set has all rated.
 - :func:`agreement_by_round` — the same per review round: does agreement rise as the corpus
@@ -102,17 +102,6 @@ def fleiss_kappa(counts: Sequence[Sequence[float]]) -> float | None:
     return _kappa(float(p_items.mean()), float((shares * shares).sum()))
 
 
-def category_counts(ratings: np.ndarray, categories: Sequence) -> np.ndarray:
-    """items x raters labels -> items x categories counts."""
-    return np.stack([(ratings == cat).sum(axis=1) for cat in categories], axis=1)
-
-
-def _matrix_kappa(ratings: np.ndarray, categories: Sequence) -> float | None:
-    if ratings.shape[1] == 2:
-        return cohen_kappa(list(ratings[:, 0]), list(ratings[:, 1]))
-    return fleiss_kappa(category_counts(ratings, categories))
-
-
 @dataclass(frozen=True)
 class KappaEstimate:
     method: str            # "cohen" (two raters) | "fleiss" (more)
@@ -122,6 +111,23 @@ class KappaEstimate:
     ci_low: float | None
     ci_high: float | None
     observed_agreement: float  # share of items on which all raters gave the same score
+
+
+def _kappa_terms(codes: np.ndarray, k: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Observed and chance agreement of the resamples ``idx`` (resamples x items, row indices
+    into ``codes``, an items x raters matrix of category codes 0..k-1), vectorised: Cohen's
+    terms for two raters, Fleiss' for more."""
+    if codes.shape[1] == 2:
+        a, b = codes[:, 0], codes[:, 1]
+        observed = (a == b)[idx].mean(axis=1)
+        expected = sum((a == j)[idx].mean(axis=1) * (b == j)[idx].mean(axis=1) for j in range(k))
+        return observed, expected
+    m = codes.shape[1]
+    counts = np.stack([(codes == j).sum(axis=1) for j in range(k)], axis=1)  # items x categories
+    per_item = ((counts * counts).sum(axis=1) - m) / (m * (m - 1))
+    observed = per_item[idx].mean(axis=1)
+    shares = np.stack([counts[:, j][idx].sum(axis=1) for j in range(k)], axis=1) / (idx.shape[1] * m)
+    return observed, (shares * shares).sum(axis=1)
 
 
 def kappa_estimate(ratings, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -135,20 +141,26 @@ def kappa_estimate(ratings, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BO
     if r.shape[0] == 0:
         raise ValueError("ratings must hold at least one item")
     categories = sorted({v for v in r.ravel().tolist()}, key=str)
-    kappa = _matrix_kappa(r, categories)
-    unanimous = float(np.mean([len(set(row)) == 1 for row in r.tolist()]))
+    index = {c: i for i, c in enumerate(categories)}
+    codes = np.vectorize(index.__getitem__, otypes=[int])(r)
+    n, k = codes.shape[0], len(categories)
+    observed, expected = _kappa_terms(codes, k, np.arange(n)[None, :])
+    kappa = _kappa(float(observed[0]), float(expected[0]))
+    unanimous = float(np.mean((codes == codes[:, :1]).all(axis=1)))
     low = high = None
-    if kappa is not None and resamples > 0 and r.shape[0] > 1:
+    if kappa is not None and resamples > 0 and n > 1:
         rng = np.random.default_rng(seed)
         draws = []
-        for _ in range(resamples):
-            k = _matrix_kappa(r[rng.integers(0, r.shape[0], r.shape[0])], categories)
-            if k is not None:
-                draws.append(k)
+        for start in range(0, resamples, 500):  # bounded memory: 500 resamples x items at a time
+            idx = rng.integers(0, n, (min(500, resamples - start), n))
+            po, pe = _kappa_terms(codes, k, idx)
+            defined = pe < 1.0 - 1e-12
+            draws.append((po[defined] - pe[defined]) / (1.0 - pe[defined]))
+        draws = np.concatenate(draws)
         if len(draws) >= resamples / 2:
             tail = (1 - confidence) / 2
             low, high = (float(v) for v in np.quantile(draws, [tail, 1 - tail]))
-    return KappaEstimate("cohen" if r.shape[1] == 2 else "fleiss", int(r.shape[0]), int(r.shape[1]), kappa, low, high, unanimous)
+    return KappaEstimate("cohen" if r.shape[1] == 2 else "fleiss", int(n), int(r.shape[1]), kappa, low, high, unanimous)
 
 
 # --------------------------------------------------------------------------- ratings tables

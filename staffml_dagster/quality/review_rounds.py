@@ -384,9 +384,9 @@ def _score(value, allowed: tuple[int, ...]) -> int | None | str:
         return "bad"
     if isinstance(value, str):
         value = value.strip()
-        if not re.fullmatch(r"[0-9]", value):
+        if not re.fullmatch(r"[0-9](\.0+)?", value):  # a spreadsheet may write 1 as 1.0
             return "bad"
-        value = int(value)
+        value = int(float(value))
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return value if isinstance(value, int) and value in allowed else "bad"
