@@ -1,7 +1,5 @@
 """Claude's exemplars come only from questions reviews rated staff-worthy (quality/exemplars.py)."""
 
-import json
-
 import pandas as pd
 
 from staffml_dagster.generation.anthropic_backend import exemplar_block

@@ -1,7 +1,5 @@
 """The review_agreement asset: gate, judge and reviewers compared per criterion and per round."""
 
-import json
-
 import dagster as dg
 import pandas as pd
 import pytest

@@ -29,7 +29,6 @@ import datetime as _dt
 import json
 import os
 import random
-import re
 import sys
 from pathlib import Path
 
