@@ -81,6 +81,7 @@ def test_sheet_is_blind_self_contained_and_keyed(data, tmp_path, capsys):
         for c in ALL_SCORES:
             assert f'name="{k}.{c}"' in page and f'name="{k}.{c}.reason"' in page
     assert "A &lt;b&gt;serving&lt;/b&gt; fleet &amp; scenario" in page and "<b>serving</b>" not in page
+    assert "<b>Assumptions &amp; Constraints:</b>" in page and "<b>The Pitfall:</b>" in page and "**" not in page
     # offline: no URL to fetch anything from, and a policy forbidding it
     assert "default-src 'none'" in page and "http://" not in page and "https://" not in page
     # the spreadsheet cannot take a cell for a formula

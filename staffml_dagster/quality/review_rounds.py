@@ -212,6 +212,11 @@ _PAGE_SCRIPT = r"""
 """
 
 
+def _labels_bold(escaped: str) -> str:
+    """The house style's ``**Label:**`` sub-labels in bold (on already escaped text)."""
+    return re.sub(r"\*\*([A-Za-z][A-Za-z &;]{0,40}):\*\*", r"<b>\1:</b>", escaped)
+
+
 def render_html(sheet: Sheet) -> str:
     """The review page: self-contained (inline style and script, a policy that forbids any
     network request), every text HTML-escaped."""
@@ -236,7 +241,7 @@ def render_html(sheet: Sheet) -> str:
         out.append(f'<article class="item" data-item="{k}" data-number="{item["number"]}"><h2>Item {item["number"]}</h2>')
         out.append('<ul class="meta">' + "".join(f"<li>{e(name)}: {e(item[f])}</li>" for f, name in META_FIELDS) + "</ul>")
         for f, name in SECTIONS:
-            out.append(f'<h3>{e(name)}</h3><div class="text">{e(item[f])}</div>')
+            out.append(f'<h3>{e(name)}</h3><div class="text">{_labels_bold(e(item[f]))}</div>')
         for c in (*RUBRIC_CRITERIA, SMELL):
             values = SMELL_VALUES if c == SMELL else (1, 0)
             radios = "".join(f'<label><input type="radio" name="{k}.{c}" value="{v}"> {v}</label> ' for v in values)
