@@ -23,8 +23,10 @@ plus ``template_smell`` 0-2.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
+import fcntl
 import hashlib
 import html
 import io
@@ -534,11 +536,25 @@ def import_review_files(files: list[Path], reviewer: str, round_: int, data: Pat
                 if path.exists():
                     keys[r.sheet] = load_key(path)
         raw += rows
-    result = validate_reviews(raw, keys, reviewer, round_, read_reviews(warehouse))
-    result.errors[:0] = errors
-    result.files = len(files)
-    path = write_reviews(result.rows, warehouse) if len(result.rows) else None
+    with _reviews_lock(warehouse):  # two imports at once must not drop each other's rows
+        result = validate_reviews(raw, keys, reviewer, round_, read_reviews(warehouse))
+        result.errors[:0] = errors
+        result.files = len(files)
+        path = write_reviews(result.rows, warehouse) if len(result.rows) else None
     return result, path
+
+
+@contextlib.contextmanager
+def _reviews_lock(warehouse: Path):
+    """An exclusive lock on the reviews table for a read-validate-write."""
+    lock = Path(warehouse) / REVIEWS_TABLE / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def select_corpus(con, where: str | None = None, ids: list[str] | None = None) -> pd.DataFrame:
