@@ -1,4 +1,5 @@
-"""`staffml`: run the pipeline offline, query the warehouse, print a report, import, export and audit StaffML corpora."""
+"""`staffml`: run the pipeline offline, query the warehouse, print a report, import, export and audit StaffML
+corpora, export and import blind review sheets."""
 
 from __future__ import annotations
 
@@ -94,6 +95,12 @@ def check_run_inputs(partitions: list[str]) -> str | None:
     except ValueError as exc:
         return f"bad --partition: {exc}"
     return None
+
+
+def _default_calibration():
+    from staffml_dagster.paths import PROJECT_ROOT
+
+    return PROJECT_ROOT.parent / "shared" / "reference" / "staffml_questions_sample.jsonl"
 
 
 def _failed_steps(result) -> list[str]:
@@ -247,6 +254,56 @@ def export_command(out: str | None, fmt: str) -> int:
     return 0
 
 
+def review_export_command(args) -> int:
+    from pathlib import Path
+
+    from staffml_dagster.paths import data_dir
+    from staffml_dagster.quality.review_rounds import ReviewError, export_review_sheet
+    from staffml_dagster.storage import connect_warehouse
+
+    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
+    try:
+        sheet, written = export_review_sheet(Path(args.out) if args.out else data_dir() / "reviews" / "out", data_dir(), connect_warehouse(),
+                                             n=args.n, seed=args.seed, where=args.where, ids=ids, calibration_n=args.calibration,
+                                             calibration_file=Path(args.calibration_file) if args.calibration_file else None,
+                                             shuffle=not args.no_shuffle, force=args.force, rejected_n=args.rejected)
+    except ReviewError as exc:
+        print(f"review export failed, nothing written: {exc}", file=sys.stderr)
+        return 1
+    sources = [e["source"] for e in sheet.key.values()]
+    rejected = f", {sources.count('rejected')} rejected by the gate" if sources.count("rejected") else ""
+    print(f"sheet {sheet.sheet}: {len(sheet.items)} items ({sources.count('corpus')} corpus, {sources.count('calibration')} calibration{rejected})")
+    print(f"give the reviewer: {written['html']}  (or, for a spreadsheet, {written['csv']})")
+    print(f"key (never give it to the reviewer): {written['key']}")
+    print(f"then: staffml review import FILLED_FILE --round N --reviewer NAME")
+    return 0
+
+
+def review_import_command(args) -> int:
+    from pathlib import Path
+
+    from staffml_dagster.paths import data_dir, warehouse_dir
+    from staffml_dagster.quality.review_rounds import ReviewError, import_review_files
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        print(f"review import: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        result, path = import_review_files([Path(f) for f in args.files], args.reviewer, args.round, data_dir(), warehouse_dir(),
+                                           Path(args.key) if args.key else None)
+    except (ReviewError, OSError) as exc:
+        print(f"review import failed, nothing written: {exc}", file=sys.stderr)
+        return 2
+    for problem in result.errors:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"{len(result.rows)} review row(s) kept from {result.files} file(s), {len(result.errors)} error(s); "
+          f"reviewer {args.reviewer}, round {args.round}")
+    if path:
+        print(f"written: {path}  (query: staffml sql \"SELECT reviewer, round, avg(staff_worthy) FROM reviews GROUP BY ALL\")")
+    return 0 if len(result.rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="staffml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,8 +324,28 @@ def main(argv: list[str] | None = None) -> int:
     p_export = sub.add_parser("export", help="write the validated corpus as StaffML YAML, JSONL and/or Parquet")
     p_export.add_argument("--out", help="output folder (default: data/export)")
     p_export.add_argument("--format", choices=["yaml", "jsonl", "parquet", "all"], default="all")
+    p_review = sub.add_parser("review", help="blind review rounds: export a review sheet, import the filled ones")
+    review_sub = p_review.add_subparsers(dest="review_command", required=True)
+    p_rexp = review_sub.add_parser("export", help="write a blind review sheet (offline HTML page and CSV) for a sample or a selection of the corpus")
+    p_rexp.add_argument("--n", type=int, default=None, help="random corpus items to draw (default: every item of the selection)")
+    p_rexp.add_argument("--seed", type=int, default=0, help="seed of the draw and of the shuffle")
+    p_rexp.add_argument("--where", help="SQL condition over the corpus view, e.g. \"track = 'edge' AND level = 'L5'\"")
+    p_rexp.add_argument("--ids", help="comma-separated question ids to review")
+    p_rexp.add_argument("--rejected", type=int, default=0, help="questions the gate rejected to mix in, rendered like corpus items (default 0)")
+    p_rexp.add_argument("--calibration", type=int, default=0, help="published StaffML calibration items to mix in (default 0)")
+    p_rexp.add_argument("--calibration-file", default=str(_default_calibration()), help="published StaffML rows, JSONL")
+    p_rexp.add_argument("--no-shuffle", action="store_true", help="keep the selection's order")
+    p_rexp.add_argument("--out", help="folder for the sheet (default: data/reviews/out)")
+    p_rexp.add_argument("--force", action="store_true", help="write a sheet that was already exported again")
+    p_rimp = review_sub.add_parser("import", help="validate filled review sheets (JSON from the page, or the CSV) into the reviews table")
+    p_rimp.add_argument("files", nargs="+", help="filled sheets: .json saved by the page, or the .csv")
+    p_rimp.add_argument("--round", type=int, required=True, help="review round (1, 2, ...)")
+    p_rimp.add_argument("--reviewer", required=True, help="who scored them (letters, digits, . _ -)")
+    p_rimp.add_argument("--key", help="the sheet's key file (default: data/reviews/sheets/<sheet>.json)")
     args = parser.parse_args(argv)
 
+    if args.command == "review":
+        return review_export_command(args) if args.review_command == "export" else review_import_command(args)
     if args.command == "import":
         return import_command(args.path, args.out)
     if args.command == "export":

@@ -8,10 +8,10 @@ from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import cached_specs
 from staffml_dagster.embedding import EmbedderResource
-from staffml_dagster.stages import applicability, capacity, corpus, embeddings, imported, questions, skills, taxonomy, validation
+from staffml_dagster.stages import applicability, capacity, corpus, embeddings, imported, questions, reviews, skills, taxonomy, validation
 from staffml_dagster.storage import DuckDBWarehouse, HiveParquetIOManager
 
-STAGE_MODULES = [skills, taxonomy, applicability, capacity, questions, embeddings, validation, corpus, imported]
+STAGE_MODULES = [skills, taxonomy, applicability, capacity, questions, embeddings, validation, corpus, imported, reviews]
 
 all_assets = dg.load_assets_from_modules(STAGE_MODULES)
 all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)

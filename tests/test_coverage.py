@@ -140,3 +140,25 @@ def test_corpus_job_ranks_the_gaps_and_records_the_evidence(warehouse):
     text = summary(connect_warehouse(warehouse))
     assert f"open gaps: {len(gaps)} cells below their measured capacity" in text
     assert f"not served by the generator: {int(evidence.applicable.sum()) - 1} pairs" in text
+
+
+def test_review_section_of_the_coverage_page():
+    from staffml_dagster.quality.coverage import review_kappa_table, review_section_html
+
+    assert "staffml review export" in review_section_html(None)
+    agreement = pd.DataFrame([
+        {"round": "all", "criterion": "staff_worthy", "raters": "gate vs human:ana", "items": 30, "kappa": 0.05},
+        {"round": "all", "criterion": "staff_worthy", "raters": "gate vs human:ben", "items": 20, "kappa": 0.15},
+        {"round": "all", "criterion": "staff_worthy", "raters": "human:ana vs human:ben", "items": 20, "kappa": 0.7},
+        {"round": "all", "criterion": "topic_fit", "raters": "judge vs human:ana", "items": 30, "kappa": 0.62},
+        {"round": "1", "criterion": "topic_fit", "raters": "gate vs human:ana", "items": 30, "kappa": 0.9},   # a round: not shown
+        {"round": "all", "criterion": "topic_fit", "raters": "all (gate, human:ana, human:ben)", "items": 20, "kappa": 0.3},
+    ])
+    table = review_kappa_table(agreement)
+    assert list(table.index) == ["topic_fit", "staff_worthy"]
+    assert table.loc["staff_worthy", "gate vs reviewers"] == pytest.approx(0.1)
+    assert table.loc["staff_worthy", "among reviewers"] == pytest.approx(0.7)
+    assert table.loc["topic_fit", "judge vs reviewers"] == pytest.approx(0.62)
+    assert pd.isna(table.loc["topic_fit", "gate vs reviewers"])
+    page = review_section_html(agreement)
+    assert "<th>staff_worthy</th>" in page and "<td>0.10</td>" in page and "<td>-</td>" in page

@@ -5,7 +5,8 @@ a forced ``submit_questions`` tool whose input schema is :class:`SubmitQuestions
 system prompt has two blocks built from ``assets/prompts/``: a static block per track
 (role, the five quality criteria, output rules, the track's hardware table), marked for
 prompt caching, and a per-cell block (topic, zone, level, capacity dimensions, titles to
-avoid, exemplars from the validated corpus as delimited data).
+avoid, exemplars as delimited data: corpus questions reviews rated staff-worthy, see
+``quality/exemplars.py``).
 
 Every returned question is parsed and checked on its own (pydantic, platforms of the
 track, calc recomputes, last step is the answer, the mistake differs, and the quality
@@ -213,7 +214,7 @@ class SubmitQuestions(BaseModel):
     questions: list[QuestionDraft] = Field(min_length=1)
 
 
-def _inline_refs(schema: dict) -> dict:
+def inline_refs(schema: dict) -> dict:
     """Replace pydantic's ``$defs``/``$ref`` with inline schemas (simpler for the tool API)."""
     defs = schema.get("$defs", {})
 
@@ -234,7 +235,7 @@ def tool_definition() -> dict:
     return {
         "name": TOOL_NAME,
         "description": "Submit the requested interview questions. Call it exactly once with every question of the request.",
-        "input_schema": _inline_refs(SubmitQuestions.model_json_schema()),
+        "input_schema": inline_refs(SubmitQuestions.model_json_schema()),
     }
 
 
@@ -341,7 +342,8 @@ def exemplar_block(exemplars: list[dict]) -> str:
             f"{key}: {_escape_data(ex[key])}" for key in ("topic", "zone", "level", "title", "scenario", "question", "realistic_solution", "common_mistake", "napkin_math")
             if ex.get(key) not in (None, "")
         )
-        out.append(f'<exemplar source="corpus:{_escape_data(ex["id"])}">\n{body}\n</exemplar>')
+        reviewed = f' reviewed_by="{_escape_data(ex["reviewed_by"]).replace(chr(34), "")}"' if ex.get("reviewed_by") else ""
+        out.append(f'<exemplar source="corpus:{_escape_data(ex["id"])}"{reviewed}>\n{body}\n</exemplar>')
     return "\n\n".join(out)
 
 
@@ -804,6 +806,7 @@ class AnthropicGenerator:
                 "api_calls", "cache_hits", "retries", "repairs", "batches_submitted", "input_tokens", "output_tokens",
                 "cache_creation_input_tokens", "cache_read_input_tokens")},
             "failures": len(self.failures),
+            "exemplars": [{"id": str(ex.get("id")), "reviewed_by": ex.get("reviewed_by") or "not reviewed"} for ex in self.exemplars],
         }
 
     # ------------------------------------------------------------------ planning and prompts
@@ -965,13 +968,33 @@ class AnthropicGenerator:
         logger.info("anthropic %s call %s: $%.4f (run total $%.4f of $%.2f)", cell_key(call.cell), call.label, cost, self.spent_usd, self.budget_usd)
         return _Reply(message, cost, False)
 
+    def cached_call(self, key: str, params: dict, meta: Mapping, what: str, stat: str = "other_calls") -> tuple[dict, float, bool]:
+        """One Messages call through this backend's response cache, budget and retries, for
+        callers other than the generator (the judge): the cached reply when ``key`` is cached;
+        otherwise :class:`BudgetExceeded` once the budget is spent, or a call that is accounted
+        and cached. ``meta`` names it in the cache entry (cell, sample, prompt_hash, tool_hash).
+        Returns (message, cost in USD, served from the cache)."""
+        entry = self.cache.get(key)
+        if entry is not None:
+            self.stats["cache_hits"] += 1
+            return entry["message"], float(entry.get("cost_usd", 0.0)), True
+        self._check_budget()
+        response = self._with_retries(lambda: self.client.messages.create(**params), what)
+        message = response.model_dump(mode="json") if hasattr(response, "model_dump") else dict(response)
+        cost = self._account(message.get("usage"), batch=False)
+        self.stats[stat] += 1
+        self.cache.put(key, self._entry(meta, message, cost, batch_id=None))
+        return message, cost, False
+
     def _entry(self, call_or_meta: _Call | Mapping, message: dict, cost: float, batch_id: str | None) -> dict:
+        tool_hash = TOOL_HASH
         if isinstance(call_or_meta, _Call):
             cell, sample, phash = cell_key(call_or_meta.cell), call_or_meta.label, call_or_meta.phash
         else:
             cell, sample, phash = call_or_meta["cell"], call_or_meta["sample"], call_or_meta["prompt_hash"]
+            tool_hash = call_or_meta.get("tool_hash", TOOL_HASH)
         return {
-            "model": self.model, "prompt_hash": phash, "sample": sample, "cell": cell, "tool_hash": TOOL_HASH,
+            "model": self.model, "prompt_hash": phash, "sample": sample, "cell": cell, "tool_hash": tool_hash,
             "generator_version": self.version, "batch_id": batch_id, "cost_usd": cost,
             "usage": usage_dict(message.get("usage")), "created_at": now_iso(), "message": message,
         }

@@ -177,10 +177,39 @@ def gaps_section(gaps: pd.DataFrame) -> list[str]:
     ]
 
 
+def review_kappa_table(agreement: pd.DataFrame | None) -> pd.DataFrame:
+    """Per rubric criterion (rows) and comparison (gate / judge vs reviewers, among reviewers),
+    the mean Cohen's kappa of the review_agreement table's round "all"."""
+    from staffml_dagster.quality.agreement import RUBRIC_CRITERIA, _comparison
+
+    if agreement is None or agreement.empty:
+        return pd.DataFrame()
+    rows = agreement[agreement["round"].astype(str) == "all"].copy()
+    rows["comparison"] = rows["raters"].map(_comparison)
+    rows = rows.dropna(subset=["comparison", "kappa"])
+    if rows.empty:
+        return pd.DataFrame()
+    table = rows.pivot_table(index="criterion", columns="comparison", values="kappa", aggfunc="mean")
+    return table.reindex([c for c in RUBRIC_CRITERIA if c in table.index])
+
+
+def review_section_html(agreement: pd.DataFrame | None) -> str:
+    """The coverage page's "Reviews" section, from the last review_agreement materialization."""
+    head = "<h2>Reviews: does the gate agree with people?</h2>"
+    if agreement is None or agreement.empty:
+        return (head + "<p>No review agreement yet: export a review sheet (<code>staffml review export</code>), import the "
+                "filled ones (<code>staffml review import</code>) and materialize <code>review_agreement</code>.</p>")
+    table = review_kappa_table(agreement)
+    if table.empty:
+        return head + "<p>No pair of raters shares enough items yet.</p>"
+    return (head + "<p>Mean Cohen's kappa per rubric criterion; 0.6 or more is substantial agreement. Intervals, rounds and "
+            "the items raters split on: <code>review_agreement.md</code> beside this page.</p>" + table.to_html(na_rep="-", float_format=lambda v: f"{v:.2f}"))
+
+
 def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evidence: pd.DataFrame | None = None,
-                 gaps: pd.DataFrame | None = None) -> Path:
+                 gaps: pd.DataFrame | None = None, reviews_html: str | None = None) -> Path:
     """Write coverage.html (pictures embedded), the PNGs, the per-cell table and, when given, the
-    applicability evidence and the ranked open gaps; atomically per file."""
+    applicability evidence, the ranked open gaps and the reviews' agreement; atomically per file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
         write_png(directory / f"{name}.png", png)
@@ -212,6 +241,8 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
         body.append(cov.partitions.sort_values(["native_item_models", "questions", "topic", "track"]).to_html(index=False))
     if evidence is not None:
         body += evidence_section(evidence)
+    if reviews_html:
+        body.append(reviews_html)
     body.append(f"<h2>Cells below target ({int((~cov.cells['at_target']).sum())})</h2>")
     body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
     body.append("</body></html>")

@@ -1,16 +1,27 @@
 """Stage 9: the validated corpus, its blocking balance checks and its coverage report."""
 
+import os
+
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from staffml_dagster.paths import reports_dir
-from staffml_dagster.quality.coverage import capacity_sentence, coverage, data_uri, heatmap_png, topic_track_matrix, write_report, zone_level_matrix
+from staffml_dagster.quality.coverage import (
+    capacity_sentence, coverage, data_uri, heatmap_png, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
+)
 from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table, table_metadata
 from staffml_dagster.stages.validation import suite_params
+from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "corpus"
+JUDGE_GATE_ENV = "STAFFML_JUDGE_GATE"
+
+
+class CorpusConfig(dg.Config):
+    use_judge: bool = Field(default=os.environ.get(JUDGE_GATE_ENV, "") == "1", description=f"Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every reviewer (default: {JUDGE_GATE_ENV}=1, else advisory).")
 VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
 
 
@@ -18,14 +29,38 @@ VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     code_version="1",
-    description="The corpus: every question that passed all criteria, across all partitions.",
+    description="The corpus: every question that passed all criteria, across all partitions; with use_judge (or STAFFML_JUDGE_GATE=1), minus those the LLM judge fails on a criterion where review_agreement shows it agrees with every reviewer at kappa >= 0.6 (metadata `judge` says which).",
 )
-def corpus(context: dg.AssetExecutionContext, validated_questions: pd.DataFrame) -> pd.DataFrame:
+def corpus(context: dg.AssetExecutionContext, config: CorpusConfig, validated_questions: pd.DataFrame, warehouse: DuckDBWarehouse) -> pd.DataFrame:
     df = passed_questions(validated_questions)
+    df, judge_note = apply_judge_gate(df, warehouse.connect() if config.use_judge else None)
     meta = table_metadata(df, ["id", "topic", "track", "zone", "level", "title"])
     meta["rejected"] = dg.MetadataValue.int(len(validated_questions) - len(df))
+    meta["judge"] = dg.MetadataValue.md(judge_note)
     context.add_output_metadata(meta)
     return df
+
+
+def apply_judge_gate(df: pd.DataFrame, con) -> tuple[pd.DataFrame, str]:
+    """Drop the questions the judge fails on a criterion it is trusted on (kappa >= 0.6 with
+    every reviewer in the last review_agreement); ``con`` None: the judge is advisory."""
+    from staffml_dagster.quality.judge import TRUST_THRESHOLD, judge_blocks, trusted_criteria
+
+    if con is None:
+        return df, f"advisory: the corpus is not run with use_judge (or {JUDGE_GATE_ENV}=1); judge verdicts are recorded in judge_verdicts only"
+    views = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    judge = con.execute("SELECT * FROM judge_verdicts").df() if "judge_verdicts" in views else None
+    agreement = con.execute("SELECT * FROM review_agreement").df() if "review_agreement" in views else None
+    trusted = trusted_criteria(agreement)
+    if not trusted:
+        return df, (f"advisory: use_judge is set, but no criterion has the judge at kappa >= {TRUST_THRESHOLD} with every reviewer "
+                    "in review_agreement (materialize judge_verdicts, import review rounds, then review_agreement)")
+    blocked = judge_blocks(df, judge, trusted)
+    kept = df[~df["id"].astype(str).isin(set(blocked["id"]))].reset_index(drop=True)
+    lines = [f"blocks on {', '.join(trusted)} ({'; '.join(f'{c}: {why}' for c, why in trusted.items())}); other criteria advisory.",
+             f"{len(blocked)} question(s) removed:"]
+    lines += [f"- `{r.id}`: {'; '.join(r.judge_failures)}" for r in blocked.head(30).itertuples()]
+    return kept, "\n".join(lines)
 
 
 def passed_questions(validated: pd.DataFrame) -> pd.DataFrame:
@@ -154,10 +189,11 @@ def open_gaps(context: dg.AssetExecutionContext, specs: SpecsResource, validated
     group_name=GROUP,
     kinds={"pandas", "html"},
     code_version="1",
-    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition; the ranked open gaps; the applicability evidence and the pairs physics admits but the generator cannot serve. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release.",
+    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition; the ranked open gaps; the applicability evidence and the pairs physics admits but the generator cannot serve. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release. A Reviews section gives the gate's, the judge's and the reviewers' agreement with the reviewers per rubric criterion (from the last review_agreement).",
 )
 def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                    cell_capacity: pd.DataFrame, applicability_evidence: pd.DataFrame, open_gaps: pd.DataFrame) -> pd.DataFrame:
+                    cell_capacity: pd.DataFrame, applicability_evidence: pd.DataFrame, open_gaps: pd.DataFrame,
+                    warehouse: DuckDBWarehouse) -> pd.DataFrame:
     from staffml_dagster.generation.item_model import native_item_model_counts
 
     loaded = specs.load()
@@ -172,7 +208,9 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
         "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track", width=6),
         "zone_x_level": heatmap_png(zone_level_matrix(corpus, [z.id for z in loaded.zones]), "validated questions per zone x level", width=6),
     }
-    page = write_report(cov, pictures, reports_dir(), evidence=applicability_evidence, gaps=open_gaps)
+    con = warehouse.connect()
+    agreement = con.execute("SELECT * FROM review_agreement").df() if "review_agreement" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else None
+    page = write_report(cov, pictures, reports_dir(), evidence=applicability_evidence, gaps=open_gaps, reviews_html=review_section_html(agreement))
     stats_md = "\n".join(f"- **{k}**: {v:.3f}" if isinstance(v, float) else f"- **{k}**: {v}" for k, v in cov.stats.items())
     meta = table_metadata(cov.cells, ["topic", "track", "zone", "level", "target", "theoretical_capacity", "filled"])
     meta.update(

@@ -18,7 +18,17 @@ from staffml_dagster.runs import record_owner
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "questions"
-BACKENDS = {"item-models": ItemModelGenerator, "anthropic": backend_from_env}
+
+
+def anthropic_with_reviewed_exemplars():
+    """Claude, shown as exemplars only corpus questions that reviews rated staff-worthy."""
+    from staffml_dagster.quality.exemplars import reviewed_exemplars
+    from staffml_dagster.storage import connect_warehouse
+
+    return backend_from_env(exemplars=reviewed_exemplars(connect_warehouse()))
+
+
+BACKENDS = {"item-models": ItemModelGenerator, "anthropic": anthropic_with_reviewed_exemplars}
 
 # Top up a partition once its measured capacity changes (cell_capacity re-materialized);
 # a change of the design stages is left to a deliberate backfill.
