@@ -171,6 +171,7 @@ def test_rendered_prose_reads_as_written():
     assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"
     assert polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million") == "about 12 million USD over 1 day, not 11 days or 2.5 million"
     assert polish("at 30 Hz that is 1 frames; weights are 1 bytes each, 21 bytes in all") == "at 30 Hz that is 1 frame; weights are 1 byte each, 21 bytes in all"
+    assert polish("A 86% share. It adds a column to A and a row to B") == "An 86% share. It adds a column to A and a row to B"
 
 
 def test_an_item_model_may_pick_its_workloads_per_track(specs):

@@ -233,10 +233,16 @@ _WHOLE_MILLIONS = re.compile(r"(?<![\d.])(\d+)\.0 (thousand|million|billion|tril
 _ONE_PLURAL = re.compile(r"(?<![\d.,])1 (day|hour|minute|second|week|month|year|GPU|node|device|byte|token|frame|step|request|sample|cycle|image|epoch|user)s\b")
 
 
+def _sentence_start(text: str, i: int) -> bool:
+    """Whether position i starts a sentence: a capital 'A' elsewhere is a name (matrices A and B)."""
+    before = text[:i].rstrip()
+    return not before or before[-1] in ".!?:\n"
+
+
 def polish(text: str) -> str:
     """What a template cannot see once its values are filled in: "an 86%", "an Arm" (not "a"),
     "12 million" (not "12.0 million"), "1 day" (not "1 days")."""
-    text = _AN.sub(lambda m: m.group(1) + "n ", text)
+    text = _AN.sub(lambda m: m.group(1) + "n " if m.group(1) == "a" or _sentence_start(text, m.start()) else m.group(0), text)
     text = _WHOLE_MILLIONS.sub(r"\1 \2", text)
     return _ONE_PLURAL.sub(r"1 \1", text)
 
