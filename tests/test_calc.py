@@ -90,3 +90,18 @@ def test_a_step_on_a_knife_edge_is_refused():
     c.given("fp16_max", 65504, "", "largest FP16", "spec")
     c.given("max_grad", 4, "", "largest gradient", "scenario")
     assert c.step("k", "floor(log2(fp16_max / max_grad))", "", "exponent") == 13
+
+
+def test_napkin_math_shows_no_echo_and_no_quoted_literals():
+    """A step that only carries a value over reads '- label: value', not '141.1 GB = 141.1 GB';
+    a quoted literal in a calc ('1 byte') reads without its quotes."""
+    from staffml_dagster.generation.render import napkin_math
+
+    c = Calc()
+    c.given("w", 141.1, "GB", "weights", "scenario: the model card")
+    c.step("w_dev", "w", "GB", "weights on the device")
+    c.given("b", 262.1, "kB", "bytes per unit of rank", "scenario: adapter shape")
+    c.step("units", "b / '1 byte'", "", "bytes as a count")
+    text = napkin_math(c.steps, "done")
+    assert "- weights on the device: 141.1 GB\n" in text and "141.1 GB = 141.1 GB" not in text
+    assert "- bytes as a count: 262.1 kB / 1 byte = 262,100" in text and "'" not in text

@@ -18,8 +18,9 @@ def _provenance(source: str) -> str:
 
 
 def _with_values(expression: str, shown: dict[str, str]) -> str:
-    """An expression with each step's name replaced by its value: '28.6 GFLOP / (30 TOPS × 40%)'."""
-    text = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: shown.get(m.group(0), m.group(0)), expression)
+    """An expression with each step's name replaced by its value: '28.6 GFLOP / (30 TOPS × 40%)';
+    a literal quantity written in quotes in the calc ('1 byte') reads without them."""
+    text = re.sub(r"'([^'\n]*)'|\b[A-Za-z_]\w*\b", lambda m: m.group(1) if m.group(1) is not None else shown.get(m.group(0), m.group(0)), expression)
     return text.replace("**", "^").replace("*", "×")
 
 
@@ -33,7 +34,9 @@ def napkin_math(steps: list[CalcStep], conclusion: str) -> str:
     shown = {s.name: fmt_quantity(s.value, s.unit) for s in steps}
     for s in steps:
         if s.kind == "derived":
-            lines.append(f"- {s.label}: {_with_values(s.expression, shown)} = {fmt_quantity(s.value, s.unit)}")
+            worked, value = _with_values(s.expression, shown), fmt_quantity(s.value, s.unit)
+            lines.append(f"- {s.label}: {value}" if worked == value else f"- {s.label}: {worked} = {value}")  # no '141.1 GB = 141.1 GB'
+
     lines += ["", "**Conclusion:**", conclusion]
     return "\n".join(lines)
 
