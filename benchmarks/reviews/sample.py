@@ -129,20 +129,14 @@ def gate_columns(df: pd.DataFrame) -> list[str]:
 
 
 def read_calibration(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise SampleError(
-            f"calibration set not found: {path} (the published StaffML sample; pass --calibration-file PATH, "
-            "or --calibration 0 to review without calibration items)"
-        )
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise SampleError(f"{path}:{number}: not JSON: {exc}") from exc
-    df = pd.DataFrame(rows)
+    """The published StaffML rows, sorted by id (the package's reader, with this script's hint)."""
+    from staffml_dagster.quality.review_rounds import ReviewError, read_calibration as read_rows
+
+    try:
+        df = read_rows(path)
+    except ReviewError as exc:
+        hint = " (the published StaffML sample; pass --calibration-file PATH, or --calibration 0 to review without calibration items)"
+        raise SampleError(str(exc).replace("calibration file not found", "calibration set not found") + (hint if "not found" in str(exc) else "")) from exc
     if "id" in df.columns:
         df = df.sort_values("id", kind="stable").reset_index(drop=True)
     return df
