@@ -288,28 +288,19 @@ class Platform(_Model):
     interconnect: str | None = None
     unit_cost: Money | None = None
     kernel_library: str | None = Field(default=None, description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)")
-    on_chip: dict[str, Figure] = Field(default_factory=dict, description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes")
-    geometry: dict[str, Figure] = Field(default_factory=dict, description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`")
+    on_chip: dict[str, Size] = Field(default_factory=dict, description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes")
+    geometry: dict[str, Count] = Field(default_factory=dict, description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`")
 
-    @field_validator("on_chip")
+    @field_validator("on_chip", "geometry")
     @classmethod
-    def _on_chip_are_sizes(cls, memories: dict[str, Figure]) -> dict[str, Figure]:
-        for name, fig in memories.items():
+    def _snake_case_names(cls, figures: dict[str, Figure], info) -> dict[str, Figure]:
+        """Names a template reads as platform.<field>.<name>; sizes and counts are checked by their types."""
+        for name, fig in figures.items():
             if not SLUG_KEY.fullmatch(name):
-                raise ValueError(f"on-chip memory name {name!r} must be lower_snake_case")
-            if fig.q.dimensionality != quantity(1, "byte").dimensionality:
-                raise ValueError(f"on-chip memory {name!r} is {fig.value} {fig.unit}, not a size in bytes")
-        return memories
-
-    @field_validator("geometry")
-    @classmethod
-    def _geometry_are_counts(cls, counts: dict[str, Figure]) -> dict[str, Figure]:
-        for name, fig in counts.items():
-            if not SLUG_KEY.fullmatch(name):
-                raise ValueError(f"geometry name {name!r} must be lower_snake_case")
-            if not fig.q.dimensionless or fig.value != int(fig.value):
+                raise ValueError(f"{info.field_name} name {name!r} must be lower_snake_case")
+            if info.field_name == "geometry" and fig.value != int(fig.value):
                 raise ValueError(f"geometry {name!r} is {fig.value} {fig.unit}, not a whole count")
-        return counts
+        return figures
 
     @model_validator(mode="after")
     def _default_precision_known(self) -> "Platform":
