@@ -37,8 +37,7 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     if orphans:
         print(f"removed {len(orphans)} temp file(s) of killed writes from the warehouse", flush=True)
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    backend_config = {op: {"config": {"backend": backend}} for op in ("cell_capacity", "questions")}
-    run_config = {**quiet_logs, **({"ops": backend_config} if backend else {})}
+    run_config = {**quiet_logs, **({"resources": {"generator": {"config": {"backend": backend}}}} if backend else {})}
     owner = owner_tags()
     current: dict[str, str | None] = {"run_id": None}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from staffml_dagster.partitions import topic_track
-from staffml_dagster.resources import SpecsResource
+from staffml_dagster.resources import ITEM_MODELS, GeneratorResource, SpecsResource
 from staffml_dagster.specs import cached_specs
-from staffml_dagster.embedding import EmbedderResource
+from staffml_dagster.embedding import MINILM, EmbedderResource
 from staffml_dagster.stages import applicability, capacity, corpus, embeddings, imported, questions, reviews, skills, taxonomy, validation
 from staffml_dagster.storage import DuckDBWarehouse, HiveParquetIOManager
 
@@ -74,23 +76,41 @@ def reclaim_dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReas
     return dg.SkipReason(f"reclaimed {len(reclaimed)} run(s) of dead processes" if reclaimed else "no run of a dead process")
 
 
-def resources(specs_dir: str | None = None, warehouse: str | None = None) -> dict:
+def env_or_default(name: str, default: str) -> str:
+    """``dg.EnvVar(name)`` when the variable is set where the definitions load (Dagster reads its
+    value when a run starts, in the run's process), else ``default``: an EnvVar whose variable is
+    missing fails every run, and these variables are optional."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def resources(specs_dir: str | None = None, warehouse: str | None = None, generator: str | None = None, embedder: str | None = None) -> dict:
+    """The pipeline's resources. What is not given follows the environment: the generator
+    backend ``STAFFML_GENERATOR`` (item-models by default), the embedder ``STAFFML_EMBEDDER``
+    (all-MiniLM-L6-v2 by default), the warehouse folder ``STAFFML_DATA_DIR``/warehouse. The IO
+    manager and the warehouse resource share the folder, so a stage reads what it wrote."""
     return {
         "specs": SpecsResource(directory=specs_dir),
         "io_manager": HiveParquetIOManager(base_dir=warehouse),
         "warehouse": DuckDBWarehouse(base_dir=warehouse),
-        "embedder": EmbedderResource(),
+        "generator": GeneratorResource(backend=generator or env_or_default("STAFFML_GENERATOR", ITEM_MODELS)),
+        "embedder": EmbedderResource(kind=embedder or env_or_default("STAFFML_EMBEDDER", MINILM)),
     }
 
 
-defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=[design_stages_job, questions_job, corpus_job, everything_job, capacity_job],
-    schedules=[capacity_schedule],
-    sensors=[reclaim_dead_runs_sensor],
-    resources=resources(),
-    # steps run one after another in the run's own process: questions -> embeddings -> validation
-    # are a chain, and one process loads the definitions and the embedding model once per run
-    executor=dg.in_process_executor,
-)
+def build_defs(resource_defs: dict | None = None) -> dg.Definitions:
+    """Every asset, check, job, schedule and sensor bound to ``resource_defs`` (default:
+    ``resources()``, from the environment); tests pass their own."""
+    return dg.Definitions(
+        assets=all_assets,
+        asset_checks=all_checks,
+        jobs=[design_stages_job, questions_job, corpus_job, everything_job, capacity_job],
+        schedules=[capacity_schedule],
+        sensors=[reclaim_dead_runs_sensor],
+        resources=resources() if resource_defs is None else resource_defs,
+        # steps run one after another in the run's own process: questions -> embeddings -> validation
+        # are a chain, and one process loads the definitions and the embedding model once per run
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs()

@@ -133,10 +133,10 @@ def get_embedder(kind: str = MINILM) -> Embedder:
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """Which embedder the pipeline uses: ``all-MiniLM-L6-v2`` (the default) or ``tfidf``;
-    unset, it follows ``STAFFML_EMBEDDER``."""
+    """Which embedder the pipeline uses: ``all-MiniLM-L6-v2`` (the default) or ``tfidf``. The
+    definitions feed it from ``STAFFML_EMBEDDER``."""
 
-    kind: str | None = None
+    kind: str = MINILM
 
     def get(self) -> Embedder:
-        return get_embedder(self.kind or os.environ.get("STAFFML_EMBEDDER") or MINILM)
+        return get_embedder(self.kind)

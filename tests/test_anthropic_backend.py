@@ -388,7 +388,7 @@ def test_other_backend_errors_are_not_swallowed_by_the_ordering(specs, tmp_path,
         generate_in_order(specs, make_gen(api, tmp_path, sleeps), cells, seed=1, stop_on=(BudgetExceeded,))
 
 
-def test_questions_of_a_budget_stopped_run_keep_what_unreached_cells_held(specs, tmp_path, sleeps, monkeypatch):
+def test_questions_of_a_budget_stopped_run_keep_what_unreached_cells_held(specs, tmp_path, sleeps):
     """run_questions (the `questions` asset's work): the mastery cell is generated first; the quantify
     cell the budget left unreached keeps the question it held, so nothing is lost."""
     import pandas as pd
@@ -397,10 +397,9 @@ def test_questions_of_a_budget_stopped_run_keep_what_unreached_cells_held(specs,
     from staffml_dagster.stages.applicability import applicability_rows
     from staffml_dagster.stages.capacity import cell_rows
     from staffml_dagster.stages.questions import run_questions
-    from staffml_dagster.storage import write_parquet_atomic
+    from staffml_dagster.storage import DuckDBWarehouse, write_parquet_atomic
 
     data = tmp_path / "data"
-    monkeypatch.setenv("STAFFML_DATA_DIR", str(data))
     matrix = applicability_rows(specs)
     cells = cell_rows(specs, {("kv-cache-management", "cloud")})
     cells = cells[cells.zone.isin(["quantify", "mastery"]) & cells.level.isin(["L3", "L6+"])].reset_index(drop=True)
@@ -411,7 +410,8 @@ def test_questions_of_a_budget_stopped_run_keep_what_unreached_cells_held(specs,
                          data / "warehouse" / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet")
     api = FakeAPI([message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
     gen = make_gen(api, tmp_path, sleeps, budget_usd=0.01)
-    frames, outcome = run_questions(specs, gen, [("kv-cache-management", "cloud"), ("kv-cache-management", "tinyml")], cells, matrix, measured, seed=1)
+    frames, outcome = run_questions(specs, gen, [("kv-cache-management", "cloud"), ("kv-cache-management", "tinyml")], cells, matrix, measured, seed=1,
+                                    warehouse=DuckDBWarehouse(base_dir=str(data / "warehouse")))
     assert api.calls == 1 and _zone_of(api.requests[0]) == "mastery"
     assert outcome["stopped"].startswith("budget of $0.01 reached") and outcome["not_reached"] == [("kv-cache-management", "cloud", "quantify", "L3")]
     df = frames[("kv-cache-management", "cloud")]

@@ -87,11 +87,10 @@ def test_schedule_requests_every_partition_in_one_run():
     assert request.tags["dagster/asset_partition_range_end"] == keys[-1]
 
 
-def test_single_run_over_two_partitions_writes_each(warehouse, specs, monkeypatch):
-    from staffml_dagster.definitions import defs
+def test_single_run_over_two_partitions_writes_each(pipeline, specs):
     from staffml_dagster.storage import read_partition
 
-    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    defs, warehouse = pipeline.defs, pipeline.warehouse
     instance = dg.DagsterInstance.ephemeral()
     assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
     tags = {"dagster/asset_partition_range_start": "kv-cache-management|cloud", "dagster/asset_partition_range_end": "kv-cache-management|edge"}
@@ -102,10 +101,8 @@ def test_single_run_over_two_partitions_writes_each(warehouse, specs, monkeypatc
         assert df is not None and len(df) > 0 and set(df["track"]) == {track}
 
 
-def test_questions_top_up_after_capacity_is_measured(warehouse, monkeypatch):
-    from staffml_dagster.definitions import defs
-
-    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+def test_questions_top_up_after_capacity_is_measured(pipeline):
+    defs, warehouse = pipeline.defs, pipeline.warehouse
     instance = dg.DagsterInstance.ephemeral()
     assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
     key = f"{TOPIC}|{TRACK}"

@@ -20,9 +20,8 @@ def test_vectors_are_normalised_and_rank_near_duplicates_first(kind):
     assert np.array_equal(e.encode(NEAR), e.encode(NEAR))  # deterministic
 
 
-def test_resource_follows_config_and_environment(monkeypatch):
-    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
-    assert EmbedderResource().get().name == "tfidf"
+def test_resource_follows_its_config():
+    assert EmbedderResource().get().name == "all-MiniLM-L6-v2"  # the default (STAFFML_EMBEDDER is mapped in definitions.resources)
     assert EmbedderResource(kind="tfidf").get() is get_embedder("tfidf")  # loaded once per process
     with pytest.raises(ValueError, match="unknown embedder"):
         EmbedderResource(kind="word2vec").get()

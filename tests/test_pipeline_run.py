@@ -29,20 +29,20 @@ def window(specs):
     pytest.fail("no window of four partitions mixes applicable and inapplicable ones")
 
 
-def _materialize(instance, partition_key=None, tags=None):
-    from staffml_dagster.definitions import defs
-
+def _materialize(defs, instance, partition_key=None, tags=None):
     assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance, run_config=QUIET).success
     result = defs.resolve_job_def("questions_job").execute_in_process(instance=instance, partition_key=partition_key, tags=tags, run_config=QUIET)
     assert result.success
     return result
 
 
-def test_one_run_over_a_range_writes_what_single_runs_write(window, warehouse, tmp_path, monkeypatch):
+def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tmp_path):
+    from staffml_dagster.definitions import build_defs, resources
+
     keys, flags = window
-    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    warehouse = pipeline.warehouse
     instance = dg.DagsterInstance.ephemeral()
-    _materialize(instance, tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    _materialize(pipeline.defs, instance, tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
     assert len(instance.get_run_records()) == 2  # the design stages, then all four partitions at once
     materialized = instance.get_materialized_partitions(dg.AssetKey("validated_questions"))
     assert set(materialized) == set(keys)
@@ -59,10 +59,10 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, warehouse, t
         ranged[key] = sorted(q["id"])
 
     # the same partition materialized on its own, in a fresh warehouse, holds the same questions
-    monkeypatch.setenv("STAFFML_DATA_DIR", str(tmp_path / "single"))
+    single = build_defs(resources(warehouse=str(tmp_path / "single"), generator="item-models", embedder="tfidf"))
     single_key = next(k for k, a in zip(keys, flags) if a)
-    _materialize(dg.DagsterInstance.ephemeral(), partition_key=single_key)
-    alone = read_partition(tmp_path / "single" / "warehouse", "questions", dict(single_key.keys_by_dimension))
+    _materialize(single, dg.DagsterInstance.ephemeral(), partition_key=single_key)
+    alone = read_partition(tmp_path / "single", "questions", dict(single_key.keys_by_dimension))
     assert sorted(alone["id"]) == ranged[single_key]
 
 

@@ -84,12 +84,10 @@ def _questions_meta(result):
     return events[0].step_materialization_data.materialization.metadata
 
 
-def test_questions_asset_partition_and_inapplicable_partition(warehouse):
-    from staffml_dagster.definitions import defs
-
+def test_questions_asset_partition_and_inapplicable_partition(pipeline):
     instance = dg.DagsterInstance.ephemeral()
-    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
-    job = defs.resolve_job_def("questions_job")
+    assert pipeline.defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
+    job = pipeline.defs.resolve_job_def("questions_job")
     ok = job.execute_in_process(partition_key="kv-cache-management|cloud", instance=instance)
     assert ok.success
     meta = _questions_meta(ok)
@@ -100,8 +98,58 @@ def test_questions_asset_partition_and_inapplicable_partition(warehouse):
     meta = _questions_meta(empty)
     assert meta["dagster/row_count"].value == 0
     assert "gigabytes of DRAM" in meta["inapplicable"].value
-    path = warehouse / "questions" / "topic=kv-cache-management" / "track=tinyml" / "part.parquet"
+    path = pipeline.warehouse / "questions" / "topic=kv-cache-management" / "track=tinyml" / "part.parquet"
     assert path.exists() and len(pd.read_parquet(path)) == 0
+
+
+def _materialization_meta(result, asset: str):
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset]
+    assert len(events) == 1
+    return events[0].step_materialization_data.materialization.metadata
+
+
+def test_a_second_run_keeps_what_the_warehouse_resource_holds(pipeline):
+    """The questions and their embeddings of a partition's previous run are read from the
+    warehouse the run writes to (the resource's folder, not the environment's): a second run
+    keeps every question and embeds none again."""
+    instance = dg.DagsterInstance.ephemeral()
+    assert pipeline.defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
+    job = pipeline.defs.resolve_job_def("questions_job")
+    first = job.execute_in_process(partition_key="kv-cache-management|cloud", instance=instance)
+    assert first.success and _materialization_meta(first, "questions")["kept_from_previous"].value == 0
+    second = job.execute_in_process(partition_key="kv-cache-management|cloud", instance=instance)
+    assert second.success
+    rows = _materialization_meta(second, "questions")["dagster/row_count"].value
+    assert rows >= 5
+    assert _materialization_meta(second, "questions")["kept_from_previous"].value == rows
+    assert _materialization_meta(second, "question_embeddings")["reused_vectors"].value == rows
+
+
+def test_the_environment_chooses_the_resources_when_a_run_starts(monkeypatch):
+    """STAFFML_GENERATOR and STAFFML_EMBEDDER feed the resources as dg.EnvVar (read in the run's
+    process); unset, the offline generator and all-MiniLM-L6-v2."""
+    from staffml_dagster.definitions import resources
+
+    monkeypatch.setenv("STAFFML_GENERATOR", "anthropic")
+    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    res = resources()
+    assert isinstance(res["generator"].backend, dg.EnvVar) and isinstance(res["embedder"].kind, dg.EnvVar)
+    with dg.build_resources({"generator": res["generator"], "embedder": res["embedder"]}) as built:
+        assert built.generator.backend == "anthropic" and built.embedder.get().name == "tfidf"
+    monkeypatch.delenv("STAFFML_GENERATOR")
+    monkeypatch.delenv("STAFFML_EMBEDDER")
+    res = resources()
+    assert (res["generator"].backend, res["embedder"].kind) == ("item-models", "all-MiniLM-L6-v2")
+    assert resources(generator="anthropic", embedder="tfidf")["generator"].backend == "anthropic"
+
+
+def test_an_unknown_generator_backend_fails_with_the_choices(tmp_path):
+    from staffml_dagster.resources import GeneratorResource
+    from staffml_dagster.storage import DuckDBWarehouse
+
+    with pytest.raises(dg.Failure, match="unknown generator backend 'claude' in resource `generator`.*choose one of item-models, anthropic"):
+        GeneratorResource(backend="claude").create_backend(DuckDBWarehouse(base_dir=str(tmp_path)))
+    assert GeneratorResource().create_backend(DuckDBWarehouse(base_dir=str(tmp_path))).name == "item-models"
 
 
 @pytest.mark.integration
@@ -146,17 +194,15 @@ class TestFullCorpus:
         assert corpus.title.str.len().max() <= 120, corpus.loc[corpus.title.str.len().idxmax(), "title"]
 
 
-def test_anthropic_backend_without_key_fails_before_any_call(warehouse, monkeypatch):
-    from staffml_dagster.definitions import defs
-
+def test_anthropic_backend_without_key_fails_before_any_call(pipeline, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     instance = dg.DagsterInstance.ephemeral()
-    assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
-    result = defs.resolve_job_def("questions_job").execute_in_process(
+    assert pipeline.defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
+    result = pipeline.defs.resolve_job_def("questions_job").execute_in_process(
         partition_key="kv-cache-management|cloud", instance=instance, raise_on_error=False,
-        run_config={"ops": {"questions": {"config": {"backend": "anthropic"}}}},
+        run_config={"resources": {"generator": {"config": {"backend": "anthropic"}}}},  # what `staffml run --backend anthropic` passes
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "ANTHROPIC_API_KEY is not set" in failure.event_specific_data.error.message
-    assert not (warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet").exists()
+    assert not (pipeline.warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet").exists()

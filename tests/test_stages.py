@@ -80,15 +80,13 @@ def test_definitions_load():
     assert defs.resolve_job_def("design_stages") is not None
 
 
-def test_design_stages_materialize_with_passing_checks(warehouse):
-    from staffml_dagster.definitions import defs
-
-    result = defs.resolve_job_def("design_stages").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+def test_design_stages_materialize_with_passing_checks(pipeline):
+    result = pipeline.defs.resolve_job_def("design_stages").execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks if not c.passed]
-    assert (warehouse / "applicability_matrix" / "part.parquet").exists()
-    zones = pd.read_parquet(warehouse / "zones" / "part.parquet")
+    assert (pipeline.warehouse / "applicability_matrix" / "part.parquet").exists()
+    zones = pd.read_parquet(pipeline.warehouse / "zones" / "part.parquet")
     assert len(zones) == 12
     mats = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata for e in result.get_asset_materialization_events()}
     assert mats["topics"]["dagster/row_count"].value == 86

@@ -34,9 +34,15 @@ class CellRequest:
 class GeneratorBackend(Protocol):
     name: str
     version: str
+    failures: list[dict]  # what it gave up on in this process: {"cell", "reason", "raw"} each
 
     def generate(self, specs: Specs, cell: CellRequest) -> list[dict]:
         """Return question rows (see QUESTION_COLUMNS) for the cell, at most ``cell.target``."""
+        ...
+
+    def run_summary(self) -> dict | None:
+        """What generating cost in this process (calls, spend, tokens, failures) for the run's
+        metadata; None for a backend with nothing to report (the offline one)."""
         ...
 
 

@@ -50,6 +50,13 @@ class ItemModelGenerator:
     name = "item-models"
     version = GENERATOR_VERSION
 
+    def __init__(self):
+        self.failures: list[dict] = []  # no call to fail or answer to reject: it never gives up on a row
+
+    def run_summary(self) -> None:
+        """Offline generation costs nothing and calls nothing: no summary."""
+        return None
+
     def _reasonings(self, specs: Specs, cell: CellRequest) -> tuple[dict[str, tuple], int, random.Random]:
         """Every distinct reasoning the cell's native designs reach over all their settings, each
         with the first setting (in the seeded order) that reaches it; how many settings were

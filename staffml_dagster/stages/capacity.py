@@ -7,16 +7,15 @@ capacity and by ``questions_per_cell`` in specs/generation.yaml until the empiri
 capacity is measured.
 """
 
-import os
-
 import dagster as dg
 import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.quality.coverage import data_uri
-from staffml_dagster.resources import SpecsResource
+from staffml_dagster.resources import GeneratorResource, SpecsResource
 from staffml_dagster.specs import Specs
+from staffml_dagster.storage import DuckDBWarehouse
 from staffml_dagster.stages.metadata import table_metadata
 
 GROUP = "capacity"
@@ -173,10 +172,6 @@ def capacity_plot(measured: pd.DataFrame, title: str) -> bytes:
     return buf.getvalue()
 
 
-class CapacityConfig(dg.Config):
-    backend: str = os.environ.get("STAFFML_GENERATOR", "item-models")
-
-
 @dg.asset(
     partitions_def=topic_track,
     group_name=GROUP,
@@ -185,13 +180,13 @@ class CapacityConfig(dg.Config):
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="Empirical capacity of every cell of the partition. The offline item models are enumerated: the capacity is the exact number of distinct reasonings their designs reach (stop reason `exhausted`). Another backend (Claude) is sampled in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.",
 )
-def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, specs: SpecsResource, embedder: EmbedderResource, cells: pd.DataFrame) -> pd.DataFrame:
+def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, generator: GeneratorResource, embedder: EmbedderResource,
+                  warehouse: DuckDBWarehouse, cells: pd.DataFrame) -> pd.DataFrame:
     from staffml_dagster.paths import reports_dir
     from staffml_dagster.quality.coverage import write_png
-    from staffml_dagster.stages.questions import make_backend
 
     loaded = specs.load()
-    backend = make_backend(config.backend)
+    backend = generator.create_backend(warehouse)
     keys = [topic_track.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
     frames, pictures = [], {}
     for key in keys:

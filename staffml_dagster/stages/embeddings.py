@@ -10,9 +10,8 @@ import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
-from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.quality.criteria import distinct_text
-from staffml_dagster.storage import read_partition
+from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "validation"
 EMBEDDING_COLUMNS = ["id", "topic", "track", "zone", "level", "model", "text_hash", "vector"]
@@ -44,9 +43,9 @@ def embedding_rows(questions: pd.DataFrame, embedder, previous: pd.DataFrame | N
     return df, len(texts) - len(todo)
 
 
-def stored_embeddings(partition_keys: list[str]) -> pd.DataFrame | None:
-    """What this asset holds now for the given partitions (None when never materialized)."""
-    frames = [read_partition(warehouse_dir(), "question_embeddings", dict(topic_track.get_partition_key_from_str(k).keys_by_dimension)) for k in partition_keys]
+def stored_embeddings(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> pd.DataFrame | None:
+    """What this asset holds in ``warehouse`` for the given partitions (None when never materialized)."""
+    frames = [warehouse.read_partition("question_embeddings", dict(topic_track.get_partition_key_from_str(k).keys_by_dimension)) for k in partition_keys]
     frames = [f for f in frames if f is not None and len(f)]
     return pd.concat(frames, ignore_index=True) if frames else None
 
@@ -63,8 +62,8 @@ def vectors_by_id(embeddings: pd.DataFrame) -> dict[str, np.ndarray]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline, or the hashed TF-IDF fallback).",
 )
-def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, questions: pd.DataFrame) -> pd.DataFrame:
-    df, reused = embedding_rows(questions, embedder.get(), stored_embeddings(context.partition_keys))
+def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, warehouse: DuckDBWarehouse, questions: pd.DataFrame) -> pd.DataFrame:
+    df, reused = embedding_rows(questions, embedder.get(), stored_embeddings(warehouse, context.partition_keys))
     dim = len(df["vector"].iloc[0]) if len(df) else 0
     context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(len(df)), "model": embedder.get().name, "dimension": dim,
                                  "reused_vectors": dg.MetadataValue.int(reused)})

@@ -1,34 +1,20 @@
-"""Stage 7: the questions of each (topic, track) partition, from the chosen generator backend."""
-
-import os
+"""Stage 7: the questions of each (topic, track) partition, from the generator resource's backend."""
 
 import dagster as dg
 import pandas as pd
 
 from staffml_dagster.generation.anthropic_backend import GENERATOR_VERSION as ANTHROPIC_VERSION
-from staffml_dagster.generation.anthropic_backend import AnthropicBackendError, backend_from_env
-from staffml_dagster.generation.offline import GENERATOR_VERSION, ItemModelGenerator
-from staffml_dagster.generation.backend import QUESTION_COLUMNS
+from staffml_dagster.generation.anthropic_backend import AnthropicBackendError
+from staffml_dagster.generation.offline import GENERATOR_VERSION
+from staffml_dagster.generation.backend import QUESTION_COLUMNS, GeneratorBackend
 from staffml_dagster.generation.partition import cell_targets, empty_questions
-from staffml_dagster.paths import warehouse_dir
-from staffml_dagster.storage import read_partition
+from staffml_dagster.storage import DuckDBWarehouse
 from staffml_dagster.partitions import topic_track
-from staffml_dagster.resources import SpecsResource
+from staffml_dagster.resources import GeneratorResource, SpecsResource
 from staffml_dagster.runs import record_owner
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "questions"
-
-
-def anthropic_with_reviewed_exemplars():
-    """Claude, shown as exemplars only corpus questions that reviews rated staff-worthy."""
-    from staffml_dagster.quality.exemplars import reviewed_exemplars
-    from staffml_dagster.storage import connect_warehouse
-
-    return backend_from_env(exemplars=reviewed_exemplars(connect_warehouse()))
-
-
-BACKENDS = {"item-models": ItemModelGenerator, "anthropic": anthropic_with_reviewed_exemplars}
 
 # Top up a partition once its measured capacity changes (cell_capacity re-materialized);
 # a change of the design stages is left to a deliberate backfill.
@@ -40,27 +26,17 @@ TOP_UP = (
 
 
 class QuestionsConfig(dg.Config):
-    backend: str = os.environ.get("STAFFML_GENERATOR", "item-models")
     seed: int | None = None
 
-def make_backend(name: str):
-    if name not in BACKENDS:
-        raise dg.Failure(f"unknown generator backend {name!r}; choose one of {', '.join(sorted(BACKENDS))} (run config `backend` or STAFFML_GENERATOR)")
-    try:
-        return BACKENDS[name]()
-    except AnthropicBackendError as exc:  # e.g. the key is missing: say so before any call
-        raise dg.Failure(str(exc)) from None
 
-
-def backend_metadata(backend) -> dict:
-    """Cost, calls and failures of a remote backend, for the partition's metadata."""
-    summary = getattr(backend, "run_summary", None)
+def backend_metadata(backend: GeneratorBackend) -> dict:
+    """Cost, calls and failures of a backend that reports them (Claude), for the partition's metadata."""
+    summary = backend.run_summary()
     if summary is None:
         return {}
-    failures = getattr(backend, "failures", [])
-    rows = [{"cell": f.get("cell"), "reason": f.get("reason"), "raw": f.get("raw")} for f in failures]
+    rows = [{"cell": f.get("cell"), "reason": f.get("reason"), "raw": f.get("raw")} for f in backend.failures]
     return {
-        "generation": dg.MetadataValue.json(summary()),
+        "generation": dg.MetadataValue.json(summary),
         "generation_failures": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows), rows=20, width=160) if rows else "none"),
     }
 
@@ -85,24 +61,25 @@ def questions_metadata(df: pd.DataFrame) -> dict:
     }
 
 def partition_plan(loaded, topic: str, track: str, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                   cell_capacity: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
+                   cell_capacity: pd.DataFrame, warehouse: DuckDBWarehouse) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
     """One partition's cells with their targets and what they hold (``filled``), its previous
-    questions, or the reason it is inapplicable."""
+    questions (as ``warehouse`` holds them), or the reason it is inapplicable."""
     verdict = applicability_matrix[(applicability_matrix["topic"] == topic) & (applicability_matrix["track"] == track)]
     if verdict.empty:
         raise dg.Failure(f"partition {topic}|{track} is not in the applicability matrix; rematerialize applicability_matrix")
     if not bool(verdict.iloc[0]["applicable"]):
         return None, None, str(verdict.iloc[0]["justification"])
-    previous = read_partition(warehouse_dir(), "questions", {"topic": topic, "track": track})
+    previous = warehouse.read_partition("questions", {"topic": topic, "track": track})
     mine = cell_targets(cells[(cells["topic"] == topic) & (cells["track"] == track)], cell_capacity, previous, loaded.generation.questions_per_cell)
     held = previous.groupby(["zone", "level"]).size().to_dict() if previous is not None and len(previous) else {}
     mine["filled"] = [int(held.get((r.zone, r.level), 0)) for r in mine.itertuples()]
     return mine, previous, None
 
 
-def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                  cell_capacity: pd.DataFrame, seed: int | None) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
-    """The questions of every (topic, track) partition of a run and what happened to them.
+def run_questions(loaded, backend: GeneratorBackend, partitions: list[tuple[str, str]], cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
+                  cell_capacity: pd.DataFrame, seed: int | None, warehouse: DuckDBWarehouse) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
+    """The questions of every (topic, track) partition of a run and what happened to them;
+    what each partition held before is read from ``warehouse``, the folder its output goes to.
 
     An inapplicable partition is empty with its reason. The cells of all applicable partitions
     are generated in gap order (quality/gaps.py: open gaps first, mastery and optimization zones
@@ -117,7 +94,7 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
     plans: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None]] = {}
     outcome: dict = {"inapplicable": {}, "kept": 0, "dropped": 0, "stopped": None, "not_reached": []}
     for topic, track in partitions:
-        mine, previous, reason = partition_plan(loaded, topic, track, cells, applicability_matrix, cell_capacity)
+        mine, previous, reason = partition_plan(loaded, topic, track, cells, applicability_matrix, cell_capacity, warehouse)
         if reason is not None:
             frames[(topic, track)] = empty_questions()
             outcome["inapplicable"][f"{topic}|{track}"] = reason
@@ -155,17 +132,18 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
     pool="anthropic",
     automation_condition=TOP_UP,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with backend=anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run, which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
+    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with the `generator` resource set to anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run, which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
-def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
+def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs: SpecsResource, generator: GeneratorResource, warehouse: DuckDBWarehouse,
+              cells: pd.DataFrame, applicability_matrix: pd.DataFrame, cell_capacity: pd.DataFrame) -> pd.DataFrame:
     record_owner(context.instance, context.run_id)  # this process holds an `anthropic` slot: tag it so a dead one is reclaimed
     loaded = specs.load()
-    backend = make_backend(config.backend)
+    backend = generator.create_backend(warehouse)
     partitions = []
     for key in context.partition_keys:
         dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
         partitions.append((dims["topic"], dims["track"]))
-    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed)
+    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed, warehouse)
     frames = [by_partition[p] for p in partitions]
     inapplicable = outcome["inapplicable"]
     filled = [f for f in frames if len(f)]

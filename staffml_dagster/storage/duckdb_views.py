@@ -7,8 +7,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+import pandas as pd
+
 from staffml_dagster.paths import warehouse_dir
-from staffml_dagster.storage.parquet_io import PART_FILE
+from staffml_dagster.storage.parquet_io import PART_FILE, read_partition
 
 
 def asset_sources(root: Path) -> list[tuple[str, list[Path], bool]]:
@@ -38,9 +40,20 @@ def connect_warehouse(root: Path | None = None) -> duckdb.DuckDBPyConnection:
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):
-    """Gives assets and the CLI a DuckDB connection with one view per asset."""
+    """The warehouse folder the IO manager writes: a DuckDB connection with one view per asset,
+    and what an asset held before this run (a stage that keeps or reuses its previous rows
+    reads them here, so it reads the folder its output goes to). ``base_dir`` unset: the
+    ``warehouse`` folder of ``STAFFML_DATA_DIR`` (``data/`` by default)."""
 
     base_dir: str | None = None
 
+    @property
+    def root(self) -> Path:
+        return Path(self.base_dir) if self.base_dir else warehouse_dir()
+
     def connect(self) -> duckdb.DuckDBPyConnection:
-        return connect_warehouse(Path(self.base_dir) if self.base_dir else None)
+        return connect_warehouse(self.root)
+
+    def read_partition(self, asset: str, dims: dict[str, str] | None) -> pd.DataFrame | None:
+        """One partition of ``asset`` as last written, or None when never materialized."""
+        return read_partition(self.root, asset, dims)
