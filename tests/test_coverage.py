@@ -109,13 +109,14 @@ def test_report_shows_the_gaps_and_the_applicability_evidence(tmp_path):
     assert len(pd.read_parquet(tmp_path / "coverage_gaps.parquet")) == 7
 
 
-def test_corpus_job_ranks_the_gaps_and_records_the_evidence(warehouse):
+def test_corpus_job_ranks_the_gaps_and_records_the_evidence(pipeline):
     """The corpus group wired end to end on one partition: open_gaps and applicability_evidence are
     materialized from the validated questions and shown in the coverage report."""
     import dagster as dg
 
-    from staffml_dagster.definitions import defs
     from staffml_dagster.paths import reports_dir
+
+    defs, warehouse = pipeline.defs, pipeline.warehouse
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     instance = dg.DagsterInstance.ephemeral()

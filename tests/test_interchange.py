@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from staffml_dagster.cli import main
-from staffml_dagster.embedding import EmbedderResource, get_embedder
+from staffml_dagster.embedding import get_embedder
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest
 from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.interchange import ImportLimits, export_corpus, import_corpus, review_imported
@@ -557,7 +557,7 @@ def _materialize(run_config: dict | None = None):
     from staffml_dagster.definitions import resources
     from staffml_dagster.stages.imported import imported_questions
 
-    res = {**resources(), "embedder": EmbedderResource(kind="tfidf")}
+    res = resources(embedder="tfidf")
     return dg.materialize([imported_questions], resources=res, run_config=run_config or {}, raise_on_error=False)
 
 
