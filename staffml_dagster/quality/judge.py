@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from staffml_dagster.generation.anthropic import AnthropicGenerator, inline_refs
-from staffml_dagster.generation.anthropic.prompts import load_template
+from staffml_dagster.paths import assets_dir
 from staffml_dagster.quality.agreement import HUMAN_PREFIX, JUDGE, RUBRIC_CRITERIA
 from staffml_dagster.quality.review_text import META_FIELDS, SECTIONS, normalise_text
 
@@ -69,6 +69,14 @@ JUDGE_TOOL = {
 JUDGE_TOOL_HASH = hashlib.sha256(json.dumps(JUDGE_TOOL, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def judge_prompt() -> str:
+    path = assets_dir() / "prompts" / "judge.md"
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"the judge's prompt is missing: {path}") from None
+
+
 def item_block(row: dict) -> str:
     """The item as a reviewer sees it, between <item> tags (a closing tag inside is escaped)."""
     lines = [f"{name}: {normalise_text(row.get(f), f)}" for f, name in META_FIELDS]
@@ -106,7 +114,7 @@ def parse_review(message: dict) -> tuple[JudgeReview | None, str | None]:
 
 def judge_question(backend: AnthropicGenerator, row: dict, system: str | None = None) -> dict:
     """One question's verdict row (JUDGE_COLUMNS); BudgetExceeded propagates."""
-    system = system or load_template("judge.md")
+    system = system or judge_prompt()
     user = item_block(row)
     out = {"question_id": str(row["id"]), "topic": row.get("topic"), "track": row.get("track"), "model": backend.model,
            "cost_usd": 0.0, "cached": True, "error": None, "judge_version": JUDGE_VERSION,
@@ -145,7 +153,7 @@ def judge_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def judge_questions(backend: AnthropicGenerator, questions: pd.DataFrame) -> pd.DataFrame:
-    system = load_template("judge.md")
+    system = judge_prompt()
     return judge_frame([judge_question(backend, r, system) for r in questions.to_dict("records")])
 
 

@@ -22,7 +22,7 @@ def load_template(name: str) -> str:
     path = assets_dir() / "prompts" / name
     if not path.is_file():
         raise FileNotFoundError(f"prompt template assets/prompts/{name} not found at {path}")
-    return path.read_text(encoding="utf-8")
+    return path.read_text()
 
 
 def fill(template: str, values: Mapping[str, object], name: str = "template") -> str:
