@@ -34,7 +34,7 @@ def make_backend(name: str, warehouse: DuckDBWarehouse) -> GeneratorBackend:
 
         return ItemModelGenerator()
     if name == ANTHROPIC:
-        from staffml_dagster.generation.anthropic_backend import backend_from_env
+        from staffml_dagster.generation.anthropic import backend_from_env
         from staffml_dagster.quality.exemplars import reviewed_exemplars
 
         return backend_from_env(exemplars=reviewed_exemplars(warehouse.connect()))
@@ -52,7 +52,7 @@ class GeneratorResource(dg.ConfigurableResource):
     def create_backend(self, warehouse: DuckDBWarehouse) -> GeneratorBackend:
         """A fresh backend for one step; a bad name or a backend that cannot start fails the
         step with its reason before anything is generated."""
-        from staffml_dagster.generation.anthropic_backend import AnthropicBackendError
+        from staffml_dagster.generation.anthropic import AnthropicBackendError
 
         if self.backend not in GENERATOR_BACKENDS:
             raise dg.Failure(f"unknown generator backend {self.backend!r} in resource `generator` (STAFFML_GENERATOR or the run config); "

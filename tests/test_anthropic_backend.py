@@ -1,4 +1,5 @@
-"""The anthropic backend against the real SDK client over a mock transport (no network, no sleeping)."""
+"""The anthropic backend against the real SDK client over a mock transport (no network; every retryable
+error the mock returns asks for a 1 ms retry-after, so the SDK's retries do not sleep)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import anthropic
 import httpx2
 import pytest
 
-from staffml_dagster.generation import anthropic_backend as ab
-from staffml_dagster.generation.anthropic_backend import AnthropicGenerator, BudgetExceeded, MissingAPIKey, backend_from_env
+from staffml_dagster.generation import anthropic as ab
+from staffml_dagster.generation.anthropic import AnthropicGenerator, BudgetExceeded, MissingAPIKey, backend_from_env
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest
 from staffml_dagster.generation.calc import Calc, recompute
 from staffml_dagster.quality import criteria
@@ -170,8 +171,11 @@ def make_gen(handler, tmp_path, sleeps, **kw) -> AnthropicGenerator:
     return AnthropicGenerator(client_for(handler), sleep=sleeps.append, clock=lambda: 0.0, **kw)
 
 
+RETRY_NOW = {"retry-after-ms": "1"}
+
+
 def overloaded() -> httpx2.Response:
-    return httpx2.Response(529, json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    return httpx2.Response(529, headers=RETRY_NOW, json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
 
 
 # --------------------------------------------------------------------------- synchronous generation
@@ -190,8 +194,7 @@ def test_generate_cell_gives_valid_rows(specs, tmp_path, sleeps):
         assert row["spec_version"] == specs.version and row["model"] == "claude-sonnet-4-6"
         assert row["id"].startswith("cloud-kv-cache-management-")
         assert recompute(row["calc"]) == []
-        for verdict in (criteria.specificity(row, specs), criteria.grounding(row, specs), criteria.falsifiability(row),
-                        criteria.computability(row), criteria.hygiene(row, specs)):
+        for verdict in criteria.row_verdicts(row, specs, criteria.FORM_CRITERIA).values():
             assert verdict.passed, verdict
     assert rows[0]["answer_value"] == 59 and rows[1]["answer_unit"] == "ms"
     assert rows[0]["prompt_hash"] == rows[1]["prompt_hash"]
@@ -248,24 +251,26 @@ def test_rerun_is_served_from_cache_with_zero_calls(specs, tmp_path, sleeps):
     assert other_seed.calls == 1  # another seed asks for fresh samples
 
 
-def test_529_then_success_is_retried_with_backoff(specs, tmp_path, sleeps):
-    api = FakeAPI([overloaded(), httpx2.ConnectError("boom"), message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
+def test_529_and_429_are_retried_by_the_sdk_and_counted(specs, tmp_path, sleeps):
+    rate_limited = httpx2.Response(429, headers=RETRY_NOW, json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+    api = FakeAPI([overloaded(), rate_limited, message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
     gen = make_gen(api, tmp_path, sleeps)
     rows = gen.generate(specs, CELL)
     assert len(rows) == 2 and api.calls == 3
-    assert len(sleeps) == 2 and 0 < sleeps[0] < sleeps[1]  # exponential, jittered, injected (no real sleep)
+    assert [h["x-stainless-retry-count"] for h in api.headers] == ["0", "1", "2"]  # one call, retried twice by the SDK
     assert gen.run_summary()["retries"] == 2 and gen.run_summary()["api_calls"] == 1
+    assert gen.client.max_retries == 4 and sleeps == []  # the SDK's own backoff; the generator adds none
 
 
 def test_exhausted_retries_raise_and_cache_stays_sound(specs, tmp_path, sleeps):
     ok = FakeAPI([message({"questions": [kv_capacity_question(specs), kv_read_time_question(specs)]})])
     make_gen(ok, tmp_path, sleeps).generate(specs, CELL)
 
-    failing = FakeAPI([httpx2.Response(500, json={"type": "error", "error": {"type": "api_error", "message": "Internal"}})] * 3)
+    failing = FakeAPI([httpx2.Response(500, headers=RETRY_NOW, json={"type": "error", "error": {"type": "api_error", "message": "Internal"}})] * 3)
     gen = make_gen(failing, tmp_path, sleeps, max_api_retries=2)
     with pytest.raises(anthropic.InternalServerError):
         gen.generate(specs, OTHER_CELL)
-    assert failing.calls == 3 and len(sleeps) == 2
+    assert failing.calls == 3 and gen.run_summary()["retries"] == 2
     cache = tmp_path / "cache"
     assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
     for path in cache.rglob("*.json"):
@@ -291,7 +296,8 @@ def test_malformed_question_is_repaired_alone_then_recorded(specs, tmp_path, sle
     assert api.requests[2]["messages"][0]["content"][0]["text"].count("not valid JSON") == 1
     [failure] = gen.last_failures
     assert failure["cell"] == "kv-cache-management|cloud|quantify|L3" and failure["index"] == 1 and failure["sample"] == "1.0"
-    assert "the answer is 99" in failure["reason"] and "Decode-step KV read time" in failure["raw"]
+    assert "computability: the last step gives 10.26 ms, but the stated answer is 99 ms" in failure["reason"]
+    assert "Decode-step KV read time" in failure["raw"]
     assert gen.failures == gen.last_failures and gen.run_summary()["repairs"] == 2
 
 
@@ -303,7 +309,7 @@ def test_repair_that_succeeds_is_accepted(specs, tmp_path, sleeps):
     gen = make_gen(api, tmp_path, sleeps)
     rows = gen.generate(specs, CELL)
     assert len(rows) == 2 and gen.last_failures == []
-    assert "not platforms of the cloud track" in api.requests[1]["messages"][0]["content"][0]["text"]
+    assert "- grounding: platform jetson-agx-orin belongs to edge, not cloud" in api.requests[1]["messages"][0]["content"][0]["text"]
     assert rows[1]["cost_usd"] == pytest.approx(USAGE_COST / 2 + USAGE_COST)
 
 
@@ -596,3 +602,25 @@ def test_extra_questions_beyond_the_request_are_recorded_not_silently_dropped(sp
     assert [r["answer_unit"] for r in rows] == ["ms"]
     [failure] = gen.last_failures
     assert "2 questions but 1 were requested" in failure["reason"] and "headroom" in failure["raw"]
+
+
+def test_offline_generation_never_imports_the_sdk():
+    """The SDK takes seconds to import: the code location, the package and an offline generation
+    must not load it (a fresh interpreter, since this test module imports it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "import staffml_dagster.definitions\n"
+        "from staffml_dagster.generation.anthropic import AnthropicGenerator, backend_from_env\n"
+        "from staffml_dagster.generation.backend import CellRequest\n"
+        "from staffml_dagster.specs import load_specs\n"
+        "from staffml_dagster.stages.questions import make_backend\n"
+        "rows = make_backend('item-models').generate(load_specs(), CellRequest('kv-cache-management', 'cloud', 'quantify', 'L3', 1, 1))\n"
+        "print(len(rows), 'anthropic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "False"]

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from staffml_dagster.generation.anthropic_backend import exemplar_block
+from staffml_dagster.generation.anthropic import exemplar_block
 from staffml_dagster.quality.agreement import RUBRIC_CRITERIA
 from staffml_dagster.quality.exemplars import reviewed_exemplars, staff_worthy_ids
 from staffml_dagster.storage import connect_warehouse

@@ -11,8 +11,8 @@ import httpx2
 import pandas as pd
 import pytest
 
-from staffml_dagster.generation import anthropic_backend as ab
-from staffml_dagster.generation.anthropic_backend import AnthropicGenerator, BudgetExceeded
+from staffml_dagster.generation import anthropic as ab
+from staffml_dagster.generation.anthropic import AnthropicGenerator, BudgetExceeded
 from staffml_dagster.quality import judge as jd
 from staffml_dagster.quality.agreement import RUBRIC_CRITERIA
 from staffml_dagster.stages.corpus import apply_judge_gate

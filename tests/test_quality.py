@@ -9,7 +9,8 @@ import pytest
 from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.generation.backend import CellRequest
 from staffml_dagster.quality.criteria import (
-    computability, distinctness, falsifiability, grounding, hygiene, specificity, tfidf_embed, validate_questions,
+    FORM_CRITERIA, REVIEW_CRITERIA, computability, distinctness, falsifiability, grounding, hygiene, row_verdicts, specificity,
+    tfidf_embed, validate_questions,
 )
 from tests.conftest import REFERENCE
 
@@ -26,7 +27,7 @@ def good(specs):
 
 
 def _all(row, specs):
-    return [specificity(row, specs), grounding(row, specs), falsifiability(row), computability(row), hygiene(row, specs)]
+    return list(row_verdicts(row, specs, FORM_CRITERIA).values())
 
 
 def test_good_questions_pass_every_criterion(good, specs):
@@ -156,12 +157,8 @@ def test_report_on_published_staffml_sample(specs):
     for r in rows:
         r.setdefault("platforms", [])
         r["level"] = r.get("level", "")
-    results = {name: [fn(r) for r in rows] for name, fn in {
-        "specificity": lambda r: specificity(r, specs),
-        "grounding": lambda r: grounding(r, specs),
-        "falsifiability": falsifiability,
-        "hygiene": lambda r: hygiene(r, specs),
-    }.items()}
+    free_text = ("specificity", "grounding", "falsifiability", "hygiene")
+    results = {name: [row_verdicts(r, specs, (name,))[name] for r in rows] for name in free_text}
     print(f"\nStaffML sample: {len(rows)} questions on our four tracks")
     for name, verdicts in results.items():
         rate = sum(v.passed for v in verdicts) / len(verdicts)
@@ -232,7 +229,7 @@ def _reasons(verdict):
 def test_clean_structured_row_passes_the_reviewer_checks(specs):
     row = _decode_row()
     assert closure(row["calc"]) == {"params", "bytes_per_param", "weight_bytes", "bandwidth", "weight_time"}
-    for verdict in (coherence(row, specs), answer_key(row), structure(row, specs)):
+    for verdict in row_verdicts(row, specs, REVIEW_CRITERIA).values():
         assert verdict.passed, verdict.reason
 
 
@@ -344,7 +341,7 @@ def test_diagnosis_needs_an_observed_symptom(specs):
 
 def test_free_text_rows_are_unverifiable_not_failed(specs):
     row = {k: v for k, v in _decode_row().items() if k not in ("calc", "claims", "distractors")}
-    for verdict in (coherence(row, specs), answer_key(row), structure(row, specs)):
+    for verdict in row_verdicts(row, specs, REVIEW_CRITERIA).values():
         assert verdict.passed and verdict.reason.startswith("unverifiable"), verdict
 
 

@@ -31,6 +31,11 @@ from staffml_dagster.units import Q_, parse_unit
 
 CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "distinctness", "hygiene",
             "coherence", "answer_key", "structure", "topic_fit")
+# the criteria a row earns on its own (distinctness needs the rest of its cell, topic_fit the other
+# topics): those of its form, and those a Staff-level reviewer checks
+FORM_CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "hygiene")
+REVIEW_CRITERIA = ("coherence", "answer_key", "structure")
+ROW_CRITERIA = FORM_CRITERIA + REVIEW_CRITERIA
 
 
 @dataclass(frozen=True)
@@ -1199,6 +1204,28 @@ def repeated_computations(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- all together
 
 
+def row_verdicts(row: Mapping, specs: Specs, criteria: tuple[str, ...] = ROW_CRITERIA) -> dict[str, Verdict]:
+    """The verdicts of one question on ``criteria`` (of :data:`ROW_CRITERIA`), at the tolerances
+    of ``specs/quality.yaml``, in the order asked. Validation, the anthropic backend's check of a
+    draft and the tests all judge a row through this function."""
+    q = specs.quality
+    judges: dict[str, Callable[[], Verdict]] = {
+        "specificity": lambda: specificity(row, specs),
+        "grounding": lambda: grounding(row, specs, q.grounding_tolerance),
+        "falsifiability": lambda: falsifiability(row, q.numeric_tolerance),
+        "computability": lambda: computability(row, q.numeric_tolerance),
+        "hygiene": lambda: hygiene(row, specs),
+        "coherence": lambda: coherence(row, specs),
+        "answer_key": lambda: answer_key(row),
+        "structure": lambda: structure(row, specs),
+    }
+    unknown = [c for c in criteria if c not in judges]
+    if unknown:
+        raise ValueError(f"not a criterion of one row: {unknown}; choose among {', '.join(ROW_CRITERIA)} "
+                         "(distinctness and topic_fit need the whole frame: validate_questions)")
+    return {c: judges[c]() for c in criteria}
+
+
 def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, vectors: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Every question with its verdicts: a boolean and a reason per criterion, ``passed``
     and the list of ``failures``. Nothing is dropped. ``vectors`` maps question id to its
@@ -1212,19 +1239,7 @@ def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embe
         out["passed"] = pd.Series(dtype=bool)
         out["failures"] = pd.Series(dtype=object)
         return out
-    records = df.to_dict("records")
-    per_row: list[dict[str, Verdict]] = []
-    for row in records:
-        per_row.append({
-            "specificity": specificity(row, specs),
-            "grounding": grounding(row, specs, q.grounding_tolerance),
-            "falsifiability": falsifiability(row, q.numeric_tolerance),
-            "computability": computability(row, q.numeric_tolerance),
-            "hygiene": hygiene(row, specs),
-            "coherence": coherence(row, specs),
-            "answer_key": answer_key(row),
-            "structure": structure(row, specs),
-        })
+    per_row = [row_verdicts(row, specs) for row in df.to_dict("records")]
     # the rows' topic-fit texts are embedded here in one batch: stored vectors embed other text
     for verdicts, verdict in zip(per_row, topic_fit_verdicts(df, specs, embed, q.topic_fit_top_k)):
         verdicts["topic_fit"] = verdict

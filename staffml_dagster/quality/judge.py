@@ -23,7 +23,7 @@ import json
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from staffml_dagster.generation.anthropic_backend import AnthropicGenerator, inline_refs
+from staffml_dagster.generation.anthropic import AnthropicGenerator, inline_refs
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.quality.agreement import HUMAN_PREFIX, JUDGE, RUBRIC_CRITERIA
 from staffml_dagster.quality.review_text import META_FIELDS, SECTIONS, normalise_text

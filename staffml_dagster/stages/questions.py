@@ -3,8 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from staffml_dagster.generation.anthropic_backend import GENERATOR_VERSION as ANTHROPIC_VERSION
-from staffml_dagster.generation.anthropic_backend import AnthropicBackendError
+from staffml_dagster.generation.anthropic import GENERATOR_VERSION as ANTHROPIC_VERSION
+from staffml_dagster.generation.anthropic import AnthropicBackendError
 from staffml_dagster.generation.offline import GENERATOR_VERSION
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, GeneratorBackend
 from staffml_dagster.generation.partition import cell_targets, empty_questions
@@ -86,7 +86,7 @@ def run_questions(loaded, backend: GeneratorBackend, partitions: list[tuple[str,
     and underfilled critical topics ahead), so when a budget stops the backend, the cells it
     reached are the most important ones: they are written, and every cell it did not reach keeps
     the questions it held (nothing is lost). Other backend errors fail the run, writing nothing."""
-    from staffml_dagster.generation.anthropic_backend import BudgetExceeded
+    from staffml_dagster.generation.anthropic import BudgetExceeded
     from staffml_dagster.generation.partition import generate_in_order
     from staffml_dagster.quality.gaps import gap_priority, generation_order
 

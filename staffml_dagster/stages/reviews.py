@@ -92,7 +92,7 @@ def judge_skipped_frame() -> pd.DataFrame:
     description="The LLM judge: Claude scores every validated question of the partition on the review rubric (REVIEW_RUBRIC.md), a score and a one-line reason per criterion, through the anthropic backend's client, response cache, budget (STAFFML_ANTHROPIC_BUDGET_USD) and the `anthropic` pool. Without ANTHROPIC_API_KEY it is skipped with a note and an empty table: a verdict is never invented. Advisory, except where review_agreement shows kappa >= 0.6 with every reviewer and the corpus is run with use_judge.",
 )
 def judge_verdicts(context: dg.AssetExecutionContext, config: JudgeConfig, validated_questions: pd.DataFrame) -> pd.DataFrame:
-    from staffml_dagster.generation.anthropic_backend import KEY_ENV
+    from staffml_dagster.generation.anthropic import KEY_ENV
 
     rows = validated_questions
     if config.only_passed and not rows.empty:
@@ -103,7 +103,7 @@ def judge_verdicts(context: dg.AssetExecutionContext, config: JudgeConfig, valid
         context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0), "note": dg.MetadataValue.text(note),
                                      "questions_not_judged": dg.MetadataValue.int(len(rows))})
         return judge_skipped_frame()
-    from staffml_dagster.generation.anthropic_backend import backend_from_env
+    from staffml_dagster.generation.anthropic import backend_from_env
     from staffml_dagster.quality.judge import judge_questions
 
     backend = backend_from_env()
