@@ -24,10 +24,10 @@ class SpecsResource(dg.ConfigurableResource):
         return cached_specs(self.directory)
 
 
-def make_backend(name: str, warehouse: DuckDBWarehouse) -> GeneratorBackend:
+def make_backend(name: str, warehouse: DuckDBWarehouse | None = None) -> GeneratorBackend:
     """A fresh generator backend by name (plain function): the offline item models, or Claude
     shown as exemplars only the corpus questions of ``warehouse`` that reviews rated
-    staff-worthy. Raises ValueError for an unknown name and the backend's own error when it
+    staff-worthy (none without a warehouse). Raises ValueError for an unknown name and the backend's own error when it
     cannot start (e.g. ANTHROPIC_API_KEY is missing), before any call."""
     if name == ITEM_MODELS:
         from staffml_dagster.generation.offline import ItemModelGenerator
@@ -37,7 +37,7 @@ def make_backend(name: str, warehouse: DuckDBWarehouse) -> GeneratorBackend:
         from staffml_dagster.generation.anthropic import backend_from_env
         from staffml_dagster.quality.exemplars import reviewed_exemplars
 
-        return backend_from_env(exemplars=reviewed_exemplars(warehouse.connect()))
+        return backend_from_env(exemplars=reviewed_exemplars(warehouse.connect()) if warehouse is not None else [])
     raise ValueError(f"unknown generator backend {name!r}; choose one of {', '.join(GENERATOR_BACKENDS)}")
 
 

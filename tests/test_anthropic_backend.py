@@ -617,8 +617,8 @@ def test_offline_generation_never_imports_the_sdk():
         "from staffml_dagster.generation.anthropic import AnthropicGenerator, backend_from_env\n"
         "from staffml_dagster.generation.backend import CellRequest\n"
         "from staffml_dagster.specs import load_specs\n"
-        "from staffml_dagster.stages.questions import make_backend\n"
-        "rows = make_backend('item-models').generate(load_specs(), CellRequest('kv-cache-management', 'cloud', 'quantify', 'L3', 1, 1))\n"
+        "from staffml_dagster.resources import make_backend\n"
+        "rows = make_backend('item-models', None).generate(load_specs(), CellRequest('kv-cache-management', 'cloud', 'quantify', 'L3', 1, 1))\n"
         "print(len(rows), 'anthropic' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
