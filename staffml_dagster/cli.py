@@ -77,7 +77,7 @@ def check_run_inputs(partitions: list[str]) -> str | None:
     """Everything a run reads before it writes: specs/, the item models and the partition keys.
     Returns what is wrong (file and key named), or None, so a bad input stops the run before
     any asset is materialized."""
-    from staffml_dagster.generation.item_model import ItemModelError, check_item_models
+    from staffml_dagster.core.item_model import ItemModelError, check_item_models
     from staffml_dagster.specs import SpecError, cached_specs
 
     try:
@@ -129,7 +129,7 @@ def summary(con=None) -> str:
         f"sigma/mu of per-topic counts: {per_topic.std(ddof=0) / per_topic.mean():.3f}" if len(per_topic) else "no topics",
         f"validated corpus: {corpus} questions passed every criterion",
     ]
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
     pairs = list(zip(applicable["topic"], applicable["track"]))
     unserved = sorted(f"{t}|{k}" for t, k in pairs if not models_for_topic(t, k))
@@ -205,7 +205,7 @@ def audit_command(path: str, out: str | None) -> int:
     from pathlib import Path
 
     from staffml_dagster.paths import reports_dir
-    from staffml_dagster.quality.audit import audit_path, write_report
+    from staffml_dagster.interchange.audit import audit_path, write_report
     from staffml_dagster.specs import SpecError, cached_specs
 
     try:

@@ -9,10 +9,10 @@ import anthropic
 import httpx2
 import pytest
 
+from staffml_dagster.core.calc import Calc, recompute
 from staffml_dagster.generation import anthropic_backend as ab
 from staffml_dagster.generation.anthropic_backend import AnthropicGenerator, BudgetExceeded, MissingAPIKey, backend_from_env
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest
-from staffml_dagster.generation.calc import Calc, recompute
 from staffml_dagster.quality import criteria
 from staffml_dagster.specs import SpecError
 

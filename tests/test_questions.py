@@ -4,8 +4,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from staffml_dagster.generation.calc import recompute
-from staffml_dagster.generation.item_model import item_models, models_for_topic
+from staffml_dagster.core.calc import recompute
+from staffml_dagster.core.item_model import item_models, models_for_topic
 from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.generation.partition import generate_partition
 from staffml_dagster.quality.criteria import repeated_computations
@@ -40,7 +40,7 @@ def test_generation_is_deterministic_with_stable_ids(specs, cells):
 
 
 def test_rows_are_well_formed(specs, cells):
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
     df = _partition(specs, cells, "kv-cache-management", "cloud")
     cloud = {p.id for p in specs.platforms_for("cloud")}

@@ -45,9 +45,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from staffml_dagster.core.calc import CalcStep, recompute
+from staffml_dagster.core.render import napkin_math as render_napkin_math
+from staffml_dagster.core.tool_schema import inline_refs
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
-from staffml_dagster.generation.calc import CalcStep, recompute
-from staffml_dagster.generation.render import napkin_math as render_napkin_math
 from staffml_dagster.paths import assets_dir, data_dir
 from staffml_dagster.quality import criteria
 from staffml_dagster.specs import Figure, Platform, SpecError, Specs, default_specs_dir, load_file
@@ -212,23 +213,6 @@ class QuestionDraft(BaseModel):
 
 class SubmitQuestions(BaseModel):
     questions: list[QuestionDraft] = Field(min_length=1)
-
-
-def inline_refs(schema: dict) -> dict:
-    """Replace pydantic's ``$defs``/``$ref`` with inline schemas (simpler for the tool API)."""
-    defs = schema.get("$defs", {})
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "$ref" in node:
-                target = node["$ref"].rsplit("/", 1)[-1]
-                return walk(dict(defs[target]))
-            return {k: walk(v) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)
 
 
 def tool_definition() -> dict:

@@ -14,8 +14,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from staffml_dagster.core.item_model import Draft, assigned_topic, draft, models_for_topic, plan
 from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
-from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, models_for_topic, plan
 from staffml_dagster.specs import Specs
 
 GENERATOR_VERSION = "item-models/3"

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pint
 
-from staffml_dagster.generation.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
+from staffml_dagster.core.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
 from staffml_dagster.specs import Figure, Platform, Specs
 from staffml_dagster.units import Q_, parse_unit
 
@@ -1123,7 +1123,7 @@ def _not_native(row: Mapping) -> str | None:
     """For an item-model row: why its item model does not compute the row's topic, or None."""
     if _text(row, "backend") != "item-models" or not _text(row, "item_model"):
         return None
-    from staffml_dagster.generation.item_model import item_models  # loaded once per process
+    from staffml_dagster.core.item_model import item_models  # loaded once per process
 
     model = item_models().get(_text(row, "item_model"))
     if model is None:

@@ -125,7 +125,7 @@ def corpus_covers_zones(specs: SpecsResource, corpus: pd.DataFrame) -> dg.AssetC
 def corpus_fills_partitions(specs: SpecsResource, corpus: pd.DataFrame, applicability_matrix: pd.DataFrame) -> dg.AssetCheckResult:
     loaded = specs.load()
     _, per_partition = _corpus_suite_frames(corpus, applicability_matrix)
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
     empty = [f"{r.topic}|{r.track}" + ("" if models_for_topic(r.topic, r.track) else " (no native item model yet)")
              for r in per_partition.itertuples() if r.questions == 0]
@@ -194,7 +194,7 @@ def open_gaps(context: dg.AssetExecutionContext, specs: SpecsResource, validated
 def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
                     cell_capacity: pd.DataFrame, applicability_evidence: pd.DataFrame, open_gaps: pd.DataFrame,
                     warehouse: DuckDBWarehouse) -> pd.DataFrame:
-    from staffml_dagster.generation.item_model import native_item_model_counts
+    from staffml_dagster.core.item_model import native_item_model_counts
 
     loaded = specs.load()
     corpus = passed_questions(validated_questions)

@@ -39,8 +39,8 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from staffml_dagster.generation.calc import SIG_FIGS, Calc, CalcError, CalcStep, KnifeEdge, fmt_number, fmt_quantity
-from staffml_dagster.generation.render import common_mistake, napkin_math
+from staffml_dagster.core.calc import SIG_FIGS, Calc, CalcError, CalcStep, KnifeEdge, fmt_number, fmt_quantity
+from staffml_dagster.core.render import common_mistake, napkin_math
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
 

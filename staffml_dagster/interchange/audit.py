@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from staffml_dagster.generation.calc import fmt_quantity
+from staffml_dagster.core.calc import fmt_quantity
 from staffml_dagster.quality.arithmetic import check_arithmetic
 from staffml_dagster.quality.criteria import (
     _TEMPLATE_TITLE, Attribution, _platform_figures, _platform_pattern, _text, _truncated, falsifiability, figure_attributions,
