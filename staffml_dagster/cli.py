@@ -31,7 +31,7 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     for gone in reclaim_dead_runs(instance):
         print(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool slot(s) freed", flush=True)
     from staffml_dagster.paths import warehouse_dir
-    from staffml_dagster.storage.parquet_io import remove_orphan_temps
+    from staffml_dagster.storage.atomic import remove_orphan_temps
 
     orphans = remove_orphan_temps(warehouse_dir())
     if orphans:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from staffml_dagster.storage.atomic import write_atomic
 from staffml_dagster.storage.parquet_io import write_parquet_atomic
 
 LEVEL_ORDER = ["L1", "L2", "L3", "L4", "L5", "L6+"]
@@ -119,14 +120,6 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def write_png(path: Path, png: bytes) -> None:
-    """Write a picture atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
-
-
 METHOD_ESTIMATE = "12,000-14,000"  # the StaffML method's own estimate of the corpus at capacity
 
 
@@ -212,7 +205,7 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     applicability evidence, the ranked open gaps and the reviews' agreement; atomically per file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
-        write_png(directory / f"{name}.png", png)
+        write_atomic(directory / f"{name}.png", png)
     write_parquet_atomic(cov.cells, directory / "coverage_cells.parquet")
     if gaps is not None:
         write_parquet_atomic(gaps, directory / "coverage_gaps.parquet")
@@ -246,11 +239,7 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     body.append(f"<h2>Cells below target ({int((~cov.cells['at_target']).sum())})</h2>")
     body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
     body.append("</body></html>")
-    target = directory / "coverage.html"
-    tmp = directory / ".coverage.html.tmp"
-    tmp.write_text("\n".join(body))
-    tmp.replace(target)
-    return target
+    return write_atomic(directory / "coverage.html", "\n".join(body))
 
 
 # The coverage questions a user asks of the warehouse, as DuckDB SQL over its views

@@ -187,7 +187,7 @@ class CapacityConfig(dg.Config):
 )
 def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, specs: SpecsResource, embedder: EmbedderResource, cells: pd.DataFrame) -> pd.DataFrame:
     from staffml_dagster.paths import reports_dir
-    from staffml_dagster.quality.coverage import write_png
+    from staffml_dagster.storage.atomic import write_atomic
     from staffml_dagster.stages.questions import make_backend
 
     loaded = specs.load()
@@ -201,7 +201,7 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
         if len(measured) and not hasattr(backend, "space"):  # an enumerated space has no saturation curve to draw
             png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")
             pictures[f"{key['topic']}__{key['track']}"] = png
-            write_png(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
+            write_atomic(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
     frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
     meta = table_metadata(df, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
