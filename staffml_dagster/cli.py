@@ -117,16 +117,19 @@ def summary(con=None) -> str:
 
     con = con or connect_warehouse()
     q = con.execute("SELECT topic, track, zone, level FROM questions").df()
-    applicable = con.execute("SELECT topic, track FROM applicability_matrix WHERE applicable").df()
-    per_topic = q.groupby("topic").size().reindex(applicable["topic"].unique(), fill_value=0)
+    from staffml_dagster.quality.coverage import cv, questions_per_topic
+
+    matrix = con.execute("SELECT topic, track, applicable FROM applicability_matrix").df()
+    applicable = matrix[matrix["applicable"].astype(bool)]
+    per_topic = questions_per_topic(q, matrix)
     per_partition = q.groupby(["topic", "track"]).size()
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     corpus = int(con.execute("SELECT count(*) FROM corpus").fetchone()[0]) if "corpus" in tables else 0
     lines = [
-        f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(applicable) + int(con.execute('SELECT count(*) FROM applicability_matrix WHERE NOT applicable').fetchone()[0])})",
+        f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(matrix)})",
         f"per track: {q.groupby('track').size().to_dict()}",
         f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: {q.groupby('track')['zone'].nunique().to_dict()}; levels per track: {q.groupby('track')['level'].nunique().to_dict()}",
-        f"sigma/mu of per-topic counts: {per_topic.std(ddof=0) / per_topic.mean():.3f}" if len(per_topic) else "no topics",
+        f"sigma/mu of per-topic counts: {cv(per_topic):.3f}" if len(per_topic) else "no topics",
         f"validated corpus: {corpus} questions passed every criterion",
     ]
     from staffml_dagster.core.item_model import models_for_topic

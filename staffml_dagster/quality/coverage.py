@@ -21,6 +21,16 @@ def cv(counts: pd.Series) -> float:
     return float(counts.std(ddof=0) / counts.mean()) if len(counts) and counts.mean() else 0.0
 
 
+def questions_per_topic(questions: pd.DataFrame, applicability: pd.DataFrame) -> pd.Series:
+    """Questions per topic over every topic of the applicability matrix (0 where a topic has
+    none), sorted by topic and named ``questions``: the counts whose sigma/mu (:func:`cv`) and
+    largest share the balance check, the coverage report and ``staffml run``'s summary give."""
+    topics = pd.Index(sorted(applicability["topic"].unique()), name="topic")
+    if questions.empty:
+        return pd.Series(0, index=topics, name="questions", dtype=int)
+    return questions.groupby("topic").size().reindex(topics, fill_value=0).rename("questions")
+
+
 @dataclass
 class Coverage:
     cells: pd.DataFrame          # one row per cell: target, capacity, filled, at_capacity, overfilled
@@ -56,8 +66,7 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     if native is not None:
         partitions = partitions.merge(native, on=["topic", "track"], how="left").fillna({"native_item_models": 0})
         partitions["native_item_models"] = partitions["native_item_models"].astype(int)
-    topics = sorted(applicability["topic"].unique())
-    by_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0) if len(corpus) else pd.Series(0, index=topics)
+    by_topic = questions_per_topic(corpus, applicability)
     by_track = corpus.groupby("track").size() if len(corpus) else pd.Series(dtype=int)
     by_zone = corpus.groupby("zone").size() if len(corpus) else pd.Series(dtype=int)
     by_level = corpus.groupby("level").size().reindex(LEVEL_ORDER, fill_value=0) if len(corpus) else pd.Series(dtype=int)

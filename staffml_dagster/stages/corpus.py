@@ -8,7 +8,7 @@ from pydantic import Field
 
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.coverage import (
-    capacity_sentence, coverage, data_uri, heatmap_png, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
+    capacity_sentence, coverage, data_uri, heatmap_png, questions_per_topic, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
 )
 from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
 from staffml_dagster.resources import SpecsResource
@@ -72,8 +72,7 @@ def passed_questions(validated: pd.DataFrame) -> pd.DataFrame:
 
 
 def _corpus_suite_frames(corpus: pd.DataFrame, applicability: pd.DataFrame):
-    topics = sorted(applicability["topic"].unique())
-    per_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0).rename("questions").reset_index() if len(corpus) else pd.DataFrame({"topic": topics, "questions": 0})
+    per_topic = questions_per_topic(corpus, applicability).reset_index()
     applicable = applicability[applicability["applicable"].astype(bool)][["topic", "track"]]
     counts = corpus.groupby(["topic", "track"]).size().rename("questions").reset_index() if len(corpus) else pd.DataFrame(columns=["topic", "track", "questions"])
     per_partition = applicable.merge(counts, on=["topic", "track"], how="left").fillna({"questions": 0})
