@@ -119,14 +119,16 @@ def summary(con=None) -> str:
     q = con.execute("SELECT topic, track, zone, level FROM questions").df()
     from staffml_dagster.quality.coverage import cv, questions_per_topic
 
+    from staffml_dagster.partitions import applicable_pairs
+
     matrix = con.execute("SELECT topic, track, applicable FROM applicability_matrix").df()
-    applicable = matrix[matrix["applicable"].astype(bool)]
+    pairs = applicable_pairs(matrix)
     per_topic = questions_per_topic(q, matrix)
     per_partition = q.groupby(["topic", "track"]).size()
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     corpus = int(con.execute("SELECT count(*) FROM corpus").fetchone()[0]) if "corpus" in tables else 0
     lines = [
-        f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(matrix)})",
+        f"questions: {len(q)} in {per_partition.size} partitions ({len(pairs)} applicable of {len(matrix)})",
         f"per track: {q.groupby('track').size().to_dict()}",
         f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: {q.groupby('track')['zone'].nunique().to_dict()}; levels per track: {q.groupby('track')['level'].nunique().to_dict()}",
         f"sigma/mu of per-topic counts: {cv(per_topic):.3f}" if len(per_topic) else "no topics",
@@ -134,7 +136,6 @@ def summary(con=None) -> str:
     ]
     from staffml_dagster.core.item_model import models_for_topic
 
-    pairs = list(zip(applicable["topic"], applicable["track"]))
     unserved = sorted(f"{t}|{k}" for t, k in pairs if not models_for_topic(t, k))
     if unserved:
         lines.append(f"partitions without a native item model: {len(unserved)} of {len(pairs)} applicable; they stay empty "

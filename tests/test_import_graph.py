@@ -110,3 +110,17 @@ def test_no_import_cycle_between_subpackages():
         links = [f"{src} -> {dst} ({', '.join(mods)})" for src in group for dst, mods in sorted(edges[src].items()) if dst in members]
         described.append("; ".join(links))
     assert not cycles, "import cycles between parts of staffml_dagster:\n" + "\n".join(described)
+
+
+# The parts from the bottom up, as README's layout lists them: each imports only parts before it.
+LAYERS = ["paths", "units", "specs", "partitions", "core", "storage", "embedding", "estimation", "quality", "generation",
+          "interchange", "resources", "runs", "stages", "definitions", "cli"]
+
+
+def test_every_part_imports_only_the_layers_below_it():
+    edges = import_edges()
+    unknown = sorted((set(edges) | {t for targets in edges.values() for t in targets}) - set(LAYERS))
+    assert not unknown, f"parts not placed in LAYERS (and in README's layout): {unknown}"
+    upward = [f"{src} -> {dst} ({', '.join(mods)})" for src, targets in edges.items() for dst, mods in targets.items()
+              if LAYERS.index(dst) > LAYERS.index(src)]
+    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)

@@ -47,7 +47,7 @@ from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
 RESERVED = {"platform", "platform_b", "platform_short", "platform_b_short", "workload", "track", "n", "c", "w",
             "answer", "wrong", "loop", "range"}
 ZONE_NEEDS = {
-    # what a design must declare for its zone to be honest (DESIGN.md §6, REVIEW_RUBRIC zone_fit)
+    # what a design must declare for its zone to be honest (the rubric's zone_fit, ../shared/docs/REVIEW_RUBRIC.md)
     "diagnosis": ("symptom", "alternatives"),
     "debug": ("symptom", "alternatives"),
     "evaluation": ("options",),

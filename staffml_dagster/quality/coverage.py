@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from staffml_dagster.partitions import applicable_pairs
 from staffml_dagster.storage.atomic import write_atomic
 from staffml_dagster.storage.parquet_io import write_parquet_atomic
 
@@ -59,7 +60,7 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
         table["target"] = table["capacity"].fillna(table["target"]).astype(int)
     table["at_target"] = table["filled"] >= table["target"]
     table["overfilled"] = table["filled"] > table["theoretical_capacity"]
-    applicable = applicability[applicability["applicable"]][["topic", "track"]]
+    applicable = pd.DataFrame(applicable_pairs(applicability), columns=["topic", "track"])
     per_partition = corpus.groupby(["topic", "track"]).size().rename("questions") if len(corpus) else pd.Series(dtype=int, name="questions")
     partitions = applicable.merge(per_partition.reset_index(), on=["topic", "track"], how="left").fillna({"questions": 0})
     partitions["questions"] = partitions["questions"].astype(int)

@@ -1,4 +1,4 @@
-"""Stage 5: which (topic, track) pairs are physically meaningful, and what generation showed.
+"""Which (topic, track) pairs are physically meaningful, and what generation showed.
 
 A track provides substrates; a topic requires some. A missing substrate excludes the
 pair, and every pair, applicable or not, carries a justification sentence naming the

@@ -1,4 +1,4 @@
-"""Stage 7: the questions of each (topic, track) partition, from the chosen generator backend."""
+"""The questions of each (topic, track) partition, from the chosen generator backend."""
 
 import os
 
