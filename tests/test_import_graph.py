@@ -124,3 +124,11 @@ def test_every_part_imports_only_the_layers_below_it():
     upward = [f"{src} -> {dst} ({', '.join(mods)})" for src, targets in edges.items() for dst, mods in targets.items()
               if LAYERS.index(dst) > LAYERS.index(src)]
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+
+
+def test_readme_layout_lists_the_parts_in_layer_order():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("staffml_dagster/    the code"):readme.index("\ndata/ ")]
+    listed = [line.split()[0].removesuffix("/").removesuffix(".py") for line in block.splitlines()[1:]
+              if line.startswith("  ") and not line.startswith("   ")]
+    assert listed == LAYERS
