@@ -6,7 +6,7 @@ give; with --show, one rendered question per design and track (a seeded random s
 import argparse
 import random
 
-from staffml_dagster.generation.item_model import assigned_topic, draft, item_models
+from staffml_dagster.core.item_model import assigned_topic, draft, item_models
 from staffml_dagster.specs import load_specs
 
 

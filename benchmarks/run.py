@@ -201,13 +201,14 @@ def coverage_query_times(warehouse: Path, repeats: int = 7) -> dict:
 
 
 def _cells():
+    from staffml_dagster.partitions import applicable_pairs
     from staffml_dagster.specs import cached_specs
     from staffml_dagster.stages.applicability import applicability_rows
     from staffml_dagster.stages.capacity import cell_rows
 
     specs = cached_specs()
     m = applicability_rows(specs)
-    return specs, cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})
+    return specs, cell_rows(specs, applicable_pairs(m))
 
 
 def _sample(partitions: int):

@@ -31,7 +31,7 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     for gone in reclaim_dead_runs(instance):
         print(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool slot(s) freed", flush=True)
     from staffml_dagster.paths import warehouse_dir
-    from staffml_dagster.storage.parquet_io import remove_orphan_temps
+    from staffml_dagster.storage.atomic import remove_orphan_temps
 
     orphans = remove_orphan_temps(warehouse_dir())
     if orphans:
@@ -76,7 +76,7 @@ def check_run_inputs(partitions: list[str]) -> str | None:
     """Everything a run reads before it writes: specs/, the item models and the partition keys.
     Returns what is wrong (file and key named), or None, so a bad input stops the run before
     any asset is materialized."""
-    from staffml_dagster.generation.item_model import ItemModelError, check_item_models
+    from staffml_dagster.core.item_model import ItemModelError, check_item_models
     from staffml_dagster.specs import SpecError, cached_specs
 
     try:
@@ -116,21 +116,25 @@ def summary(con=None) -> str:
 
     con = con or connect_warehouse()
     q = con.execute("SELECT topic, track, zone, level FROM questions").df()
-    applicable = con.execute("SELECT topic, track FROM applicability_matrix WHERE applicable").df()
-    per_topic = q.groupby("topic").size().reindex(applicable["topic"].unique(), fill_value=0)
+    from staffml_dagster.quality.coverage import cv, questions_per_topic
+
+    from staffml_dagster.partitions import applicable_pairs
+
+    matrix = con.execute("SELECT topic, track, applicable FROM applicability_matrix").df()
+    pairs = applicable_pairs(matrix)
+    per_topic = questions_per_topic(q, matrix)
     per_partition = q.groupby(["topic", "track"]).size()
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     corpus = int(con.execute("SELECT count(*) FROM corpus").fetchone()[0]) if "corpus" in tables else 0
     lines = [
-        f"questions: {len(q)} in {per_partition.size} partitions ({len(applicable)} applicable of {len(applicable) + int(con.execute('SELECT count(*) FROM applicability_matrix WHERE NOT applicable').fetchone()[0])})",
+        f"questions: {len(q)} in {per_partition.size} partitions ({len(pairs)} applicable of {len(matrix)})",
         f"per track: {q.groupby('track').size().to_dict()}",
         f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: {q.groupby('track')['zone'].nunique().to_dict()}; levels per track: {q.groupby('track')['level'].nunique().to_dict()}",
-        f"sigma/mu of per-topic counts: {per_topic.std(ddof=0) / per_topic.mean():.3f}" if len(per_topic) else "no topics",
+        f"sigma/mu of per-topic counts: {cv(per_topic):.3f}" if len(per_topic) else "no topics",
         f"validated corpus: {corpus} questions passed every criterion",
     ]
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
-    pairs = list(zip(applicable["topic"], applicable["track"]))
     unserved = sorted(f"{t}|{k}" for t, k in pairs if not models_for_topic(t, k))
     if unserved:
         lines.append(f"partitions without a native item model: {len(unserved)} of {len(pairs)} applicable; they stay empty "
@@ -204,7 +208,7 @@ def audit_command(path: str, out: str | None) -> int:
     from pathlib import Path
 
     from staffml_dagster.paths import reports_dir
-    from staffml_dagster.quality.audit import audit_path, write_report
+    from staffml_dagster.interchange.audit import audit_path, write_report
     from staffml_dagster.specs import SpecError, cached_specs
 
     try:
@@ -274,7 +278,7 @@ def review_export_command(args) -> int:
     print(f"sheet {sheet.sheet}: {len(sheet.items)} items ({sources.count('corpus')} corpus, {sources.count('calibration')} calibration{rejected})")
     print(f"give the reviewer: {written['html']}  (or, for a spreadsheet, {written['csv']})")
     print(f"key (never give it to the reviewer): {written['key']}")
-    print(f"then: staffml review import FILLED_FILE --round N --reviewer NAME")
+    print("then: staffml review import FILLED_FILE --round N --reviewer NAME")
     return 0
 
 

@@ -140,3 +140,9 @@ class EmbedderResource(dg.ConfigurableResource):
 
     def get(self) -> Embedder:
         return get_embedder(self.kind)
+
+
+
+def vectors_by_id(embeddings) -> dict[str, np.ndarray]:
+    """A ``question_embeddings`` table (columns ``id``, ``vector``) as float32 vectors by question id."""
+    return {i: np.asarray(v, dtype=np.float32) for i, v in zip(embeddings["id"], embeddings["vector"])}

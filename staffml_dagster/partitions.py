@@ -6,6 +6,7 @@ On the CLI a key reads ``"<topic>|<track>"`` (dimension names sorted: topic, tra
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 
 from staffml_dagster.specs import Specs, cached_specs
 
@@ -19,8 +20,10 @@ def topic_track_partitions(specs: Specs) -> dg.MultiPartitionsDefinition:
     )
 
 
-def partition_key(topic: str, track: str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"topic": topic, "track": track})
+def applicable_pairs(matrix: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (topic, track) pairs the ``applicability_matrix`` admits, in the matrix's order."""
+    admitted = matrix["applicable"].astype(bool)
+    return list(zip(matrix.loc[admitted, "topic"], matrix.loc[admitted, "track"]))
 
 
 def check_partition_keys(keys: list[str], specs: Specs) -> None:

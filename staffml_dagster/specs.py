@@ -738,7 +738,3 @@ def cached_specs(directory: Path | str | None = None) -> Specs:
     if key not in _SPECS_CACHE:
         _SPECS_CACHE[key] = load_specs(directory)
     return _SPECS_CACHE[key]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

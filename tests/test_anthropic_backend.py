@@ -10,10 +10,10 @@ import anthropic
 import httpx2
 import pytest
 
+from staffml_dagster.core.calc import Calc, recompute
 from staffml_dagster.generation import anthropic as ab
 from staffml_dagster.generation.anthropic import AnthropicGenerator, BudgetExceeded, MissingAPIKey, backend_from_env
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest
-from staffml_dagster.generation.calc import Calc, recompute
 from staffml_dagster.quality import criteria
 from staffml_dagster.specs import SpecError
 

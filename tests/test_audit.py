@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from staffml_dagster.cli import main
+from staffml_dagster.interchange.audit import audit_rows
 from staffml_dagster.quality.arithmetic import check_arithmetic, check_equations, check_percentages_in_words
-from staffml_dagster.quality.audit import audit_rows
 from staffml_dagster.quality.criteria import _truncated, figure_attributions, grounding, hygiene, is_family_name, placeholder_residue
 from tests.conftest import REFERENCE
 
@@ -297,7 +297,7 @@ def test_bad_input_exits_2_naming_the_path(tmp_path, capsys):
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="../shared/reference/staffml_questions_sample.jsonl is not present")
 def test_the_published_sample_audits_with_only_its_known_defects(specs):
-    from staffml_dagster.quality.audit import audit_path
+    from staffml_dagster.interchange.audit import audit_path
 
     result = audit_path(SAMPLE, specs)
     assert result.questions == 40 and result.statements_checked >= 100

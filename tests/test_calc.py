@@ -2,7 +2,7 @@
 
 import pytest
 
-from staffml_dagster.generation.calc import Calc, CalcError, evaluate, fmt_quantity, recompute
+from staffml_dagster.core.calc import Calc, CalcError, evaluate, fmt_quantity, recompute
 from staffml_dagster.units import Q_
 
 
@@ -78,7 +78,7 @@ def test_a_step_on_a_knife_edge_is_refused():
     """A floor whose argument lands on 7.9998 from the stated (rounded) figures and on 8 from the exact
     ones would give a reader recomputing from the specs another answer; an exact near-integer
     (log2(65504 / 4) = 13.9996, floor 13 either way) is fine."""
-    from staffml_dagster.generation.calc import KnifeEdge
+    from staffml_dagster.core.calc import KnifeEdge
 
     c = Calc()
     c.given("sram", 192, "KiB", "SRAM", "spec")
@@ -95,7 +95,7 @@ def test_a_step_on_a_knife_edge_is_refused():
 def test_napkin_math_shows_no_echo_and_no_quoted_literals():
     """A step that only carries a value over reads '- label: value', not '141.1 GB = 141.1 GB';
     a quoted literal in a calc ('1 byte') reads without its quotes."""
-    from staffml_dagster.generation.render import napkin_math
+    from staffml_dagster.core.render import napkin_math
 
     c = Calc()
     c.given("w", 141.1, "GB", "weights", "scenario: the model card")

@@ -7,6 +7,7 @@ import pytest
 from staffml_dagster.embedding import get_embedder
 from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.generation.partition import cell_targets, generate_partition
+from staffml_dagster.partitions import applicable_pairs
 from staffml_dagster.stages.applicability import applicability_rows
 from staffml_dagster.stages.capacity import capacity_plot, cell_rows, measure_partition
 
@@ -16,7 +17,7 @@ TOPIC, TRACK = "kv-cache-management", "cloud"
 @pytest.fixture(scope="module")
 def part(specs):
     m = applicability_rows(specs)
-    cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})
+    cells = cell_rows(specs, applicable_pairs(m))
     part = cells[(cells.topic == TOPIC) & (cells.track == TRACK)]
     # the cells the partition's item model writes questions for (the others stay empty by design)
     written = {("quantify", "L3"), ("design", "L4"), ("diagnosis", "L4"), ("evaluation", "L5")}

@@ -86,7 +86,7 @@ def test_unknown_partition_key_stops_the_run(guarded, capsys, key, message):
 def test_bad_item_model_stops_the_run(guarded, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from staffml_dagster.generation.item_model import _load_all
+    from staffml_dagster.core.item_model import _load_all
     from staffml_dagster.paths import assets_dir
 
     assets = tmp_path / "assets"

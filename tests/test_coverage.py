@@ -163,3 +163,22 @@ def test_review_section_of_the_coverage_page():
     assert pd.isna(table.loc["topic_fit", "gate vs reviewers"])
     page = review_section_html(agreement)
     assert "<th>staff_worthy</th>" in page and "<td>0.10</td>" in page and "<td>-</td>" in page
+
+
+def test_per_topic_counts_and_sigma_over_mu_are_one_fact(con, tmp_path):
+    """The balance check, the coverage report and `staffml run`'s summary count questions per
+    topic the same way: every topic of the matrix, a topic without questions counted as 0."""
+    from staffml_dagster.cli import summary
+    from staffml_dagster.quality.coverage import cv, questions_per_topic
+    from staffml_dagster.stages.corpus import _corpus_suite_frames
+
+    per_topic = questions_per_topic(CORPUS, MATRIX)
+    assert per_topic.to_dict() == {"a": 5, "b": 2, "c": 0}  # c has an applicable partition and no question
+    expected = pd.Series([5, 2, 0]).std(ddof=0) / pd.Series([5, 2, 0]).mean()
+    assert cv(per_topic) == pytest.approx(expected)
+    assert coverage(CORPUS, CELLS, MATRIX).stats["cv_topics"] == pytest.approx(expected)
+    frame, _ = _corpus_suite_frames(CORPUS, MATRIX)
+    assert frame.to_dict("records") == [{"topic": "a", "questions": 5}, {"topic": "b", "questions": 2}, {"topic": "c", "questions": 0}]
+    assert list(questions_per_topic(CORPUS.iloc[0:0], MATRIX)) == [0, 0, 0]
+    write_parquet_atomic(CORPUS, tmp_path / "questions" / "part.parquet")
+    assert f"sigma/mu of per-topic counts: {expected:.3f}" in summary(connect_warehouse(tmp_path))

@@ -555,10 +555,17 @@ def _store_generated(rows: list[dict], warehouse: Path) -> None:
 
 def _materialize(run_config: dict | None = None):
     from staffml_dagster.definitions import resources
+    from staffml_dagster.partitions import applicable_pairs
+    from staffml_dagster.paths import warehouse_dir
+    from staffml_dagster.specs import cached_specs
+    from staffml_dagster.stages.applicability import applicability_rows
+    from staffml_dagster.stages.capacity import cell_rows
     from staffml_dagster.stages.imported import imported_questions
 
+    specs = cached_specs()
+    write_parquet_atomic(cell_rows(specs, applicable_pairs(applicability_rows(specs))), warehouse_dir() / "cells" / "part.parquet")
     res = resources(embedder="tfidf")
-    return dg.materialize([imported_questions], resources=res, run_config=run_config or {}, raise_on_error=False)
+    return dg.materialize([imported_questions, dg.AssetSpec("cells")], resources=res, run_config=run_config or {}, raise_on_error=False)
 
 
 def _metadata(result):

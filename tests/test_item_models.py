@@ -7,9 +7,9 @@ import re
 
 import pytest
 
+from staffml_dagster.core.calc import recompute
+from staffml_dagster.core.item_model import ItemModel, ItemModelError, assigned_topic, draft, item_models, plan
 from staffml_dagster.generation.backend import CellRequest
-from staffml_dagster.generation.calc import recompute
-from staffml_dagster.generation.item_model import ItemModel, ItemModelError, assigned_topic, draft, item_models, plan
 from staffml_dagster.generation.offline import ItemModelGenerator
 
 try:  # the gate's text checks; the rendering checks below run without them
@@ -119,7 +119,7 @@ def test_generation_refuses_an_item_model_whose_references_do_not_resolve(specs,
     """A design at a level outside its zone's levels is a spec error naming the file, not an empty cell."""
     import shutil
 
-    from staffml_dagster.generation.item_model import _load_all
+    from staffml_dagster.core.item_model import _load_all
 
     assets = tmp_path / "assets"
     (assets / "item_models").mkdir(parents=True)
@@ -165,7 +165,7 @@ def test_gpu_kernels_are_charged_the_gpus_share_of_a_jetson(specs):
 
 def test_rendered_prose_reads_as_written():
     """Articles, whole millions and singular units after the values are filled in."""
-    from staffml_dagster.generation.item_model import polish
+    from staffml_dagster.core.item_model import polish
 
     assert polish("Of a 86% accuracy on a Arm core, a 11 ms stall") == "Of an 86% accuracy on an Arm core, an 11 ms stall"
     assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"

@@ -15,7 +15,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def window(specs):
     """Four consecutive partition keys, some that hold questions (applicable, with a native item
     model) and at least one that does not."""
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
     applicable = {(r.topic, r.track): bool(r.applicable) and bool(models_for_topic(r.topic, r.track))
                   for r in applicability_rows(specs).itertuples()}

@@ -144,6 +144,13 @@ def test_validate_keeps_failures_with_reasons(good, specs):
     assert len(out) == 2
     assert list(out["passed"]) == [True, False]
     assert any(f.startswith("falsifiability:") for f in out.iloc[1]["failures"])
+    from staffml_dagster.quality.criteria import VERDICT_COLUMNS
+    from staffml_dagster.stages.corpus import passed_questions
+
+    frame = pd.DataFrame([good[0], bad])
+    added = [c for c in out.columns if c not in frame.columns]
+    assert sorted(added) == sorted(VERDICT_COLUMNS) and len(added) == len(VERDICT_COLUMNS)  # what the corpus drops again
+    assert list(passed_questions(out).columns) == list(frame.columns) and list(passed_questions(out)["id"]) == [good[0]["id"]]
 
 
 SAMPLE = REFERENCE / "staffml_questions_sample.jsonl"

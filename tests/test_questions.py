@@ -4,10 +4,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from staffml_dagster.generation.calc import recompute
-from staffml_dagster.generation.item_model import item_models, models_for_topic
+from staffml_dagster.core.calc import recompute
+from staffml_dagster.core.item_model import item_models, models_for_topic
 from staffml_dagster.generation.offline import ItemModelGenerator
 from staffml_dagster.generation.partition import generate_partition
+from staffml_dagster.partitions import applicable_pairs
 from staffml_dagster.quality.criteria import repeated_computations
 from staffml_dagster.stages.applicability import applicability_rows
 from staffml_dagster.stages.capacity import cell_rows
@@ -15,7 +16,7 @@ from staffml_dagster.stages.capacity import cell_rows
 @pytest.fixture(scope="module")
 def cells(specs):
     m = applicability_rows(specs)
-    return cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})
+    return cell_rows(specs, applicable_pairs(m))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_generation_is_deterministic_with_stable_ids(specs, cells):
 
 
 def test_rows_are_well_formed(specs, cells):
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
     df = _partition(specs, cells, "kv-cache-management", "cloud")
     cloud = {p.id for p in specs.platforms_for("cloud")}
@@ -206,3 +207,25 @@ def test_anthropic_backend_without_key_fails_before_any_call(pipeline, monkeypat
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "ANTHROPIC_API_KEY is not set" in failure.event_specific_data.error.message
     assert not (pipeline.warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet").exists()
+
+
+def test_a_question_row_is_one_definition_whose_id_follows_its_content(specs):
+    """Backends build rows through QuestionRow: a field left out is an error, not a missing
+    column, and the id depends on what makes the question, not on when or how cheaply it was made."""
+    from dataclasses import replace
+
+    from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest, QuestionRow
+
+    cell = CellRequest("kv-cache-management", "cloud", "quantify", "L3", target=1, seed=0)
+    content = dict(title="t", scenario="s", question="q?", realistic_solution="r", common_mistake="m", napkin_math="n", calc=[],
+                   answer_value=1.0, answer_unit="GB", mistake_value=2.0, mistake_id="x", platforms=["h100-sxm"], workload=None,
+                   scale_point=None, item_model="im", framing="f", asked="a", signature="sig", claims=[], distractors=[],
+                   backend="item-models", model=None, generator_version="v", prompt_hash="p", cost_usd=0.0)
+    row = QuestionRow.in_cell(specs, cell, **content)
+    assert list(row.as_dict()) == QUESTION_COLUMNS
+    assert row.competency_area == specs.topic_by_id["kv-cache-management"].area and row.spec_version == specs.version
+    assert QuestionRow.in_cell(specs, cell, **{**content, "cost_usd": 0.5, "prompt_hash": "other"}).id == row.id
+    assert QuestionRow.in_cell(specs, cell, **{**content, "answer_value": 1.5}).id != row.id
+    assert QuestionRow.in_cell(specs, replace(cell, level="L4"), **content).id != row.id
+    with pytest.raises(TypeError):
+        QuestionRow.in_cell(specs, cell, **{k: v for k, v in content.items() if k != "napkin_math"})

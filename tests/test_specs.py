@@ -163,7 +163,7 @@ def test_geometry_must_be_a_whole_count(specs_copy):
 
 
 def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
-    from staffml_dagster.generation.item_model import _figure_path, _platform_figure
+    from staffml_dagster.core.item_model import _figure_path, _platform_figure
     from staffml_dagster.quality.criteria import hardware_figure
 
     orin, a17 = specs.platform_by_id["jetson-agx-orin"], specs.platform_by_id["a17-pro"]
@@ -268,7 +268,7 @@ def test_readme_example_of_an_unknown_unit_is_refused(specs_copy):
 
 
 def test_item_models_are_checked_and_reject_duplicate_keys(specs, tmp_path):
-    from staffml_dagster.generation.item_model import ItemModelError, _load_all, check_item_models, item_models
+    from staffml_dagster.core.item_model import ItemModelError, _load_all, check_item_models, item_models
 
     assert check_item_models(specs) == len(item_models())
     source = item_models()["kv-cache-sessions"].path

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from staffml_dagster.partitions import applicable_pairs
 from staffml_dagster.stages.applicability import applicability_rows, unjustified_exclusions
 from staffml_dagster.stages.capacity import cell_rows
 from staffml_dagster.stages.skills import zone_pair_problems, zones_table
@@ -61,7 +62,7 @@ def test_figure_check_catches_non_positive_and_unitless_figures(specs):
 
 def test_cells_respect_affinity_and_capacity_formula(specs):
     m = applicability_rows(specs)
-    cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable})
+    cells = cell_rows(specs, applicable_pairs(m))
     affinity = {z.id: set(z.levels) for z in specs.zones}
     assert all(r.level in affinity[r.zone] for r in cells.itertuples())
     r = cells[(cells.topic == "kv-cache-management") & (cells.track == "cloud")].iloc[0]

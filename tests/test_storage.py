@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from staffml_dagster.storage import HiveParquetIOManager, connect_warehouse, read_partition, write_parquet_atomic
-from staffml_dagster.storage import parquet_io
+from staffml_dagster.storage import atomic, parquet_io
+from staffml_dagster.storage.atomic import write_atomic
 
 PARTS = dg.MultiPartitionsDefinition(
     {"topic": dg.StaticPartitionsDefinition(["kv-cache-management", "duty-cycling"]), "track": dg.StaticPartitionsDefinition(["cloud", "tinyml"])}
@@ -97,15 +98,66 @@ def test_temp_files_of_killed_writes_are_removed_and_live_ones_kept(tmp_path):
 
     write_parquet_atomic(pd.DataFrame({"v": [1]}), folder / "part.parquet")  # cleans its own folder
     assert sorted(p.name for p in folder.iterdir()) == sorted(["part.parquet", live.name])
-    assert parquet_io.remove_orphan_temps(tmp_path) == [dead_elsewhere]  # a whole warehouse, at staffml run's start
+    assert atomic.remove_orphan_temps(tmp_path) == [dead_elsewhere]  # a whole warehouse, at staffml run's start
     assert live.exists()
 
 
 def test_parquet_files_get_the_umask_permissions(tmp_path):
-    import os
     import stat
 
     path = tmp_path / "a" / "part.parquet"
     write_parquet_atomic(pd.DataFrame({"v": [1]}), path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~parquet_io._UMASK
+    assert stat.S_IMODE(path.stat().st_mode) == atomic.FILE_MODE
     assert stat.S_IMODE(path.stat().st_mode) & 0o044  # readable by others under the usual umask (was 0o600)
+
+
+def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(tmp_path):
+    """Whatever kind of write fails, the reader sees the old file as it was, nothing half-written."""
+    path = tmp_path / "reports" / "coverage.html"
+    write_atomic(path, "<p>old</p>")
+
+    def half_then_fail(tmp):
+        tmp.write_text("<p>ne")  # half of the new content is on disk when the writer fails
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(path, half_then_fail)
+
+    class Unwritable:  # neither bytes nor str: fails inside the write itself
+        pass
+
+    with pytest.raises(TypeError):
+        write_atomic(path, Unwritable())
+    assert path.read_text() == "<p>old</p>"
+    assert [p.name for p in path.parent.iterdir()] == ["coverage.html"]
+
+    frame = pd.DataFrame({"v": [1, 2]})
+    part = tmp_path / "corpus" / "part.parquet"
+    write_parquet_atomic(frame, part)
+    with pytest.raises(Exception):
+        write_parquet_atomic(pd.DataFrame({"v": [object()]}), part)  # pyarrow cannot convert it
+    assert pq.read_table(part).to_pandas()["v"].tolist() == [1, 2]
+    assert [p.name for p in part.parent.iterdir()] == ["part.parquet"]
+
+
+def test_write_atomic_writes_bytes_text_as_utf8_and_through_a_writer(tmp_path):
+    assert write_atomic(tmp_path / "a.png", b"\x89PNG").read_bytes() == b"\x89PNG"
+    assert (write_atomic(tmp_path / "deeper" / "r.json", "κ ≥ 0.6")).read_bytes() == "κ ≥ 0.6".encode()
+    write_atomic(tmp_path / "w.txt", lambda tmp: tmp.write_text("from a writer"))
+    assert (tmp_path / "w.txt").read_text() == "from a writer"
+
+
+def test_temp_names_carry_the_writer_pid_for_any_file(tmp_path):
+    """A killed writer's temp file is recognised by its pid whatever the target's name."""
+    import os
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f".coverage-{gone.pid}-x1y2z3ab.html.tmp"
+    dead_dashed = tmp_path / f".coverage-2024-{gone.pid}-abcdefgh.html.tmp"
+    live = tmp_path / f".coverage-{os.getpid()}-abcdefgh.html.tmp"
+    for f in (dead, dead_dashed, live):
+        f.write_text("half")
+    write_atomic(tmp_path / "coverage.html", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["coverage.html", live.name])

@@ -2,7 +2,7 @@
 
 Reads the 40 published StaffML questions of ``../shared/reference/staffml_questions_sample.jsonl``
 (their text stays there: only counts are written here), plants one defect at a time into copies
-of them, audits every copy with :func:`staffml_dagster.quality.audit.audit_rows`, and counts:
+of them, audits every copy with :func:`staffml_dagster.interchange.audit.audit_rows`, and counts:
 
 * **caught**: a copy is caught when the audit reports a finding of the defect's criterion that
   the clean original does not have;
@@ -43,9 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from staffml_dagster.generation.calc import fmt_quantity  # noqa: E402
+from staffml_dagster.core.calc import fmt_quantity  # noqa: E402
+from staffml_dagster.interchange.audit import AUDIT_CRITERIA, audit_rows  # noqa: E402
 from staffml_dagster.interchange.importer import import_corpus  # noqa: E402
-from staffml_dagster.quality.audit import AUDIT_CRITERIA, audit_rows  # noqa: E402
 from staffml_dagster.quality.criteria import (  # noqa: E402
     _platform_figures, _platform_pattern, figure_attributions, figure_problem, is_family_name, platform_aliases,
 )

@@ -39,7 +39,7 @@ def reasoning(q: dict, specs=None) -> str:
     """The reasoning key the offline generator gives the question under today's definition
     (``reasoning_key``), from the item model, design and claim outcomes recorded when it was
     labelled: labels outlive settings and wording."""
-    from staffml_dagster.generation.item_model import item_models, reasoning_key
+    from staffml_dagster.core.item_model import item_models, reasoning_key
 
     mid, did, outcomes = q["signature"].split("|")[:3]
     design = next(d for d in item_models()[mid].spec.questions if d.id == did)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from staffml_dagster.generation.item_model import assigned_topic, draft, item_models, plan  # noqa: E402
+from staffml_dagster.core.item_model import assigned_topic, draft, item_models, plan  # noqa: E402
 from staffml_dagster.specs import load_specs  # noqa: E402
 
 

@@ -1,1 +1,1 @@
-"""Question generation: the backend protocol, item models (whole question designs), the offline and Claude backends."""
+"""Question generation: the backend protocol and the question row, the offline item-model backend and the Claude backend."""

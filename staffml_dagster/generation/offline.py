@@ -14,8 +14,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
-from staffml_dagster.generation.item_model import Draft, assigned_topic, draft, models_for_topic, plan
+from staffml_dagster.core.item_model import Draft, assigned_topic, draft, models_for_topic, plan
+from staffml_dagster.generation.backend import CellRequest, QuestionRow
 from staffml_dagster.specs import Specs
 
 GENERATOR_VERSION = "item-models/3"
@@ -117,45 +117,15 @@ class ItemModelGenerator:
         return rows
 
     def row(self, specs: Specs, cell: CellRequest, d: Draft) -> dict:
-        topic = specs.topic_by_id[cell.topic]
-        content = {
-            "zone": cell.zone, "level": cell.level, "title": d.title, "scenario": d.scenario, "question": d.question,
-            "answer_value": d.answer.value, "answer_unit": d.answer.unit, "signature": d.reasoning,
-        }
         prompt_hash = hashlib.sha256(f"{self.version}|{specs.version}|{d.signature}".encode()).hexdigest()[:16]  # setting included
         s = d.setting
-        return {
-            "id": content_id(cell.track, cell.topic, content),
-            "topic": cell.topic,
-            "track": cell.track,
-            "zone": cell.zone,
-            "level": cell.level,
-            "competency_area": topic.area,
-            "title": d.title,
-            "scenario": d.scenario,
-            "question": d.question,
-            "realistic_solution": d.realistic_solution,
-            "common_mistake": d.common_mistake,
-            "napkin_math": d.napkin_math,
-            "calc": [st.as_dict() for st in d.calc],
-            "answer_value": float(d.answer.value),
-            "answer_unit": d.answer.unit,
-            "mistake_value": float(d.mistake_value),
-            "mistake_id": d.mistake_id,
-            "platforms": [p.id for p in (s.platform, s.platform_b) if p is not None],
-            "workload": s.workload.id if s.workload else None,
-            "scale_point": s.scale_point,
-            "item_model": d.item_model,
-            "framing": d.design,
-            "asked": d.answer.name,
-            "signature": d.reasoning,
-            "claims": d.claims,
-            "distractors": d.distractors,
-            "backend": self.name,
-            "model": None,
-            "generator_version": self.version,
-            "prompt_hash": prompt_hash,
-            "cost_usd": 0.0,
-            "spec_version": specs.version,
-            "created_at": now_iso(),
-        }
+        return QuestionRow.in_cell(
+            specs, cell,
+            title=d.title, scenario=d.scenario, question=d.question, realistic_solution=d.realistic_solution,
+            common_mistake=d.common_mistake, napkin_math=d.napkin_math, calc=[st.as_dict() for st in d.calc],
+            answer_value=float(d.answer.value), answer_unit=d.answer.unit, mistake_value=float(d.mistake_value), mistake_id=d.mistake_id,
+            platforms=[p.id for p in (s.platform, s.platform_b) if p is not None], workload=s.workload.id if s.workload else None,
+            scale_point=s.scale_point, item_model=d.item_model, framing=d.design, asked=d.answer.name, signature=d.reasoning,
+            claims=d.claims, distractors=d.distractors,
+            backend=self.name, model=None, generator_version=self.version, prompt_hash=prompt_hash, cost_usd=0.0,
+        ).as_dict()

@@ -26,7 +26,6 @@ import functools
 import json
 import os
 import stat
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from staffml_dagster.interchange.staffml_format import (
     IMPORT_COLUMNS, LEVEL_PATTERN, STAFFML_TRACKS, STAFFML_ZONES, FieldError, Vocabulary, plain, record_to_row, valid_id,
 )
 from staffml_dagster.specs import Specs, find_non_finite
+from staffml_dagster.storage.atomic import write_atomic
 from staffml_dagster.storage.parquet_io import PART_FILE, write_parquet_atomic
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".jsonl": "jsonl"}
@@ -436,12 +436,5 @@ def write_import(result: ImportResult, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / PART_FILE
     write_parquet_atomic(result.frame(), target)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json.tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(result.report(), handle, indent=2, ensure_ascii=False)
-        os.replace(tmp, out_dir / REPORT_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out_dir / REPORT_FILE, json.dumps(result.report(), indent=2, ensure_ascii=False))
     return target

@@ -52,7 +52,6 @@ LEVEL_PATTERN = re.compile(r"^[lL]([1-6])(\+?)\Z")  # \Z: "$" would accept a fin
 
 # the fields of a question that live under ``details`` in their files
 DETAIL_FIELDS = ("realistic_solution", "common_mistake", "napkin_math")
-CLASSIFICATION_FIELDS = ("track", "level", "zone", "topic", "competency_area")
 # columns an imported row carries besides the question columns
 IMPORT_COLUMNS = ["source_format", "source_path", "extra", "unmapped"]
 

@@ -33,7 +33,7 @@ from functools import lru_cache
 
 import pint
 
-from staffml_dagster.generation.calc import fmt_number
+from staffml_dagster.core.calc import fmt_number
 from staffml_dagster.units import Q_, ureg
 
 APPROX_TOLERANCE = 0.10  # relative tolerance of a result written with "~", "≈", "about"

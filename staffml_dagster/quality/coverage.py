@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from staffml_dagster.partitions import applicable_pairs
+from staffml_dagster.storage.atomic import write_atomic
 from staffml_dagster.storage.parquet_io import write_parquet_atomic
 
 LEVEL_ORDER = ["L1", "L2", "L3", "L4", "L5", "L6+"]
@@ -18,6 +20,16 @@ LEVEL_ORDER = ["L1", "L2", "L3", "L4", "L5", "L6+"]
 def cv(counts: pd.Series) -> float:
     """sigma/mu (population standard deviation over mean); 0 for an empty series."""
     return float(counts.std(ddof=0) / counts.mean()) if len(counts) and counts.mean() else 0.0
+
+
+def questions_per_topic(questions: pd.DataFrame, applicability: pd.DataFrame) -> pd.Series:
+    """Questions per topic over every topic of the applicability matrix (0 where a topic has
+    none), sorted by topic and named ``questions``: the counts whose sigma/mu (:func:`cv`) and
+    largest share the balance check, the coverage report and ``staffml run``'s summary give."""
+    topics = pd.Index(sorted(applicability["topic"].unique()), name="topic")
+    if questions.empty:
+        return pd.Series(0, index=topics, name="questions", dtype=int)
+    return questions.groupby("topic").size().reindex(topics, fill_value=0).rename("questions")
 
 
 @dataclass
@@ -48,15 +60,14 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
         table["target"] = table["capacity"].fillna(table["target"]).astype(int)
     table["at_target"] = table["filled"] >= table["target"]
     table["overfilled"] = table["filled"] > table["theoretical_capacity"]
-    applicable = applicability[applicability["applicable"]][["topic", "track"]]
+    applicable = pd.DataFrame(applicable_pairs(applicability), columns=["topic", "track"])
     per_partition = corpus.groupby(["topic", "track"]).size().rename("questions") if len(corpus) else pd.Series(dtype=int, name="questions")
     partitions = applicable.merge(per_partition.reset_index(), on=["topic", "track"], how="left").fillna({"questions": 0})
     partitions["questions"] = partitions["questions"].astype(int)
     if native is not None:
         partitions = partitions.merge(native, on=["topic", "track"], how="left").fillna({"native_item_models": 0})
         partitions["native_item_models"] = partitions["native_item_models"].astype(int)
-    topics = sorted(applicability["topic"].unique())
-    by_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0) if len(corpus) else pd.Series(0, index=topics)
+    by_topic = questions_per_topic(corpus, applicability)
     by_track = corpus.groupby("track").size() if len(corpus) else pd.Series(dtype=int)
     by_zone = corpus.groupby("zone").size() if len(corpus) else pd.Series(dtype=int)
     by_level = corpus.groupby("level").size().reindex(LEVEL_ORDER, fill_value=0) if len(corpus) else pd.Series(dtype=int)
@@ -117,14 +128,6 @@ def zone_level_matrix(corpus: pd.DataFrame, zones: list[str]) -> pd.DataFrame:
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
-def write_png(path: Path, png: bytes) -> None:
-    """Write a picture atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
 
 
 METHOD_ESTIMATE = "12,000-14,000"  # the StaffML method's own estimate of the corpus at capacity
@@ -212,7 +215,7 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     applicability evidence, the ranked open gaps and the reviews' agreement; atomically per file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
-        write_png(directory / f"{name}.png", png)
+        write_atomic(directory / f"{name}.png", png)
     write_parquet_atomic(cov.cells, directory / "coverage_cells.parquet")
     if gaps is not None:
         write_parquet_atomic(gaps, directory / "coverage_gaps.parquet")
@@ -246,11 +249,7 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     body.append(f"<h2>Cells below target ({int((~cov.cells['at_target']).sum())})</h2>")
     body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
     body.append("</body></html>")
-    target = directory / "coverage.html"
-    tmp = directory / ".coverage.html.tmp"
-    tmp.write_text("\n".join(body))
-    tmp.replace(target)
-    return target
+    return write_atomic(directory / "coverage.html", "\n".join(body))
 
 
 # The coverage questions a user asks of the warehouse, as DuckDB SQL over its views

@@ -1,12 +1,12 @@
 """The quality criteria and the review defects, as plain functions over a question row.
 
 Each returns a :class:`Verdict` with a reason a person can act on. A row is a mapping
-with the fields of DESIGN.md §3 (``calc``, ``claims`` and ``distractors`` may be absent for
+with the columns of ``generation.backend.QUESTION_COLUMNS`` (``calc``, ``claims`` and ``distractors`` may be absent for
 free-text questions; the criteria that need them then pass as "unverifiable").
 
 specificity, grounding, falsifiability, computability, distinctness and hygiene check the
 form. coherence, answer_key, structure and topic_fit check what a Staff-level reviewer
-checks (REVIEW_RUBRIC.md): every figure belongs to the situation, the key's claims agree
+checks (``../shared/docs/REVIEW_RUBRIC.md``): every figure belongs to the situation, the key's claims agree
 with its numbers, zone and level are honest, and the text is about its own topic.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pint
 
-from staffml_dagster.generation.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
+from staffml_dagster.core.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
 from staffml_dagster.specs import Figure, Platform, Specs
 from staffml_dagster.units import Q_, parse_unit
 
@@ -36,6 +36,8 @@ CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "dist
 FORM_CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "hygiene")
 REVIEW_CRITERIA = ("coherence", "answer_key", "structure")
 ROW_CRITERIA = FORM_CRITERIA + REVIEW_CRITERIA
+# what validate_questions adds to a question row: a verdict and its reason per criterion, the overall outcome
+VERDICT_COLUMNS = (*(f"{c}_{part}" for c in CRITERIA for part in ("ok", "reason")), "passed", "failures")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,6 @@ _FIGURE_SOURCE = re.compile(r"specs/hardware\.yaml: ([a-z0-9_-]+)\.([a-z0-9_-]+)
 # a precision label may sit between number and unit (989 FP16 TFLOPS)
 _QUANTITY = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+\s)?"
                        r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|MOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
-_DIMENSIONS = ("[information]", "[information]/[time]", "[operation]/[time]", "[power]", "1/[time]")
 MAX_FIGURE_TEXT = 50_000  # characters of one text searched for hardware figures
 FAMILY_RANGE = 1.25  # a figure beside a family name must lie within its members' figures, widened by this factor
 FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
@@ -1128,7 +1129,7 @@ def _not_native(row: Mapping) -> str | None:
     """For an item-model row: why its item model does not compute the row's topic, or None."""
     if _text(row, "backend") != "item-models" or not _text(row, "item_model"):
         return None
-    from staffml_dagster.generation.item_model import item_models  # loaded once per process
+    from staffml_dagster.core.item_model import item_models  # loaded once per process
 
     model = item_models().get(_text(row, "item_model"))
     if model is None:

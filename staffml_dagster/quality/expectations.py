@@ -80,6 +80,17 @@ class MissingParameterError(KeyError):
 # --------------------------------------------------------------------------- parameters
 
 
+def suite_params(specs) -> dict:
+    """The values of the ``${name}`` placeholders every suite in specs/quality.yaml may use."""
+    return {
+        "zones": [z.id for z in specs.zones],
+        "levels": [lv.id for lv in specs.levels.levels],
+        "tracks": [t.id for t in specs.tracks.tracks],
+        "areas": list(specs.topics.areas),
+        "backends": ["item-models", "anthropic", "import"],
+    }
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars/arrays, tuples and sets as plain Python values GX's pydantic models accept."""
     if isinstance(value, np.generic):

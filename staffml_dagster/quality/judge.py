@@ -19,14 +19,27 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Mapping
+from typing import Protocol
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from staffml_dagster.generation.anthropic import AnthropicGenerator, inline_refs
+from staffml_dagster.core.tool_schema import inline_refs
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.quality.agreement import HUMAN_PREFIX, JUDGE, RUBRIC_CRITERIA
 from staffml_dagster.quality.review_text import META_FIELDS, SECTIONS, normalise_text
+
+
+class JudgeClient(Protocol):
+    """What the judge needs of a Claude client (``AnthropicGenerator`` is one): its model, that
+    model's price entry (``forced_tool_choice``, ``thinking``) and one cached, budgeted call."""
+
+    model: str
+    price: object
+
+    def cached_call(self, key: str, params: dict, meta: Mapping, what: str, stat: str = ...) -> tuple[dict, float, bool]: ...
+
 
 JUDGE_VERSION = "judge/1"
 JUDGE_TOOL_NAME = "submit_review"
@@ -86,7 +99,7 @@ def item_block(row: dict) -> str:
     return f"<item>\n{body}\n</item>"
 
 
-def _params(backend: AnthropicGenerator, system: str, user: str) -> dict:
+def _params(backend: JudgeClient, system: str, user: str) -> dict:
     params = {
         "model": backend.model,
         "max_tokens": 2000,
@@ -112,7 +125,7 @@ def parse_review(message: dict) -> tuple[JudgeReview | None, str | None]:
         return None, "; ".join(problems)
 
 
-def judge_question(backend: AnthropicGenerator, row: dict, system: str | None = None) -> dict:
+def judge_question(backend: JudgeClient, row: dict, system: str | None = None) -> dict:
     """One question's verdict row (JUDGE_COLUMNS); BudgetExceeded propagates."""
     system = system or judge_prompt()
     user = item_block(row)
@@ -152,7 +165,7 @@ def judge_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def judge_questions(backend: AnthropicGenerator, questions: pd.DataFrame) -> pd.DataFrame:
+def judge_questions(backend: JudgeClient, questions: pd.DataFrame) -> pd.DataFrame:
     system = judge_prompt()
     return judge_frame([judge_question(backend, r, system) for r in questions.to_dict("records")])
 

@@ -298,15 +298,14 @@ def write_sheet(sheet: Sheet, out_dir: Path, data: Path, force: bool = False) ->
         raise ReviewError(f"sheet {sheet.sheet} was already exported ({key_path}); pass --force to write it again")
     out_dir.mkdir(parents=True, exist_ok=True)
     key_path.parent.mkdir(parents=True, exist_ok=True)
+    from staffml_dagster.storage.atomic import write_atomic
+
     staging = Path(tempfile.mkdtemp(prefix=".review-", dir=out_dir))
     try:
         (staging / html_path.name).write_text(render_html(sheet), encoding="utf-8")
         (staging / csv_path.name).write_text(render_csv(sheet), encoding="utf-8")
         key = {"sheet": sheet.sheet, "items": sheet.key, "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        fd, tmp_key = tempfile.mkstemp(prefix=".key-", dir=key_path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(key, fh, indent=2)
-        os.replace(tmp_key, key_path)
+        write_atomic(key_path, json.dumps(key, indent=2))
         os.replace(staging / html_path.name, html_path)
         os.replace(staging / csv_path.name, csv_path)
     finally:

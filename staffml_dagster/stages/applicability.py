@@ -1,4 +1,4 @@
-"""Stage 5: which (topic, track) pairs are physically meaningful, and what generation showed.
+"""Which (topic, track) pairs are physically meaningful, and what generation showed.
 
 A track provides substrates; a topic requires some. A missing substrate excludes the
 pair, and every pair, applicable or not, carries a justification sentence naming the
@@ -161,7 +161,7 @@ def applicability_evidence_rows(matrix: pd.DataFrame, validated: pd.DataFrame, n
 @dg.asset(group_name="corpus", kinds={"pandas"}, code_version="1",
           description="Generation evidence per (topic, track) beside the physics of applicability_matrix: questions generated (attempts), the share that passed validation, the leading failure reasons, the native item models; flags the pairs physics admits but the generator cannot produce valid questions for (none generated, or a pass share below quality.yaml applicability_min_pass_share). Built downstream of validation: the matrix decides, the evidence is recorded beside it.")
 def applicability_evidence(context: dg.AssetExecutionContext, specs: SpecsResource, applicability_matrix: pd.DataFrame, validated_questions: pd.DataFrame) -> pd.DataFrame:
-    from staffml_dagster.generation.item_model import native_item_model_counts
+    from staffml_dagster.core.item_model import native_item_model_counts
 
     loaded = specs.load()
     native = pd.DataFrame(native_item_model_counts(list(zip(applicability_matrix["topic"], applicability_matrix["track"]))),

@@ -1,4 +1,4 @@
-"""Stage 6: the cells (topic, track, zone, level) and their theoretical capacity.
+"""The cells (topic, track, zone, level) and their theoretical capacity.
 
 theoretical capacity = platforms in the track x architectures that apply to the topic on
 the track x failure modes x scale points. Only (zone, level) pairs within the zone's
@@ -7,11 +7,13 @@ capacity and by ``questions_per_cell`` in specs/generation.yaml until the empiri
 capacity is measured.
 """
 
+from collections.abc import Iterable
+
 import dagster as dg
 import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
-from staffml_dagster.partitions import topic_track
+from staffml_dagster.partitions import applicable_pairs, topic_track
 from staffml_dagster.quality.coverage import data_uri
 from staffml_dagster.resources import GeneratorResource, SpecsResource
 from staffml_dagster.specs import Specs
@@ -20,7 +22,9 @@ from staffml_dagster.stages.metadata import table_metadata
 
 GROUP = "capacity"
 
-def cell_rows(specs: Specs, applicable: set[tuple[str, str]]) -> pd.DataFrame:
+def cell_rows(specs: Specs, applicable: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """Every cell of the applicable (topic, track) pairs, with its theoretical capacity and target."""
+    applicable = set(applicable)
     rows = []
     bound = specs.generation.questions_per_cell
     for topic in specs.topics.topics:
@@ -53,8 +57,7 @@ def cell_rows(specs: Specs, applicable: set[tuple[str, str]]) -> pd.DataFrame:
 @dg.asset(group_name=GROUP, kinds={"pandas"}, code_version="1",
           description="Every applicable (topic, track, zone, level) cell within the zone's level affinity, with its theoretical capacity = platforms x architectures x failure modes x scale points, and the generation target.")
 def cells(context: dg.AssetExecutionContext, specs: SpecsResource, applicability_matrix: pd.DataFrame, zones: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
-    applicable = {(r.topic, r.track) for r in applicability_matrix.itertuples() if r.applicable}
-    df = cell_rows(specs.load(), applicable)
+    df = cell_rows(specs.load(), applicable_pairs(applicability_matrix))
     meta = table_metadata(df, ["topic", "track", "zone", "level", "theoretical_capacity", "target"], rows=15)
     meta.update(
         {
@@ -183,7 +186,7 @@ def capacity_plot(measured: pd.DataFrame, title: str) -> bytes:
 def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, generator: GeneratorResource, embedder: EmbedderResource,
                   warehouse: DuckDBWarehouse, cells: pd.DataFrame) -> pd.DataFrame:
     from staffml_dagster.paths import reports_dir
-    from staffml_dagster.quality.coverage import write_png
+    from staffml_dagster.storage.atomic import write_atomic
 
     loaded = specs.load()
     backend = generator.create_backend(warehouse)
@@ -196,7 +199,7 @@ def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, gener
         if len(measured) and not hasattr(backend, "space"):  # an enumerated space has no saturation curve to draw
             png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")
             pictures[f"{key['topic']}__{key['track']}"] = png
-            write_png(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
+            write_atomic(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
     frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
     meta = table_metadata(df, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)

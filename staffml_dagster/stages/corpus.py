@@ -1,4 +1,4 @@
-"""Stage 9: the validated corpus, its blocking balance checks and its coverage report."""
+"""The validated corpus, its blocking balance checks and its coverage report."""
 
 import os
 
@@ -6,14 +6,14 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from staffml_dagster.partitions import applicable_pairs
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.coverage import (
-    capacity_sentence, coverage, data_uri, heatmap_png, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
+    capacity_sentence, coverage, data_uri, heatmap_png, questions_per_topic, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
 )
-from staffml_dagster.quality.criteria import CRITERIA, repeated_computations
+from staffml_dagster.quality.criteria import VERDICT_COLUMNS, repeated_computations
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.stages.metadata import markdown_table, table_metadata
-from staffml_dagster.stages.validation import suite_params
 from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "corpus"
@@ -22,7 +22,6 @@ JUDGE_GATE_ENV = "STAFFML_JUDGE_GATE"
 
 class CorpusConfig(dg.Config):
     use_judge: bool = Field(default=os.environ.get(JUDGE_GATE_ENV, "") == "1", description=f"Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every reviewer (default: {JUDGE_GATE_ENV}=1, else advisory).")
-VERDICT_PREFIXES = tuple(f"{c}_" for c in CRITERIA)
 
 
 @dg.asset(
@@ -68,20 +67,19 @@ def passed_questions(validated: pd.DataFrame) -> pd.DataFrame:
     if validated.empty:
         return validated
     df = validated[validated["passed"].astype(bool)]
-    return df.drop(columns=[c for c in df.columns if c.startswith(VERDICT_PREFIXES) or c in ("passed", "failures")]).reset_index(drop=True)
+    return df.drop(columns=[c for c in VERDICT_COLUMNS if c in df.columns]).reset_index(drop=True)
 
 
 def _corpus_suite_frames(corpus: pd.DataFrame, applicability: pd.DataFrame):
-    topics = sorted(applicability["topic"].unique())
-    per_topic = corpus.groupby("topic").size().reindex(topics, fill_value=0).rename("questions").reset_index() if len(corpus) else pd.DataFrame({"topic": topics, "questions": 0})
-    applicable = applicability[applicability["applicable"].astype(bool)][["topic", "track"]]
+    per_topic = questions_per_topic(corpus, applicability).reset_index()
+    applicable = pd.DataFrame(applicable_pairs(applicability), columns=["topic", "track"])
     counts = corpus.groupby(["topic", "track"]).size().rename("questions").reset_index() if len(corpus) else pd.DataFrame(columns=["topic", "track", "questions"])
     per_partition = applicable.merge(counts, on=["topic", "track"], how="left").fillna({"questions": 0})
     return per_topic, per_partition
 
 
 def corpus_check_result(name: str, frame: pd.DataFrame, specs, params: dict, at_fault: list[str]) -> dg.AssetCheckResult:
-    from staffml_dagster.quality.expectations import run_suite  # Great Expectations takes seconds to import
+    from staffml_dagster.quality.expectations import run_suite, suite_params  # Great Expectations takes seconds to import
 
     suite = specs.quality.suites[name]
     result = run_suite(frame, name, suite, {**suite_params(specs), **params}, docs_dir=reports_dir() / "gx")
@@ -125,7 +123,7 @@ def corpus_covers_zones(specs: SpecsResource, corpus: pd.DataFrame) -> dg.AssetC
 def corpus_fills_partitions(specs: SpecsResource, corpus: pd.DataFrame, applicability_matrix: pd.DataFrame) -> dg.AssetCheckResult:
     loaded = specs.load()
     _, per_partition = _corpus_suite_frames(corpus, applicability_matrix)
-    from staffml_dagster.generation.item_model import models_for_topic
+    from staffml_dagster.core.item_model import models_for_topic
 
     empty = [f"{r.topic}|{r.track}" + ("" if models_for_topic(r.topic, r.track) else " (no native item model yet)")
              for r in per_partition.itertuples() if r.questions == 0]
@@ -133,7 +131,7 @@ def corpus_fills_partitions(specs: SpecsResource, corpus: pd.DataFrame, applicab
 
 
 @dg.asset_check(asset=corpus, blocking=False,
-                description="The same computation (item model, framing, platforms, workload, scale point) does not reappear under another topic of the track (DESIGN.md §6, native to its topic).")
+                description="The same computation (item model, framing, platforms, workload, scale point) does not reappear under another topic of the track (a question is native to its topic: assets/item_models/README.md).")
 def computation_unique_across_topics(corpus: pd.DataFrame) -> dg.AssetCheckResult:
     repeats = repeated_computations(corpus)
     pairs = repeats.groupby(["repeats_topic", "topic"]).size().sort_values(ascending=False) if len(repeats) else pd.Series(dtype=int)
@@ -194,12 +192,11 @@ def open_gaps(context: dg.AssetExecutionContext, specs: SpecsResource, validated
 def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame, cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
                     cell_capacity: pd.DataFrame, applicability_evidence: pd.DataFrame, open_gaps: pd.DataFrame,
                     warehouse: DuckDBWarehouse) -> pd.DataFrame:
-    from staffml_dagster.generation.item_model import native_item_model_counts
+    from staffml_dagster.core.item_model import native_item_model_counts
 
     loaded = specs.load()
     corpus = passed_questions(validated_questions)
-    applicable = applicability_matrix[applicability_matrix["applicable"].astype(bool)]
-    native = pd.DataFrame(native_item_model_counts(list(zip(applicable["topic"], applicable["track"]))),
+    native = pd.DataFrame(native_item_model_counts(applicable_pairs(applicability_matrix)),
                           columns=["topic", "track", "native_item_models"])
     cov = coverage(corpus, cells, applicability_matrix, native, cell_capacity)
     topics = [t.id for t in loaded.topics.topics]

@@ -50,10 +50,6 @@ def stored_embeddings(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> 
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def vectors_by_id(embeddings: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {i: np.asarray(v, dtype=np.float32) for i, v in zip(embeddings["id"], embeddings["vector"])}
-
-
 @dg.asset(
     partitions_def=topic_track,
     group_name=GROUP,

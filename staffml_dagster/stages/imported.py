@@ -10,12 +10,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from staffml_dagster.embedding import EmbedderResource
+from staffml_dagster.embedding import EmbedderResource, vectors_by_id
 from staffml_dagster.interchange.importer import ImportResult, import_corpus
 from staffml_dagster.interchange.review import GENERATED_COLUMNS, ImportCoverage, import_coverage, review_imported
 from staffml_dagster.resources import SpecsResource
-from staffml_dagster.stages.applicability import applicability_rows
-from staffml_dagster.stages.capacity import cell_rows
 from staffml_dagster.stages.metadata import markdown_table
 from staffml_dagster.stages.validation import verdict_metadata
 from staffml_dagster.storage import DuckDBWarehouse
@@ -39,13 +37,8 @@ def generated_for_dedup(warehouse: DuckDBWarehouse, model: str) -> tuple[pd.Data
     vectors: dict[str, np.ndarray] = {}
     if "question_embeddings" in views:
         stored = con.execute("SELECT id, vector FROM question_embeddings WHERE model = ?", [model]).df()
-        vectors = {i: np.asarray(v, dtype=np.float32) for i, v in zip(stored["id"], stored["vector"])}
+        vectors = vectors_by_id(stored)
     return generated, vectors
-
-
-def our_cells(specs) -> pd.DataFrame:
-    applicable = applicability_rows(specs)
-    return cell_rows(specs, {(r.topic, r.track) for r in applicable.itertuples() if r.applicable})
 
 
 def coverage_metadata(cov: ImportCoverage) -> dict:
@@ -80,9 +73,10 @@ def import_metadata(result: ImportResult) -> dict:
     kinds={"pandas", "parquet"},
     code_version="1",
     deps=["questions", "question_embeddings"],
-    description="Questions imported from a StaffML corpus (config `path` or STAFFML_IMPORT_PATH), each with the verdicts generated questions get, deduplicated against the generated questions (exact and near-duplicate), with coverage of our cells in metadata. Unmapped values (e.g. the `global` track) are kept empty and fail specificity; unknown fields are kept in `extra`. No path configured: an empty table.",
+    description="Questions imported from a StaffML corpus (config `path` or STAFFML_IMPORT_PATH), each with the verdicts generated questions get, deduplicated against the generated questions (exact and near-duplicate), with coverage of our cells (the `cells` asset) in metadata. Unmapped values (e.g. the `global` track) are kept empty and fail specificity; unknown fields are kept in `extra`. No path configured: an empty table.",
 )
-def imported_questions(context: dg.AssetExecutionContext, config: ImportConfig, specs: SpecsResource, embedder: EmbedderResource, warehouse: DuckDBWarehouse) -> pd.DataFrame:
+def imported_questions(context: dg.AssetExecutionContext, config: ImportConfig, specs: SpecsResource, embedder: EmbedderResource, warehouse: DuckDBWarehouse,
+                       cells: pd.DataFrame) -> pd.DataFrame:
     loaded = specs.load()
     path = config.path or os.environ.get(IMPORT_PATH_ENV, "")
     if not path:
@@ -106,7 +100,7 @@ def imported_questions(context: dg.AssetExecutionContext, config: ImportConfig, 
         "generated_compared": dg.MetadataValue.int(len(generated)),
         "duplicates_of_generated": dg.MetadataValue.int(len(duplicates)),
         "duplicate_list": dg.MetadataValue.md(markdown_table(duplicates, ["id", "duplicate_kind", "duplicate_of", "duplicate_similarity"], rows=20)),
-        **coverage_metadata(import_coverage(reviewed, our_cells(loaded))),
+        **coverage_metadata(import_coverage(reviewed, cells)),
         "preview": dg.MetadataValue.md(markdown_table(reviewed, ["id", "track", "zone", "level", "topic", "passed"], rows=10)),
     }
     context.add_output_metadata(meta)

@@ -1,4 +1,4 @@
-"""Stage 7: the questions of each (topic, track) partition, from the generator resource's backend."""
+"""The questions of each (topic, track) partition, from the generator resource's backend."""
 
 import dagster as dg
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Stage 1-2: the four skills, the twelve zones derived from them, and the six levels."""
+"""The four skills, the twelve zones derived from them, and the six levels."""
 
 from itertools import combinations
 

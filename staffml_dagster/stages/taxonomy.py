@@ -1,4 +1,4 @@
-"""Stage 3: tracks, topics (86 in 13 areas) and the hardware platforms of each track."""
+"""Tracks, topics (86 in 13 areas) and the hardware platforms of each track."""
 
 import dagster as dg
 import pandas as pd

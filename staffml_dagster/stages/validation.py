@@ -1,27 +1,16 @@
-"""Stage 8: every question of a partition with its verdicts on every criterion of the gate."""
+"""Every question of a partition with its verdicts on every criterion of the gate."""
 
 import dagster as dg
 import pandas as pd
 
+from staffml_dagster.embedding import vectors_by_id
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.criteria import CRITERIA, validate_questions
 from staffml_dagster.resources import SpecsResource
-from staffml_dagster.specs import Specs
-from staffml_dagster.stages.embeddings import vectors_by_id
 from staffml_dagster.stages.metadata import markdown_table
 
 GROUP = "validation"
-
-
-def suite_params(specs: Specs) -> dict:
-    return {
-        "zones": [z.id for z in specs.zones],
-        "levels": [lv.id for lv in specs.levels.levels],
-        "tracks": [t.id for t in specs.tracks.tracks],
-        "areas": list(specs.topics.areas),
-        "backends": ["item-models", "anthropic", "import"],
-    }
 
 
 def verdict_metadata(df: pd.DataFrame) -> dict:
@@ -57,7 +46,7 @@ def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource,
 
 @dg.asset_check(asset=validated_questions, description="Great Expectations suite `validated_questions` (specs/quality.yaml): schema, closed enums, non-null fields, value ranges.")
 def validated_questions_expectations(context: dg.AssetCheckExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame) -> dg.AssetCheckResult:
-    from staffml_dagster.quality.expectations import run_suite  # Great Expectations takes seconds to import
+    from staffml_dagster.quality.expectations import run_suite, suite_params  # Great Expectations takes seconds to import
 
     loaded = specs.load()
     suite = loaded.quality.suites["validated_questions"]

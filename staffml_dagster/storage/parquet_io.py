@@ -3,16 +3,12 @@
 Layout: ``<warehouse>/<asset>/topic=<t>/track=<k>/part.parquet`` for assets partitioned by
 (topic, track), ``<warehouse>/<asset>/part.parquet`` otherwise. Partition columns live in
 the path, not in the file (the hive convention), and are restored on read. Every write
-goes to a temporary file in the same directory and is renamed into place, so a reader
-never sees a half-written file and a failed write leaves the previous version intact.
+goes through :func:`~staffml_dagster.storage.atomic.write_atomic`: a reader never sees a
+half-written file and a failed write leaves the previous version intact.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from staffml_dagster.paths import warehouse_dir
+from staffml_dagster.storage.atomic import write_atomic
 
 PART_FILE = "part.parquet"
 
@@ -35,57 +32,10 @@ def partition_dir(root: Path, asset: str, dims: dict[str, str] | None) -> Path:
     return path
 
 
-TEMP_GLOB = ".part-*.parquet.tmp"
-_TEMP_PID = re.compile(r"^\.part-(\d+)-")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-STALE_UNOWNED_SECONDS = 3600  # a temp file without a writer's pid (an older layout) is an orphan after this
-
-
-def _writer_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_orphan_temps(directory: Path, recursive: bool = True) -> list[Path]:
-    """Delete the temp files of writes whose process is gone (a kill between the write and
-    its rename leaves one) under ``directory``; a write in progress is never touched.
-    Returns what was deleted."""
-    removed = []
-    found = (directory.rglob(TEMP_GLOB) if recursive else directory.glob(TEMP_GLOB)) if directory.is_dir() else ()
-    for tmp in found:
-        owner = _TEMP_PID.match(tmp.name)
-        try:
-            orphan = not _writer_alive(int(owner.group(1))) if owner else time.time() - tmp.stat().st_mtime > STALE_UNOWNED_SECONDS
-            if orphan:
-                tmp.unlink()
-                removed.append(tmp)
-        except FileNotFoundError:  # its writer renamed or removed it meanwhile
-            continue
-    return removed
-
-
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` through a temp file + rename in the same directory. The temp
-    file's name carries the writer's pid, so an orphan left by a killed writer is recognized
-    and deleted by the next write to that directory; the file gets the umask's permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``df`` to ``path`` whole or not at all (:func:`~staffml_dagster.storage.atomic.write_atomic`)."""
     table = pa.Table.from_pandas(df, preserve_index=False)
-    remove_orphan_temps(path.parent, recursive=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".part-{os.getpid()}-", suffix=".parquet.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_partition(root: Path, asset: str, dims: dict[str, str] | None) -> pd.DataFrame | None:

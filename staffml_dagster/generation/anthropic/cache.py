@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from staffml_dagster.generation.anthropic.drafts import TOOL_HASH
 from staffml_dagster.generation.anthropic.errors import AnthropicBackendError
 from staffml_dagster.generation.backend import CellRequest
+from staffml_dagster.storage.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +26,8 @@ BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON next to ``path`` then os.replace it in: readers never see half a file, and a
-    failed write leaves the previous version and no temp file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, ensure_ascii=False, indent=1, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``obj`` as JSON at ``path``, written whole or not at all (:func:`storage.atomic.write_atomic`)."""
+    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1, default=str))
 
 
 def cache_key(model: str, phash: str, sample: str) -> str:

@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from staffml_dagster.generation.backend import CellRequest, content_id, now_iso
-from staffml_dagster.generation.calc import CalcStep
-from staffml_dagster.generation.render import napkin_math as render_napkin_math
+from staffml_dagster.generation.backend import CellRequest, QuestionRow
+from staffml_dagster.core.calc import CalcStep
+from staffml_dagster.core.render import napkin_math as render_napkin_math
+from staffml_dagster.core.tool_schema import inline_refs
 from staffml_dagster.quality.criteria import FORM_CRITERIA, row_verdicts
 from staffml_dagster.specs import Specs
 
@@ -81,23 +82,6 @@ class QuestionDraft(BaseModel):
 
 class SubmitQuestions(BaseModel):
     questions: list[QuestionDraft] = Field(min_length=1)
-
-
-def inline_refs(schema: dict) -> dict:
-    """Replace pydantic's ``$defs``/``$ref`` with inline schemas (simpler for the tool API)."""
-    defs = schema.get("$defs", {})
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "$ref" in node:
-                target = node["$ref"].rsplit("/", 1)[-1]
-                return walk(dict(defs[target]))
-            return {k: walk(v) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)
 
 
 def tool_definition() -> dict:
@@ -169,47 +153,19 @@ def draft_signature(draft: QuestionDraft) -> str:
 
 
 def build_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, *, model: str, phash: str, cost: float) -> dict:
+    """The question row of a draft (its id follows its content, like an offline row's)."""
     steps = [CalcStep(s.name, s.expression, float(s.value), s.unit, s.label, s.source if s.kind == "given" else "", s.kind) for s in draft.calc]
-    signature = draft_signature(draft)
-    content = {
-        "zone": cell.zone, "level": cell.level, "title": draft.title, "scenario": draft.scenario, "question": draft.question,
-        "answer_value": draft.answer_value, "answer_unit": draft.answer_unit, "signature": signature,
-    }
-    return {
-        "id": content_id(cell.track, cell.topic, content),
-        "topic": cell.topic,
-        "track": cell.track,
-        "zone": cell.zone,
-        "level": cell.level,
-        "competency_area": specs.topic_by_id[cell.topic].area,
-        "title": draft.title.strip(),
-        "scenario": draft.scenario.strip(),
-        "question": draft.question.strip(),
-        "realistic_solution": draft.realistic_solution.strip(),
-        "common_mistake": draft.common_mistake.strip(),
-        "napkin_math": render_napkin_math(steps, draft.napkin_math.strip()),
-        "calc": [s.as_dict() for s in steps],
-        "answer_value": float(draft.answer_value),
-        "answer_unit": draft.answer_unit,
-        "mistake_value": float(draft.mistake_value),
-        "mistake_id": draft.mistake_id,
-        "platforms": list(draft.platforms),
-        "workload": draft.workload,
-        "scale_point": draft.scale_point,
-        "item_model": "llm",
-        "framing": cell.zone,
-        "asked": steps[-1].name,
-        "signature": signature,
-        "claims": [c.model_dump() for c in draft.claims],
-        "distractors": list(draft.distractors),
-        "backend": BACKEND_NAME,
-        "generator_version": GENERATOR_VERSION,
-        "prompt_hash": phash[:16],
-        "spec_version": specs.version,
-        "created_at": now_iso(),
-        "model": model,
-        "cost_usd": round(cost, 6),
-    }
+    return QuestionRow.in_cell(
+        specs, cell,
+        title=draft.title.strip(), scenario=draft.scenario.strip(), question=draft.question.strip(),
+        realistic_solution=draft.realistic_solution.strip(), common_mistake=draft.common_mistake.strip(),
+        napkin_math=render_napkin_math(steps, draft.napkin_math.strip()), calc=[s.as_dict() for s in steps],
+        answer_value=float(draft.answer_value), answer_unit=draft.answer_unit, mistake_value=float(draft.mistake_value),
+        mistake_id=draft.mistake_id, platforms=list(draft.platforms), workload=draft.workload, scale_point=draft.scale_point,
+        item_model="llm", framing=cell.zone, asked=steps[-1].name, signature=draft_signature(draft),
+        claims=[c.model_dump() for c in draft.claims], distractors=list(draft.distractors), backend=BACKEND_NAME,
+        generator_version=GENERATOR_VERSION, prompt_hash=phash[:16], model=model, cost_usd=round(cost, 6),
+    ).as_dict()
 
 
 def draft_problems(specs: Specs, cell: CellRequest, draft: QuestionDraft) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from staffml_dagster.generation.calc import CalcStep, fmt_quantity
+from staffml_dagster.core.calc import CalcStep, fmt_quantity
 
 
 def _provenance(source: str) -> str:

@@ -39,15 +39,15 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from staffml_dagster.generation.calc import SIG_FIGS, Calc, CalcError, CalcStep, KnifeEdge, fmt_number, fmt_quantity
-from staffml_dagster.generation.render import common_mistake, napkin_math
+from staffml_dagster.core.calc import SIG_FIGS, Calc, CalcError, CalcStep, KnifeEdge, fmt_number, fmt_quantity
+from staffml_dagster.core.render import common_mistake, napkin_math
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
 
 RESERVED = {"platform", "platform_b", "platform_short", "platform_b_short", "workload", "track", "n", "c", "w",
             "answer", "wrong", "loop", "range"}
 ZONE_NEEDS = {
-    # what a design must declare for its zone to be honest (DESIGN.md §6, REVIEW_RUBRIC zone_fit)
+    # what a design must declare for its zone to be honest (the rubric's zone_fit, ../shared/docs/REVIEW_RUBRIC.md)
     "diagnosis": ("symptom", "alternatives"),
     "debug": ("symptom", "alternatives"),
     "evaluation": ("options",),
