@@ -92,6 +92,9 @@ def test_design_stages_materialize_with_passing_checks(warehouse):
     assert len(zones) == 12
     mats = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata for e in result.get_asset_materialization_events()}
     assert mats["topics"]["dagster/row_count"].value == 86
+    matrix = pd.read_parquet(warehouse / "applicability_matrix" / "part.parquet")
+    assert mats["applicability_matrix"]["dagster/row_count"].value == len(matrix) == 344  # the table's rows, not the excluded ones previewed
+    assert mats["applicability_matrix"]["excluded_pairs"].value == int((~matrix["applicable"]).sum())
     assert "|" in mats["cells"]["preview"].value
 
 

@@ -17,7 +17,7 @@ from staffml_dagster.partitions import topic_track
 from staffml_dagster.quality.coverage import data_uri
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
-from staffml_dagster.stages.metadata import table_metadata
+from staffml_dagster.stages.metadata import add_partition_metadata, table_metadata
 
 GROUP = "capacity"
 
@@ -204,10 +204,19 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
             write_png(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
     frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
-    meta = table_metadata(df, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
-    meta["partitions"] = dg.MetadataValue.int(len(keys))
-    meta["capacity_total"] = dg.MetadataValue.int(int(df["capacity"].sum()) if len(df) else 0)
-    if len(pictures) == 1:
-        meta["capacity_plot"] = dg.MetadataValue.md(f"![capacity]({data_uri(next(iter(pictures.values())))})")
+
+    def partition_meta(key: str, rows: pd.DataFrame) -> dict:
+        meta = table_metadata(rows, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
+        meta["capacity_total"] = dg.MetadataValue.int(int(rows["capacity"].sum()) if len(rows) else 0)
+        dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
+        png = pictures.get(f"{dims['topic']}__{dims['track']}")
+        if png is not None:
+            meta["capacity_plot"] = dg.MetadataValue.md(f"![capacity]({data_uri(png)})")
+        return meta
+
+    add_partition_metadata(context, df, partition_meta)
+    meta = {"partitions": dg.MetadataValue.int(len(keys))}
+    if len(keys) > 1:
+        meta["run_capacity_total"] = dg.MetadataValue.int(int(df["capacity"].sum()) if len(df) else 0)
     context.add_output_metadata(meta)
     return df

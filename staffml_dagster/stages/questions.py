@@ -15,7 +15,7 @@ from staffml_dagster.storage import read_partition
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.runs import record_owner
-from staffml_dagster.stages.metadata import markdown_table
+from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table
 
 GROUP = "questions"
 
@@ -115,7 +115,7 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
 
     frames: dict[tuple[str, str], pd.DataFrame] = {}
     plans: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None]] = {}
-    outcome: dict = {"inapplicable": {}, "kept": 0, "dropped": 0, "stopped": None, "not_reached": []}
+    outcome: dict = {"inapplicable": {}, "kept": 0, "dropped": 0, "stopped": None, "not_reached": [], "previous": {}}
     for topic, track in partitions:
         mine, previous, reason = partition_plan(loaded, topic, track, cells, applicability_matrix, cell_capacity)
         if reason is not None:
@@ -142,8 +142,10 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
             df = pd.concat(parts, ignore_index=True) if parts else empty_questions()
             frames[(topic, track)] = df
             kept = set(previous["id"]) if previous is not None and len(previous) else set()
-            outcome["kept"] += len(kept & set(df["id"]))
-            outcome["dropped"] += len(kept - set(df["id"]))
+            mine_kept, mine_dropped = len(kept & set(df["id"])), len(kept - set(df["id"]))
+            outcome["previous"][f"{topic}|{track}"] = {"kept": mine_kept, "dropped": mine_dropped}
+            outcome["kept"] += mine_kept
+            outcome["dropped"] += mine_dropped
     return frames, outcome
 
 
@@ -170,15 +172,20 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
     inapplicable = outcome["inapplicable"]
     filled = [f for f in frames if len(f)]
     df = pd.concat(filled, ignore_index=True) if filled else empty_questions()
-    meta = {**questions_metadata(df), **backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
-    if inapplicable:
-        meta["inapplicable"] = next(iter(inapplicable.values())) if len(frames) == 1 else dg.MetadataValue.json(inapplicable)
-    if len(inapplicable) < len(frames):
-        meta.update({
-            "capacity_source": "measured (cell_capacity)" if len(cell_capacity) else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)",
-            "kept_from_previous": dg.MetadataValue.int(outcome["kept"]),
-            "dropped_from_previous": dg.MetadataValue.int(outcome["dropped"]),
-        })
+    capacity_source = ("measured (cell_capacity)" if len(cell_capacity)
+                       else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)")
+
+    def partition_meta(key: str, rows: pd.DataFrame) -> dict:
+        if key in inapplicable:
+            return {**questions_metadata(rows), "inapplicable": inapplicable[key]}
+        previous = outcome["previous"][key]
+        return {**questions_metadata(rows), "capacity_source": capacity_source,
+                "kept_from_previous": dg.MetadataValue.int(previous["kept"]), "dropped_from_previous": dg.MetadataValue.int(previous["dropped"])}
+
+    add_partition_metadata(context, df, partition_meta)
+    meta = {**backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
+    if len(frames) > 1:
+        meta.update({"run_row_count": dg.MetadataValue.int(len(df)), "run_inapplicable_partitions": dg.MetadataValue.int(len(inapplicable))})
     if outcome["stopped"]:
         context.log.warning(f"generation stopped after the most important cells: {outcome['stopped']}; {len(outcome['not_reached'])} cell(s) not reached keep what they held")
         meta.update({

@@ -9,7 +9,7 @@ from staffml_dagster.quality.criteria import CRITERIA, validate_questions
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
 from staffml_dagster.stages.embeddings import vectors_by_id
-from staffml_dagster.stages.metadata import markdown_table
+from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table
 
 GROUP = "validation"
 
@@ -51,7 +51,10 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
 )
 def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:
     df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings))
-    context.add_output_metadata(verdict_metadata(df))
+    add_partition_metadata(context, df, lambda key, rows: verdict_metadata(rows))
+    if len(context.partition_keys) > 1:
+        context.add_output_metadata({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
+                                     "run_passed": dg.MetadataValue.int(int(df["passed"].sum()) if len(df) else 0)})
     return df
 
 
