@@ -214,8 +214,7 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
             meta["capacity_plot"] = dg.MetadataValue.md(f"![capacity]({data_uri(png)})")
         return meta
 
-    add_partition_metadata(context, df, partition_meta)
-    meta = {"partitions": dg.MetadataValue.int(len(keys))}
+    meta = {**add_partition_metadata(context, df, partition_meta), "partitions": dg.MetadataValue.int(len(keys))}
     if len(keys) > 1:
         meta["run_capacity_total"] = dg.MetadataValue.int(int(df["capacity"].sum()) if len(df) else 0)
     context.add_output_metadata(meta)

@@ -12,7 +12,7 @@ from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import warehouse_dir
 from staffml_dagster.quality.criteria import distinct_text
-from staffml_dagster.stages.metadata import add_partition_metadata
+from staffml_dagster.stages.metadata import add_partition_metadata, run_partition_keys
 from staffml_dagster.storage import read_partition
 
 GROUP = "validation"
@@ -70,11 +70,11 @@ def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderRes
     df, reused = embedding_rows(questions, model, previous)
     dim = len(df["vector"].iloc[0]) if len(df) else 0
     stored = set(previous.loc[previous["model"] == model.name, "text_hash"]) if previous is not None and "text_hash" in previous.columns else set()
-    add_partition_metadata(context, df, lambda key, rows: {
+    meta = add_partition_metadata(context, df, lambda key, rows: {
         "dagster/row_count": dg.MetadataValue.int(len(rows)),
         "reused_vectors": dg.MetadataValue.int(int(rows["text_hash"].isin(stored).sum()) if len(rows) else 0)})
-    meta = {"model": model.name, "dimension": dim}
-    if len(context.partition_keys) > 1:
+    meta.update({"model": model.name, "dimension": dim})
+    if len(run_partition_keys(context)) > 1:
         meta.update({"run_row_count": dg.MetadataValue.int(len(df)), "run_reused_vectors": dg.MetadataValue.int(reused)})
     context.add_output_metadata(meta)
     return df

@@ -42,11 +42,22 @@ def rows_by_partition(df: pd.DataFrame, partition_keys: Sequence[str]) -> dict[s
     return out
 
 
+def run_partition_keys(context: dg.AssetExecutionContext) -> list[str]:
+    """The partition keys the run materializes; none when it targets no partition."""
+    return list(context.partition_keys) if context.has_partition_key or context.has_partition_key_range else []
+
+
 def add_partition_metadata(context: dg.AssetExecutionContext, df: pd.DataFrame,
-                           build: Callable[[str, pd.DataFrame], Mapping[str, object]]) -> None:
+                           build: Callable[[str | None, pd.DataFrame], Mapping[str, object]]) -> dict:
     """Put each partition's own figures (``build(key, its rows)``) on its own materialization
     event. A run over many partitions returns one table; without this every partition would
     show the whole run's row count and samples. Run-wide figures go in the output metadata,
-    which every partition's event also carries; a partition's own figures win over them."""
-    for key, rows in rows_by_partition(df, context.partition_keys).items():
+    which every partition's event also carries; a partition's own figures win over them.
+    Returns what the output metadata must add: the whole table's figures when the run targets
+    no partition, else nothing."""
+    keys = run_partition_keys(context)
+    if not keys:  # called without a partition (a direct invocation): the whole table is the figure
+        return dict(build(None, df))
+    for key, rows in rows_by_partition(df, keys).items():
         context.add_asset_metadata(dict(build(key, rows)), partition_key=key)
+    return {}

@@ -182,8 +182,7 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
         return {**questions_metadata(rows), "capacity_source": capacity_source,
                 "kept_from_previous": dg.MetadataValue.int(previous["kept"]), "dropped_from_previous": dg.MetadataValue.int(previous["dropped"])}
 
-    add_partition_metadata(context, df, partition_meta)
-    meta = {**backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
+    meta = {**add_partition_metadata(context, df, partition_meta), **backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
     if len(frames) > 1:
         meta.update({"run_row_count": dg.MetadataValue.int(len(df)), "run_inapplicable_partitions": dg.MetadataValue.int(len(inapplicable))})
     if outcome["stopped"]:

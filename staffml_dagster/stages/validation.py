@@ -9,7 +9,7 @@ from staffml_dagster.quality.criteria import CRITERIA, validate_questions
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
 from staffml_dagster.stages.embeddings import vectors_by_id
-from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table
+from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table, run_partition_keys
 
 GROUP = "validation"
 
@@ -51,10 +51,11 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
 )
 def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:
     df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings))
-    add_partition_metadata(context, df, lambda key, rows: verdict_metadata(rows))
-    if len(context.partition_keys) > 1:
-        context.add_output_metadata({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
-                                     "run_passed": dg.MetadataValue.int(int(df["passed"].sum()) if len(df) else 0)})
+    meta = add_partition_metadata(context, df, lambda key, rows: verdict_metadata(rows))
+    if len(run_partition_keys(context)) > 1:
+        meta.update({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
+                     "run_passed": dg.MetadataValue.int(int(df["passed"].sum()) if len(df) else 0)})
+    context.add_output_metadata(meta)
     return df
 
 
