@@ -14,6 +14,7 @@ import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
+from staffml_dagster.progress import ProgressLog
 from staffml_dagster.quality.coverage import data_uri
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
@@ -194,6 +195,7 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
     backend = make_backend(config.backend)
     keys = [topic_track.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
     frames, pictures = [], {}
+    progress = ProgressLog(context.log.info, "cell_capacity", "partitions", len(keys))
     for key in keys:
         part = cells[(cells["topic"] == key["topic"]) & (cells["track"] == key["track"])]
         measured = measure_partition(loaded, backend, embedder.get, part, loaded.generation.seed)
@@ -202,6 +204,7 @@ def cell_capacity(context: dg.AssetExecutionContext, config: CapacityConfig, spe
             png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")
             pictures[f"{key['topic']}__{key['track']}"] = png
             write_png(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
+        progress.advance()
     frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
 

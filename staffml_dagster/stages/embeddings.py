@@ -11,6 +11,7 @@ import pandas as pd
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import warehouse_dir
+from staffml_dagster.progress import PREFIX as PROGRESS
 from staffml_dagster.quality.criteria import distinct_text
 from staffml_dagster.stages.metadata import add_partition_metadata, run_partition_keys
 from staffml_dagster.storage import read_partition
@@ -67,9 +68,12 @@ def vectors_by_id(embeddings: pd.DataFrame) -> dict[str, np.ndarray]:
 def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, questions: pd.DataFrame) -> pd.DataFrame:
     previous = stored_embeddings(context.partition_keys)
     model = embedder.get()
+    stored = set(previous.loc[previous["model"] == model.name, "text_hash"]) if previous is not None and "text_hash" in previous.columns else set()
+    if len(questions):
+        fresh = sum(text_hash(distinct_text(r)) not in stored for r in questions.to_dict("records"))
+        context.log.info(f"{PROGRESS}question_embeddings: {fresh} of {len(questions)} text(s) to encode with {model.name}, the others reuse their stored vectors")
     df, reused = embedding_rows(questions, model, previous)
     dim = len(df["vector"].iloc[0]) if len(df) else 0
-    stored = set(previous.loc[previous["model"] == model.name, "text_hash"]) if previous is not None and "text_hash" in previous.columns else set()
     meta = add_partition_metadata(context, df, lambda key, rows: {
         "dagster/row_count": dg.MetadataValue.int(len(rows)),
         "reused_vectors": dg.MetadataValue.int(int(rows["text_hash"].isin(stored).sum()) if len(rows) else 0)})

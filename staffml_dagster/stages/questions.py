@@ -11,6 +11,7 @@ from staffml_dagster.generation.offline import GENERATOR_VERSION, ItemModelGener
 from staffml_dagster.generation.backend import QUESTION_COLUMNS
 from staffml_dagster.generation.partition import cell_targets, empty_questions
 from staffml_dagster.paths import warehouse_dir
+from staffml_dagster.progress import ProgressLog
 from staffml_dagster.storage import read_partition
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import SpecsResource
@@ -101,14 +102,15 @@ def partition_plan(loaded, topic: str, track: str, cells: pd.DataFrame, applicab
 
 
 def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                  cell_capacity: pd.DataFrame, seed: int | None) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
+                  cell_capacity: pd.DataFrame, seed: int | None, progress: ProgressLog | None = None) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
     """The questions of every (topic, track) partition of a run and what happened to them.
 
     An inapplicable partition is empty with its reason. The cells of all applicable partitions
     are generated in gap order (quality/gaps.py: open gaps first, mastery and optimization zones
     and underfilled critical topics ahead), so when a budget stops the backend, the cells it
     reached are the most important ones: they are written, and every cell it did not reach keeps
-    the questions it held (nothing is lost). Other backend errors fail the run, writing nothing."""
+    the questions it held (nothing is lost). Other backend errors fail the run, writing nothing.
+    ``progress`` counts the cells generated."""
     from staffml_dagster.generation.anthropic_backend import BudgetExceeded
     from staffml_dagster.generation.partition import generate_in_order
     from staffml_dagster.quality.gaps import gap_priority, generation_order
@@ -126,8 +128,10 @@ def run_questions(loaded, backend, partitions: list[tuple[str, str]], cells: pd.
     if plans:
         critical, zones = gap_priority(loaded)
         order = generation_order(pd.concat([m for m, _ in plans.values()], ignore_index=True), critical, zones)
+        if progress is not None:
+            progress.start(len(order))
         try:
-            done = generate_in_order(loaded, backend, order, seed, stop_on=(BudgetExceeded,))
+            done = generate_in_order(loaded, backend, order, seed, stop_on=(BudgetExceeded,), on_cell=progress.advance if progress else None)
         except AnthropicBackendError as exc:  # retries exhausted, ...: nothing is written for this run
             raise dg.Failure(str(exc), metadata=backend_metadata(backend)) from None
         outcome["stopped"], outcome["not_reached"] = done.stopped, done.not_reached
@@ -167,7 +171,8 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
     for key in context.partition_keys:
         dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
         partitions.append((dims["topic"], dims["track"]))
-    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed)
+    progress = ProgressLog(context.log.info, "questions", f"cells of {len(partitions)} partition(s)", 0)
+    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed, progress)
     frames = [by_partition[p] for p in partitions]
     inapplicable = outcome["inapplicable"]
     filled = [f for f in frames if len(f)]

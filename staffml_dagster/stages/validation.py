@@ -5,6 +5,7 @@ import pandas as pd
 
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import reports_dir
+from staffml_dagster.progress import ProgressLog
 from staffml_dagster.quality.criteria import CRITERIA, validate_questions
 from staffml_dagster.resources import SpecsResource
 from staffml_dagster.specs import Specs
@@ -50,7 +51,8 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
     description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene, coherence, answer_key, structure, topic_fit); failures are kept with their reasons, never dropped.",
 )
 def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:
-    df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings))
+    progress = ProgressLog(context.log.info, "validated_questions", f"questions of {len(run_partition_keys(context)) or 1} partition(s)", len(questions))
+    df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings), on_row=progress.advance)
     meta = add_partition_metadata(context, df, lambda key, rows: verdict_metadata(rows))
     if len(run_partition_keys(context)) > 1:
         meta.update({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
