@@ -226,16 +226,24 @@ def watching_run(instance: dg.DagsterInstance, current_run: Callable[[], str | N
 
     def loop() -> None:
         last, cursor, cursor_run = None, None, None
+        received = None  # a signal not handled yet: kept until the storage answers
         while not stop.is_set():
-            signums = []
             if reader is not None:
                 ready, _, _ = select.select([reader], [], [], every)
                 if ready:
                     signums = [b for b in os.read(reader, 64) if b in (signal.SIGINT, signal.SIGTERM)]
+                    received = received or (signums[0] if signums else None)
             else:
                 stop.wait(every)
             run_id = current_run()
             try:
+                message = pool_waits(instance, run_id, pool) if run_id else None
+                if message and message != last:
+                    say(message)
+                last = message
+                if received and not watch.stopped_waiting:
+                    on_signal(received, message, run_id)
+                received = None
                 if cursor_run and run_id != cursor_run:  # the last lines of the run that ended
                     for line in progress_lines(instance, cursor_run, cursor)[0]:
                         say(line)
@@ -245,12 +253,6 @@ def watching_run(instance: dg.DagsterInstance, current_run: Callable[[], str | N
                     lines, cursor = progress_lines(instance, run_id, cursor)
                     for line in lines:
                         say(line)
-                message = pool_waits(instance, run_id, pool) if run_id else None
-                if message and message != last:
-                    say(message)
-                last = message
-                if signums and not watch.stopped_waiting:
-                    on_signal(signums[0], message, run_id)
             except Exception:  # noqa: BLE001 - the watcher must never break the run it watches
                 pass
 
