@@ -164,7 +164,8 @@ def _staffml_run(home, data, *args):
                             text=True, env=env, cwd=ROOT, start_new_session=True)
 
 
-def test_a_run_waiting_for_a_slot_says_so_and_stops_on_sigterm(home, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_waiting_for_a_slot_says_so_and_stops_on_sigterm_or_ctrl_c(home, tmp_path, signum):
     """Issue 17: a run waiting on a held slot was silent and ignored SIGTERM and Ctrl-C."""
     instance = dg.DagsterInstance.get()
     holder = _start(home, 600)  # a live run holds the pool's only slot: nothing reclaims it
@@ -183,13 +184,13 @@ def test_a_run_waiting_for_a_slot_says_so_and_stops_on_sigterm(home, tmp_path):
         else:
             pytest.fail("staffml run ended without waiting:\n" + "".join(seen))
         assert f"held by run(s) {live.run_id[:8]}" in seen[-1]
-        os.kill(run.pid, signal.SIGTERM)
+        os.kill(run.pid, signum)
         try:
             rest, _ = run.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            pytest.fail("staffml run ignored SIGTERM while waiting for the slot")
-        assert run.returncode == 128 + signal.SIGTERM, rest
-        assert "stopped by SIGTERM" in rest and "while it waited for a pool slot" in rest
+            pytest.fail(f"staffml run ignored {signal.Signals(signum).name} while waiting for the slot")
+        assert run.returncode == 128 + signum, rest
+        assert f"stopped by {signal.Signals(signum).name}" in rest and "while it waited for a pool slot" in rest
         waiting = [r for r in instance.get_runs() if r.job_name == "questions_job"]
         assert [r.status for r in waiting] == [dg.DagsterRunStatus.CANCELED]
         info = instance.event_log_storage.get_concurrency_info("anthropic")
