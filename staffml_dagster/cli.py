@@ -25,7 +25,7 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     from staffml_dagster.definitions import defs
     from staffml_dagster.partitions import topic_track
 
-    from staffml_dagster.runs import owner_tags, reclaim_dead_runs, watching_pool
+    from staffml_dagster.runs import execute_job_run, owner_tags, reclaim_dead_runs, watching_run
 
     instance = _instance()
     for gone in reclaim_dead_runs(instance):
@@ -41,35 +41,54 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     owner = owner_tags()
     current: dict[str, str | None] = {"run_id": None}
 
-    def launch(job_name: str, **kwargs):
-        current["run_id"] = str(uuid.uuid4())
-        kwargs["tags"] = {**owner, **kwargs.get("tags", {})}
-        return defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, run_id=current["run_id"], **kwargs)
+    def say(message: str) -> None:  # progress, pool waits and signals, as the run's log has them
+        print(f"  {message}", flush=True)
 
-    started = time.perf_counter()
-    with watching_pool(instance, lambda: current["run_id"], "anthropic", lambda message: print(f"  waiting: {message}", flush=True)):
+    with watching_run(instance, lambda: current["run_id"], "anthropic", say) as watch:
+        def launch(job_name: str, run_config: dict, tags: dict[str, str] | None = None):
+            if watch.stopped_by:
+                raise RunStopped(watch.stopped_by, current["run_id"], watch.stopped_waiting)
+            current["run_id"] = str(uuid.uuid4())
+            result = execute_job_run(instance, job_name, defs=defs, run_id=current["run_id"], run_config=run_config, tags={**owner, **(tags or {})})
+            if watch.stopped_by:
+                raise RunStopped(watch.stopped_by, current["run_id"], watch.stopped_waiting)
+            return result
+
+        started = time.perf_counter()
         if not partitions:
             keys = topic_track.get_partition_keys()
             tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-            result = launch("everything", tags=tags, run_config=run_config)
+            result = launch("everything", run_config, tags)
             failures = _failed_steps(result)
             corpus = result
         else:
             keys = partitions
-            design = launch("design_stages", run_config=quiet_logs)
+            design = launch("design_stages", quiet_logs)
             if not design.success:
                 raise SystemExit(f"design stages failed at {_failed_steps(design)}; see the Dagster UI (make ui) for the error")
             failures = []
+            questions_job = defs.resolve_job_def("questions_job")
             for i, key in enumerate(keys, 1):
-                if not launch("questions_job", partition_key=key, run_config=run_config).success:
+                if not launch("questions_job", run_config, dict(questions_job.get_tags_for_partition_key(key, selected_asset_keys=None))).success:
                     failures.append(key)
                 if not quiet and (i % 25 == 0 or i == len(keys)):
                     print(f"  questions: {i}/{len(keys)} partitions", flush=True)
-            corpus = launch("corpus_job", run_config=quiet_logs)
+            corpus = launch("corpus_job", quiet_logs)
     checks = [c for c in corpus.get_asset_check_evaluations() if not c.passed and c.asset_key.path[-1] == "corpus"]
     corpus_ok = not checks and corpus.is_node_success("coverage_report")
     return {"partitions": len(keys), "failed": failures, "seconds": time.perf_counter() - started, "corpus_ok": corpus_ok,
             "failed_checks": [f"{c.check_name}: {c.description or ''}" for c in checks]}
+
+
+class RunStopped(Exception):
+    """SIGTERM or SIGINT stopped a run of `staffml run`; no further run is launched."""
+
+    def __init__(self, signum: int, run_id: str | None, while_waiting: bool):
+        import signal
+
+        self.signum, self.run_id, self.while_waiting = signum, run_id, while_waiting
+        where = "while it waited for a pool slot (it wrote nothing)" if while_waiting else "at the step it was executing"
+        super().__init__(f"{signal.Signals(signum).name}: run {run_id} stopped {where}; no further run launched")
 
 
 def check_run_inputs(partitions: list[str]) -> str | None:
@@ -381,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{problem}; nothing materialized", file=sys.stderr)
             return 2
         print("materializing every stage of " + (f"{len(args.partition)} partition(s)" if args.partition else "every partition, in one Dagster run") + "...", flush=True)
-        out = run_pipeline(args.partition, args.backend)
+        try:
+            out = run_pipeline(args.partition, args.backend)
+        except RunStopped as stopped:
+            print(f"stopped by {stopped}", file=sys.stderr, flush=True)
+            return 128 + stopped.signum
         failed = f"{len(out['failed'])} failed partition(s)" if args.partition else f"{len(out['failed'])} failed step(s)"
         print(f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {failed} {out['failed'][:5] if out['failed'] else ''}".rstrip())
         print(summary())

@@ -7,12 +7,20 @@ its tags (:func:`owner_tags`, :func:`record_owner`); :func:`reclaim_dead_runs` c
 processes on this host and, for each one that is gone, reports the run failed and frees its
 slots. Slots still held by runs that already ended are freed as well. A run whose process
 lives on another host, or that carries no owner tags, is left alone: it cannot be judged here.
+
+``staffml run`` executes its jobs in its own process as runs of the instance that the UI lists
+in each job's history (:func:`execute_job_run`), and while one executes it says on the console
+what the run's log says about progress, when a step waits for a pool slot, and stops a waiting
+run on SIGTERM or Ctrl-C (:func:`watching_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import select
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -131,28 +139,133 @@ def pool_waits(instance: dg.DagsterInstance, run_id: str, pool: str) -> str | No
             "live ones finish or can be cancelled in the UI")
 
 
-@contextlib.contextmanager
-def watching_pool(instance: dg.DagsterInstance, current_run: Callable[[], str | None], pool: str,
-                  say: Callable[[str], None], every: float = 3.0) -> Iterator[None]:
-    """While the block runs, say (once per change) when the current run waits on ``pool``."""
-    stop = threading.Event()
+CODE_LOCATION = "staffml_dagster"  # the code location's name in workspace.yaml (make ui) and deploy/workspace.yaml
+DEFINITIONS_MODULE = "staffml_dagster.definitions"
 
-    def watch() -> None:
-        last = None
-        while not stop.wait(every):
+
+def execute_job_run(instance: dg.DagsterInstance, job_name: str, *, defs: dg.Definitions, run_id: str, run_config: dict | None = None,
+                    tags: dict[str, str] | None = None):
+    """Execute a job of ``defs`` (the Definitions of ``staffml_dagster.definitions``, which the
+    run reconstructs by module) in this process as a run of ``instance`` that carries
+    the code location's origin, so the UI lists it in the job's run history and on the
+    Overview (a run of ``execute_in_process`` has no origin and shows under no job).
+    Returns Dagster's execution result."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import execute_run
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    from staffml_dagster.paths import PROJECT_ROOT
+
+    working_directory = str(PROJECT_ROOT)
+    job = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=working_directory).get_reconstructable_job(job_name)
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=DEFINITIONS_MODULE, working_directory=working_directory),
+                                           location_name=CODE_LOCATION)
+    origin = RemoteRepositoryOrigin(location, defs.get_repository_def().name).get_job_origin(job_name)
+    run = instance.create_run_for_job(job_def=job.get_definition(), run_id=run_id, run_config=run_config or {}, tags=tags or {},
+                                      remote_job_origin=origin, job_code_origin=job.get_python_origin())
+    return execute_run(job, run, instance)
+
+
+def progress_lines(instance: dg.DagsterInstance, run_id: str, cursor: str | None) -> tuple[list[str], str | None]:
+    """The run's progress lines (progress.PREFIX) logged since ``cursor``, and the next cursor."""
+    from staffml_dagster.progress import PREFIX
+
+    connection = instance.event_log_storage.get_records_for_run(run_id, cursor=cursor)
+    lines = [r.event_log_entry.user_message[len(PREFIX):] for r in connection.records
+             if r.event_log_entry.dagster_event is None and (r.event_log_entry.user_message or "").startswith(PREFIX)]
+    return lines, connection.cursor
+
+
+def interrupt_main_thread(error: type[BaseException]) -> None:
+    """Raise ``error`` in the main thread at its next bytecode, as a signal handler would. A
+    step waiting for a pool slot loops in Dagster's in-process executor, which only notes a
+    SIGTERM or SIGINT for later (the next step), so nothing else ends the wait."""
+    main = threading.main_thread().ident
+    if main is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(error))
+
+
+@dataclass
+class Watch:
+    """What the watcher saw: the signal that stopped the run (None when none did)."""
+    stopped_by: int | None = None
+    stopped_waiting: bool = False
+
+
+@contextlib.contextmanager
+def watching_run(instance: dg.DagsterInstance, current_run: Callable[[], str | None], pool: str,
+                 say: Callable[[str], None], every: float = 3.0, catch_signals: bool = True) -> Iterator[Watch]:
+    """While the block executes runs in this process: say the current run's progress lines as
+    they are logged; say (once per change) when it waits for a slot in ``pool``, and by whom;
+    and on SIGTERM or SIGINT while it waits, mark it canceling and end the wait in the main
+    thread, so the run ends CANCELED, its pending claim is given back and the process can exit.
+    Outside a wait, Dagster itself interrupts the step that is executing. ``catch_signals``
+    needs the main thread (signal.set_wakeup_fd)."""
+    stop = threading.Event()
+    watch = Watch()
+    reader = writer = None
+    previous_fd = None
+    if catch_signals and threading.current_thread() is threading.main_thread():
+        reader, writer = os.pipe()
+        os.set_blocking(writer, False)
+        previous_fd = signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+
+    def on_signal(signum: int, waiting: str | None, run_id: str | None) -> None:
+        watch.stopped_by = watch.stopped_by or signum
+        name = signal.Signals(signum).name
+        if not waiting or run_id is None:
+            say(f"{name} received: the run stops at the step that is executing")
+            return
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.STARTED:
+            instance.report_run_canceling(run, message=f"{name} received while waiting for a slot in pool '{pool}'")
+        watch.stopped_waiting = True
+        say(f"{name} received while waiting for a slot in pool '{pool}': the run is cancelled, it wrote nothing")
+        interrupt_main_thread(dg.DagsterExecutionInterruptedError)
+
+    def loop() -> None:
+        last, cursor, cursor_run = None, None, None
+        received = None  # a signal not handled yet: kept until the storage answers
+        while not stop.is_set():
+            if reader is not None:
+                ready, _, _ = select.select([reader], [], [], every)
+                if ready:
+                    signums = [b for b in os.read(reader, 64) if b in (signal.SIGINT, signal.SIGTERM)]
+                    received = received or (signums[0] if signums else None)
+            else:
+                stop.wait(every)
             run_id = current_run()
             try:
                 message = pool_waits(instance, run_id, pool) if run_id else None
+                if message and message != last:
+                    say(message)
+                last = message
+                if received and not watch.stopped_waiting:
+                    on_signal(received, message, run_id)
+                received = None
+                if cursor_run and run_id != cursor_run:  # the last lines of the run that ended
+                    for line in progress_lines(instance, cursor_run, cursor)[0]:
+                        say(line)
+                    cursor = None
+                cursor_run = run_id
+                if run_id:
+                    lines, cursor = progress_lines(instance, run_id, cursor)
+                    for line in lines:
+                        say(line)
             except Exception:  # noqa: BLE001 - the watcher must never break the run it watches
-                message = None
-            if message and message != last:
-                say(message)
-            last = message
+                pass
 
-    thread = threading.Thread(target=watch, name=f"watch-pool-{pool}", daemon=True)
+    thread = threading.Thread(target=loop, name=f"watch-run-{pool}", daemon=True)
     thread.start()
     try:
-        yield
+        yield watch
     finally:
         stop.set()
+        if writer is not None:
+            os.write(writer, b"\0")  # wake the select
         thread.join(timeout=every + 1)
+        if reader is not None:
+            signal.set_wakeup_fd(previous_fd)
+            os.close(reader)
+            os.close(writer)

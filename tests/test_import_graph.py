@@ -113,7 +113,7 @@ def test_no_import_cycle_between_subpackages():
 
 
 # The parts from the bottom up, as README's layout lists them: each imports only parts before it.
-LAYERS = ["paths", "units", "specs", "partitions", "core", "storage", "embedding", "estimation", "quality", "generation",
+LAYERS = ["paths", "units", "progress", "specs", "partitions", "core", "storage", "embedding", "estimation", "quality", "generation",
           "interchange", "resources", "runs", "stages", "definitions", "cli"]
 
 

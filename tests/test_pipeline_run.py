@@ -1,6 +1,8 @@
 """A backfill of many partitions is one run: it must write exactly what one run per
 partition writes, partition by partition."""
 
+import re
+
 import dagster as dg
 import pytest
 
@@ -57,6 +59,7 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tm
         assert (q["topic"] == dims["topic"]).all() and (q["track"] == dims["track"]).all()
         assert list(e["id"]) == list(q["id"]) and list(v["id"]) == list(q["id"])
         ranged[key] = sorted(q["id"])
+        _assert_own_metadata(instance, warehouse, key, dims, q, e, v)
 
     # the same partition materialized on its own, in a fresh warehouse, holds the same questions
     single = build_defs(resources(warehouse=str(tmp_path / "single"), generator="item-models", embedder="tfidf"))
@@ -64,6 +67,32 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tm
     _materialize(single, dg.DagsterInstance.ephemeral(), partition_key=single_key)
     alone = read_partition(tmp_path / "single", "questions", dict(single_key.keys_by_dimension))
     assert sorted(alone["id"]) == ranged[single_key]
+
+
+def _latest_metadata(instance, asset: str, key) -> dict:
+    (record,) = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1).records
+    return record.asset_materialization.metadata
+
+
+def _assert_own_metadata(instance, warehouse, key, dims, questions, embeddings, validated):
+    """Each partition of a run over many shows its own figures, not the run's (issue 17: a 44-row
+    partition showed the run's 11,066 rows and another track's samples)."""
+    meta = _latest_metadata(instance, "questions", key)
+    assert meta["dagster/row_count"].value == len(questions), key
+    assert meta["partitions"].value == 4 and meta["run_row_count"].value > len(questions)
+    if len(questions):
+        tracks = re.findall(r"^\*[\w-]+ · L[\w+]+ · ([\w-]+)\*$", meta["samples"].value, flags=re.M)  # each sample's "*zone · level · track*"
+        assert len(tracks) == min(5, len(questions)) and set(tracks) == {dims["track"]}, (key, tracks)
+        assert meta["zone_x_level"].value.count("\n") >= 2
+    else:
+        assert "samples" not in meta
+    assert _latest_metadata(instance, "question_embeddings", key)["dagster/row_count"].value == len(embeddings)
+    verdicts = _latest_metadata(instance, "validated_questions", key)
+    assert verdicts["dagster/row_count"].value == len(validated)
+    if len(validated):
+        assert verdicts["passed"].value == int(validated["passed"].sum())
+    capacity = read_partition(warehouse, "cell_capacity", dims)
+    assert _latest_metadata(instance, "cell_capacity", key)["dagster/row_count"].value == (0 if capacity is None else len(capacity))
 
 
 def test_backfills_of_the_partitioned_stages_are_single_runs():

@@ -1,7 +1,9 @@
 """A run whose process was killed while holding an `anthropic` pool slot no longer blocks later
-runs: its slot and its STARTED status are reclaimed, and a waiting run says so."""
+runs: its slot and its STARTED status are reclaimed, a waiting run says so and stops on SIGTERM;
+`staffml run` records its runs where the UI lists them and prints their progress."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from staffml_dagster.runs import PID_TAG, owner_tags, pool_waits, process_alive, reclaim_dead_runs, watching_pool
+from staffml_dagster.runs import CODE_LOCATION, PID_TAG, owner_tags, pool_waits, process_alive, reclaim_dead_runs, watching_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +126,7 @@ def test_live_run_is_left_alone_and_a_waiting_run_says_so(home):
         assert message and message.startswith("holder waits for a slot in pool 'anthropic' (1 of 1 held by run(s) " + live.run_id[:8])
 
         said = []
-        with watching_pool(instance, lambda: others[0], "anthropic", said.append, every=0.2):
+        with watching_run(instance, lambda: others[0], "anthropic", said.append, every=0.2, catch_signals=False):
             time.sleep(1.5)
         assert said == [message]  # once, not on every poll
     finally:
@@ -154,3 +156,96 @@ def test_staffml_run_reclaims_before_it_launches_anything(monkeypatch, home):
     with pytest.raises(RuntimeError, match="stop here"):
         cli.run_pipeline(["kv-cache-management|cloud"])
     assert len(calls) == 1 and dg.DagsterInstance.get().get_runs() == []
+
+
+def _staffml_run(home, data, *args):
+    env = {**os.environ, "DAGSTER_HOME": str(home), "STAFFML_DATA_DIR": str(data), "STAFFML_EMBEDDER": "tfidf", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "staffml_dagster.cli", "run", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=ROOT, start_new_session=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_waiting_for_a_slot_says_so_and_stops_on_sigterm_or_ctrl_c(home, tmp_path, signum):
+    """Issue 17: a run waiting on a held slot was silent and ignored SIGTERM and Ctrl-C."""
+    instance = dg.DagsterInstance.get()
+    holder = _start(home, 600)  # a live run holds the pool's only slot: nothing reclaims it
+    run = None
+    try:
+        _wait_holding(holder)
+        (live,) = instance.get_runs()
+        run = _staffml_run(home, tmp_path / "data", "--partition", "kv-cache-management|cloud")
+        seen = []
+        deadline = time.monotonic() + 300
+        for line in run.stdout:
+            seen.append(line)
+            if "questions waits for a slot in pool 'anthropic'" in line:
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        else:
+            pytest.fail("staffml run ended without waiting:\n" + "".join(seen))
+        assert f"held by run(s) {live.run_id[:8]}" in seen[-1]
+        os.kill(run.pid, signum)
+        try:
+            rest, _ = run.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"staffml run ignored {signal.Signals(signum).name} while waiting for the slot")
+        assert run.returncode == 128 + signum, rest
+        assert f"stopped by {signal.Signals(signum).name}" in rest and "while it waited for a pool slot" in rest
+        waiting = [r for r in instance.get_runs() if r.job_name == "questions_job"]
+        assert [r.status for r in waiting] == [dg.DagsterRunStatus.CANCELED]
+        info = instance.event_log_storage.get_concurrency_info("anthropic")
+        assert [s.run_id for s in info.claimed_slots] == [live.run_id]  # the holder keeps its slot
+        assert not [s for s in info.pending_steps if s.run_id == waiting[0].run_id]  # the waiting claim is gone
+        assert holder.poll() is None
+    finally:
+        _kill(holder)
+        if run is not None:
+            _kill(run)
+
+
+def test_staffml_run_is_in_the_ui_history_and_prints_progress(home, warehouse, capsys, monkeypatch):
+    """Issue 17: `make run` ran in-process with no origin, so the UI's Overview said "No runs";
+    and it printed nothing for minutes."""
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    from staffml_dagster.cli import main
+    from staffml_dagster.definitions import defs
+
+    monkeypatch.setenv("STAFFML_EMBEDDER", "tfidf")
+    key = "kv-cache-management|cloud"
+    assert main(["run", "--partition", key]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  cell_capacity: 1/1 partitions \(100%\), \d+ s elapsed, done$", out, flags=re.M), out
+    assert re.search(r"^  questions: (\d+)/\1 cells of 1 partition\(s\) \(100%\)", out, flags=re.M), out
+    assert re.search(r"^  validated_questions: (\d+)/\1 questions of 1 partition\(s\)", out, flags=re.M), out
+
+    # the UI (make ui: workspace.yaml) lists a job's runs by its code location's label
+    (origin,) = WorkspaceFileTarget([str(ROOT / "workspace.yaml")]).create_origins()
+    assert origin.location_name == CODE_LOCATION
+    assert "-w workspace.yaml" in next(line for line in (ROOT / "Makefile").read_text().splitlines() if "dagster dev" in line)
+    label = f"{defs.get_repository_def().name}@{origin.location_name}"
+    instance = dg.DagsterInstance.get()
+    for job in ("design_stages", "questions_job", "corpus_job"):
+        (run,) = instance.get_runs(filters=dg.RunsFilter(job_name=job, tags={REPOSITORY_LABEL_TAG: label}))
+        assert run.remote_job_origin is not None and run.tags[PID_TAG] == str(os.getpid())
+    (questions_run,) = instance.get_runs(filters=dg.RunsFilter(job_name="questions_job"))
+    assert questions_run.tags["dagster/partition"] == key and questions_run.status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_make_run_launches_the_everything_job_over_every_partition(monkeypatch, home):
+    from staffml_dagster import cli, runs
+    from staffml_dagster.partitions import topic_track
+
+    launched = []
+
+    def execute(instance, job_name, **kwargs):
+        launched.append((job_name, kwargs["tags"]))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(runs, "execute_job_run", execute)
+    with pytest.raises(RuntimeError, match="stop here"):
+        cli.run_pipeline()
+    keys = topic_track.get_partition_keys()
+    ((job, tags),) = launched
+    assert job == "everything" and tags["dagster/asset_partition_range_start"] == keys[0] and tags["dagster/asset_partition_range_end"] == keys[-1]

@@ -91,6 +91,9 @@ def test_design_stages_materialize_with_passing_checks(pipeline):
     assert len(zones) == 12
     mats = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata for e in result.get_asset_materialization_events()}
     assert mats["topics"]["dagster/row_count"].value == 86
+    matrix = pd.read_parquet(pipeline.warehouse / "applicability_matrix" / "part.parquet")
+    assert mats["applicability_matrix"]["dagster/row_count"].value == len(matrix) == 344  # the table's rows, not the excluded ones previewed
+    assert mats["applicability_matrix"]["excluded_pairs"].value == int((~matrix["applicable"]).sum())
     assert "|" in mats["cells"]["preview"].value
 
 
@@ -103,3 +106,15 @@ def test_staffml_sql_prints_a_table(warehouse, capsys):
     out = capsys.readouterr().out
     assert "cloud" in out and "tinyml" in out and "applicable" in out
     assert main(["sql", "SELECT * FROM no_such_view"]) == 2
+
+
+def test_rows_by_partition_gives_each_key_its_own_rows():
+    from staffml_dagster.stages.metadata import rows_by_partition, table_metadata
+
+    df = pd.DataFrame({"topic": ["kv-cache-management", "kv-cache-management", "roofline-analysis"],
+                       "track": ["cloud", "edge", "cloud"], "id": ["a", "b", "c"]})
+    split = rows_by_partition(df, ["kv-cache-management|edge", "roofline-analysis|cloud", "roofline-analysis|tinyml"])
+    assert list(split["kv-cache-management|edge"]["id"]) == ["b"] and list(split["roofline-analysis|cloud"]["id"]) == ["c"]
+    assert split["roofline-analysis|tinyml"].empty and list(split["roofline-analysis|tinyml"].columns) == list(df.columns)
+    meta = table_metadata(df, ["id"], preview_of=df[df["track"] == "edge"])
+    assert meta["dagster/row_count"].value == 3 and "b" in meta["preview"].value and "| a" not in meta["preview"].value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -63,21 +64,23 @@ class OrderedGeneration:
 
 
 def generate_in_order(specs: Specs, backend: GeneratorBackend, ordered_cells: pd.DataFrame, seed: int | None = None,
-                      stop_on: tuple[type[BaseException], ...] = ()) -> OrderedGeneration:
+                      stop_on: tuple[type[BaseException], ...] = (), on_cell: Callable[[], None] | None = None) -> OrderedGeneration:
     """Generate the cells of ``ordered_cells`` (topic, track, zone, level, target; any partitions)
     one after another in the given order. An exception of a type in ``stop_on`` (a spent budget)
     ends generation there: the cells generated so far keep their rows and the rest are listed as
     not reached, so the order decides which cells a stopped run has filled. Any other exception
-    propagates."""
+    propagates. ``on_cell`` is called after each cell (progress)."""
     seed = specs.generation.seed if seed is None else seed
     rows: dict[tuple[str, str, str, str], list[dict]] = {}
     keys = [(r.topic, r.track, r.zone, r.level, int(r.target)) for r in ordered_cells.itertuples()]
     for i, (topic, track, zone, level, target) in enumerate(keys):
         if target <= 0:
             rows[(topic, track, zone, level)] = []
-            continue
-        try:
-            rows[(topic, track, zone, level)] = backend.generate(specs, CellRequest(topic, track, zone, level, target, seed))
-        except stop_on as exc:
-            return OrderedGeneration(rows, [k[:4] for k in keys[i:]], str(exc))
+        else:
+            try:
+                rows[(topic, track, zone, level)] = backend.generate(specs, CellRequest(topic, track, zone, level, target, seed))
+            except stop_on as exc:
+                return OrderedGeneration(rows, [k[:4] for k in keys[i:]], str(exc))
+        if on_cell is not None:
+            on_cell()
     return OrderedGeneration(rows, [], None)

@@ -1227,10 +1227,12 @@ def row_verdicts(row: Mapping, specs: Specs, criteria: tuple[str, ...] = ROW_CRI
     return {c: judges[c]() for c in criteria}
 
 
-def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, vectors: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, vectors: dict[str, np.ndarray] | None = None,
+                       on_row: Callable[[], None] | None = None) -> pd.DataFrame:
     """Every question with its verdicts: a boolean and a reason per criterion, ``passed``
     and the list of ``failures``. Nothing is dropped. ``vectors`` maps question id to its
-    stored embedding (the question_embeddings asset); without it texts are embedded here."""
+    stored embedding (the question_embeddings asset); without it texts are embedded here.
+    ``on_row`` is called after each question's own criteria (progress)."""
     q = specs.quality
     if df.empty:
         out = df.copy()
@@ -1240,7 +1242,11 @@ def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embe
         out["passed"] = pd.Series(dtype=bool)
         out["failures"] = pd.Series(dtype=object)
         return out
-    per_row = [row_verdicts(row, specs) for row in df.to_dict("records")]
+    per_row: list[dict[str, Verdict]] = []
+    for row in df.to_dict("records"):
+        per_row.append(row_verdicts(row, specs))
+        if on_row is not None:
+            on_row()
     # the rows' topic-fit texts are embedded here in one batch: stored vectors embed other text
     for verdicts, verdict in zip(per_row, topic_fit_verdicts(df, specs, embed, q.topic_fit_top_k)):
         verdicts["topic_fit"] = verdict

@@ -77,7 +77,7 @@ def unjustified_inclusions(matrix: pd.DataFrame) -> list[str]:
 def applicability_matrix(context: dg.AssetExecutionContext, specs: SpecsResource, topics: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     df = applicability_rows(specs.load())
     per_track = df.groupby("track")["applicable"].agg(["sum", "count"])
-    meta = table_metadata(df[~df["applicable"]], ["topic", "track", "missing_substrates", "justification"], rows=15)
+    meta = table_metadata(df, ["topic", "track", "missing_substrates", "justification"], rows=15, preview_of=df[~df["applicable"]])
     meta.update(
         {
             "applicable_pairs": dg.MetadataValue.int(int(df["applicable"].sum())),
@@ -168,7 +168,7 @@ def applicability_evidence(context: dg.AssetExecutionContext, specs: SpecsResour
                           columns=["topic", "track", "native_item_models"])
     df = applicability_evidence_rows(applicability_matrix, validated_questions, native, loaded.quality.applicability_min_pass_share)
     flagged = df[df["physics_without_evidence"]]
-    meta = table_metadata(flagged, ["topic", "track", "native_item_models", "attempts", "pass_share", "evidence"], rows=30)
+    meta = table_metadata(df, ["topic", "track", "native_item_models", "attempts", "pass_share", "evidence"], rows=30, preview_of=flagged)
     meta.update({
         "flagged_pairs": dg.MetadataValue.int(len(flagged)),
         "applicable_pairs": dg.MetadataValue.int(int(df["applicable"].sum())),

@@ -14,11 +14,12 @@ import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import applicable_pairs, topic_track
+from staffml_dagster.progress import ProgressLog
 from staffml_dagster.quality.coverage import data_uri
 from staffml_dagster.resources import GeneratorResource, SpecsResource
 from staffml_dagster.specs import Specs
 from staffml_dagster.storage import DuckDBWarehouse
-from staffml_dagster.stages.metadata import table_metadata
+from staffml_dagster.stages.metadata import add_partition_metadata, table_metadata
 
 GROUP = "capacity"
 
@@ -192,6 +193,7 @@ def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, gener
     backend = generator.create_backend(warehouse)
     keys = [topic_track.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
     frames, pictures = [], {}
+    progress = ProgressLog(context.log.info, "cell_capacity", "partitions", len(keys))
     for key in keys:
         part = cells[(cells["topic"] == key["topic"]) & (cells["track"] == key["track"])]
         measured = measure_partition(loaded, backend, embedder.get, part, loaded.generation.seed)
@@ -200,12 +202,21 @@ def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, gener
             png = capacity_plot(measured, f"{key['topic']} | {key['track']}: distinct questions vs drawn")
             pictures[f"{key['topic']}__{key['track']}"] = png
             write_atomic(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
+        progress.advance()
     frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
-    meta = table_metadata(df, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
-    meta["partitions"] = dg.MetadataValue.int(len(keys))
-    meta["capacity_total"] = dg.MetadataValue.int(int(df["capacity"].sum()) if len(df) else 0)
-    if len(pictures) == 1:
-        meta["capacity_plot"] = dg.MetadataValue.md(f"![capacity]({data_uri(next(iter(pictures.values())))})")
+
+    def partition_meta(key: str, rows: pd.DataFrame) -> dict:
+        meta = table_metadata(rows, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
+        meta["capacity_total"] = dg.MetadataValue.int(int(rows["capacity"].sum()) if len(rows) else 0)
+        dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
+        png = pictures.get(f"{dims['topic']}__{dims['track']}")
+        if png is not None:
+            meta["capacity_plot"] = dg.MetadataValue.md(f"![capacity]({data_uri(png)})")
+        return meta
+
+    meta = {**add_partition_metadata(context, df, partition_meta), "partitions": dg.MetadataValue.int(len(keys))}
+    if len(keys) > 1:
+        meta["run_capacity_total"] = dg.MetadataValue.int(int(df["capacity"].sum()) if len(df) else 0)
     context.add_output_metadata(meta)
     return df

@@ -10,7 +10,9 @@ import pandas as pd
 
 from staffml_dagster.embedding import EmbedderResource
 from staffml_dagster.partitions import topic_track
+from staffml_dagster.progress import PREFIX as PROGRESS
 from staffml_dagster.quality.criteria import distinct_text
+from staffml_dagster.stages.metadata import add_partition_metadata, run_partition_keys
 from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "validation"
@@ -59,8 +61,19 @@ def stored_embeddings(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> 
     description="A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline, or the hashed TF-IDF fallback).",
 )
 def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, warehouse: DuckDBWarehouse, questions: pd.DataFrame) -> pd.DataFrame:
-    df, reused = embedding_rows(questions, embedder.get(), stored_embeddings(warehouse, context.partition_keys))
+    previous = stored_embeddings(warehouse, context.partition_keys)
+    model = embedder.get()
+    stored = set(previous.loc[previous["model"] == model.name, "text_hash"]) if previous is not None and "text_hash" in previous.columns else set()
+    if len(questions):
+        fresh = sum(text_hash(distinct_text(r)) not in stored for r in questions.to_dict("records"))
+        context.log.info(f"{PROGRESS}question_embeddings: {fresh} of {len(questions)} text(s) to encode with {model.name}, the others reuse their stored vectors")
+    df, reused = embedding_rows(questions, model, previous)
     dim = len(df["vector"].iloc[0]) if len(df) else 0
-    context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(len(df)), "model": embedder.get().name, "dimension": dim,
-                                 "reused_vectors": dg.MetadataValue.int(reused)})
+    meta = add_partition_metadata(context, df, lambda key, rows: {
+        "dagster/row_count": dg.MetadataValue.int(len(rows)),
+        "reused_vectors": dg.MetadataValue.int(int(rows["text_hash"].isin(stored).sum()) if len(rows) else 0)})
+    meta.update({"model": model.name, "dimension": dim})
+    if len(run_partition_keys(context)) > 1:
+        meta.update({"run_row_count": dg.MetadataValue.int(len(df)), "run_reused_vectors": dg.MetadataValue.int(reused)})
+    context.add_output_metadata(meta)
     return df

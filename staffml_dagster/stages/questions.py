@@ -8,11 +8,12 @@ from staffml_dagster.generation.anthropic import AnthropicBackendError
 from staffml_dagster.generation.offline import GENERATOR_VERSION
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, GeneratorBackend
 from staffml_dagster.generation.partition import cell_targets, empty_questions
+from staffml_dagster.progress import ProgressLog
 from staffml_dagster.storage import DuckDBWarehouse
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import GeneratorResource, SpecsResource
 from staffml_dagster.runs import record_owner
-from staffml_dagster.stages.metadata import markdown_table
+from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table
 
 GROUP = "questions"
 
@@ -50,7 +51,7 @@ def render_question(row: pd.Series | dict) -> str:
 def questions_metadata(df: pd.DataFrame) -> dict:
     if df.empty:
         return {"dagster/row_count": dg.MetadataValue.int(0)}
-    pivot = df.pivot_table(index="zone", columns="level", values="id", aggfunc="count", fill_value=0)
+    pivot = df.groupby(["zone", "level"]).size().unstack(fill_value=0)  # the counts of pivot_table, in half the time (once per partition)
     samples = df.sample(n=min(5, len(df)), random_state=0)
     return {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
@@ -77,7 +78,8 @@ def partition_plan(loaded, topic: str, track: str, cells: pd.DataFrame, applicab
 
 
 def run_questions(loaded, backend: GeneratorBackend, partitions: list[tuple[str, str]], cells: pd.DataFrame, applicability_matrix: pd.DataFrame,
-                  cell_capacity: pd.DataFrame, seed: int | None, warehouse: DuckDBWarehouse) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
+                  cell_capacity: pd.DataFrame, seed: int | None, warehouse: DuckDBWarehouse,
+                  progress: ProgressLog | None = None) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
     """The questions of every (topic, track) partition of a run and what happened to them;
     what each partition held before is read from ``warehouse``, the folder its output goes to.
 
@@ -85,14 +87,15 @@ def run_questions(loaded, backend: GeneratorBackend, partitions: list[tuple[str,
     are generated in gap order (quality/gaps.py: open gaps first, mastery and optimization zones
     and underfilled critical topics ahead), so when a budget stops the backend, the cells it
     reached are the most important ones: they are written, and every cell it did not reach keeps
-    the questions it held (nothing is lost). Other backend errors fail the run, writing nothing."""
+    the questions it held (nothing is lost). Other backend errors fail the run, writing nothing.
+    ``progress`` counts the cells generated."""
     from staffml_dagster.generation.anthropic import BudgetExceeded
     from staffml_dagster.generation.partition import generate_in_order
     from staffml_dagster.quality.gaps import gap_priority, generation_order
 
     frames: dict[tuple[str, str], pd.DataFrame] = {}
     plans: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame | None]] = {}
-    outcome: dict = {"inapplicable": {}, "kept": 0, "dropped": 0, "stopped": None, "not_reached": []}
+    outcome: dict = {"inapplicable": {}, "kept": 0, "dropped": 0, "stopped": None, "not_reached": [], "previous": {}}
     for topic, track in partitions:
         mine, previous, reason = partition_plan(loaded, topic, track, cells, applicability_matrix, cell_capacity, warehouse)
         if reason is not None:
@@ -103,8 +106,10 @@ def run_questions(loaded, backend: GeneratorBackend, partitions: list[tuple[str,
     if plans:
         critical, zones = gap_priority(loaded)
         order = generation_order(pd.concat([m for m, _ in plans.values()], ignore_index=True), critical, zones)
+        if progress is not None:
+            progress.start(len(order))
         try:
-            done = generate_in_order(loaded, backend, order, seed, stop_on=(BudgetExceeded,))
+            done = generate_in_order(loaded, backend, order, seed, stop_on=(BudgetExceeded,), on_cell=progress.advance if progress else None)
         except AnthropicBackendError as exc:  # retries exhausted, ...: nothing is written for this run
             raise dg.Failure(str(exc), metadata=backend_metadata(backend)) from None
         outcome["stopped"], outcome["not_reached"] = done.stopped, done.not_reached
@@ -119,8 +124,10 @@ def run_questions(loaded, backend: GeneratorBackend, partitions: list[tuple[str,
             df = pd.concat(parts, ignore_index=True) if parts else empty_questions()
             frames[(topic, track)] = df
             kept = set(previous["id"]) if previous is not None and len(previous) else set()
-            outcome["kept"] += len(kept & set(df["id"]))
-            outcome["dropped"] += len(kept - set(df["id"]))
+            mine_kept, mine_dropped = len(kept & set(df["id"])), len(kept - set(df["id"]))
+            outcome["previous"][f"{topic}|{track}"] = {"kept": mine_kept, "dropped": mine_dropped}
+            outcome["kept"] += mine_kept
+            outcome["dropped"] += mine_dropped
     return frames, outcome
 
 
@@ -143,20 +150,25 @@ def questions(context: dg.AssetExecutionContext, config: QuestionsConfig, specs:
     for key in context.partition_keys:
         dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
         partitions.append((dims["topic"], dims["track"]))
-    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed, warehouse)
+    progress = ProgressLog(context.log.info, "questions", f"cells of {len(partitions)} partition(s)", 0)
+    by_partition, outcome = run_questions(loaded, backend, partitions, cells, applicability_matrix, cell_capacity, config.seed, warehouse, progress)
     frames = [by_partition[p] for p in partitions]
     inapplicable = outcome["inapplicable"]
     filled = [f for f in frames if len(f)]
     df = pd.concat(filled, ignore_index=True) if filled else empty_questions()
-    meta = {**questions_metadata(df), **backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
-    if inapplicable:
-        meta["inapplicable"] = next(iter(inapplicable.values())) if len(frames) == 1 else dg.MetadataValue.json(inapplicable)
-    if len(inapplicable) < len(frames):
-        meta.update({
-            "capacity_source": "measured (cell_capacity)" if len(cell_capacity) else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)",
-            "kept_from_previous": dg.MetadataValue.int(outcome["kept"]),
-            "dropped_from_previous": dg.MetadataValue.int(outcome["dropped"]),
-        })
+    capacity_source = ("measured (cell_capacity)" if len(cell_capacity)
+                       else f"interim bound of {loaded.generation.questions_per_cell} per cell (capacity not measured yet)")
+
+    def partition_meta(key: str, rows: pd.DataFrame) -> dict:
+        if key in inapplicable:
+            return {**questions_metadata(rows), "inapplicable": inapplicable[key]}
+        previous = outcome["previous"][key]
+        return {**questions_metadata(rows), "capacity_source": capacity_source,
+                "kept_from_previous": dg.MetadataValue.int(previous["kept"]), "dropped_from_previous": dg.MetadataValue.int(previous["dropped"])}
+
+    meta = {**add_partition_metadata(context, df, partition_meta), **backend_metadata(backend), "partitions": dg.MetadataValue.int(len(frames))}
+    if len(frames) > 1:
+        meta.update({"run_row_count": dg.MetadataValue.int(len(df)), "run_inapplicable_partitions": dg.MetadataValue.int(len(inapplicable))})
     if outcome["stopped"]:
         context.log.warning(f"generation stopped after the most important cells: {outcome['stopped']}; {len(outcome['not_reached'])} cell(s) not reached keep what they held")
         meta.update({

@@ -13,7 +13,7 @@ from pydantic import Field
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.agreement import AGREEMENT_COLUMNS, agreement_markdown, agreement_report
-from staffml_dagster.stages.metadata import markdown_table
+from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table, run_partition_keys
 from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "reviews"
@@ -108,15 +108,23 @@ def judge_verdicts(context: dg.AssetExecutionContext, config: JudgeConfig, valid
 
     backend = backend_from_env()
     df = judge_questions(backend, rows)
+    meta = {**add_partition_metadata(context, df, lambda key, rows: judge_metadata(rows)), "model": dg.MetadataValue.text(backend.model)}
+    if len(run_partition_keys(context)) > 1:
+        meta.update({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
+                     "run_cost_usd": dg.MetadataValue.float(float(df["cost_usd"].sum()))})
+    context.add_output_metadata(meta)
+    return df
+
+
+def judge_metadata(df: pd.DataFrame) -> dict:
+    """One partition's verdicts: how many, how many readable, the pass share per criterion, the cost."""
     judged = df.dropna(subset=["staff_worthy"])
     rates = {c: float(judged[c].mean()) for c in ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")} if len(judged) else {}
-    context.add_output_metadata({
+    return {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
         "judged": dg.MetadataValue.int(len(judged)),
         "unreadable_replies": dg.MetadataValue.md(markdown_table(df[df["error"].notna()], ["question_id", "error"], rows=20, width=160)),
         "pass_share": dg.MetadataValue.md("\n".join(f"- {c}: {v:.0%}" for c, v in rates.items()) or "none judged"),
         "cost_usd": dg.MetadataValue.float(float(df["cost_usd"].sum())),
         "cached_replies": dg.MetadataValue.int(int(df["cached"].sum())),
-        "model": dg.MetadataValue.text(backend.model),
-    })
-    return df
+    }

@@ -6,9 +6,10 @@ import pandas as pd
 from staffml_dagster.embedding import vectors_by_id
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.paths import reports_dir
+from staffml_dagster.progress import ProgressLog
 from staffml_dagster.quality.criteria import CRITERIA, validate_questions
 from staffml_dagster.resources import SpecsResource
-from staffml_dagster.stages.metadata import markdown_table
+from staffml_dagster.stages.metadata import add_partition_metadata, markdown_table, run_partition_keys
 
 GROUP = "validation"
 
@@ -39,8 +40,13 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
     description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene, coherence, answer_key, structure, topic_fit); failures are kept with their reasons, never dropped.",
 )
 def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame) -> pd.DataFrame:
-    df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings))
-    context.add_output_metadata(verdict_metadata(df))
+    progress = ProgressLog(context.log.info, "validated_questions", f"questions of {len(run_partition_keys(context)) or 1} partition(s)", len(questions))
+    df = validate_questions(questions, specs.load(), vectors=vectors_by_id(question_embeddings), on_row=progress.advance)
+    meta = add_partition_metadata(context, df, lambda key, rows: verdict_metadata(rows))
+    if len(run_partition_keys(context)) > 1:
+        meta.update({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
+                     "run_passed": dg.MetadataValue.int(int(df["passed"].sum()) if len(df) else 0)})
+    context.add_output_metadata(meta)
     return df
 
 
