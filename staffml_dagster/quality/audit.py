@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,6 +37,7 @@ from staffml_dagster.quality.criteria import (
     figure_problem, placeholder_residue,
 )
 from staffml_dagster.specs import Specs
+from staffml_dagster.storage.parquet_io import write_text_atomic
 
 AUDIT_CRITERIA = ("arithmetic", "hardware_figure", "off_track", "truncated", "placeholder", "common_mistake", "duplicate", "unreadable")
 TEXT_FIELDS = ("title", "scenario", "question", "realistic_solution", "common_mistake", "napkin_math")
@@ -213,18 +212,6 @@ def audit_rows(rows: Iterable[Mapping], specs: Specs, source: str = "", unreadab
 # ----------------------------------------------------------------------------------- report
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # a report to read and share, not a temp file's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def report_jsonl(result: AuditResult) -> str:
     return "".join(json.dumps(f.as_dict(), ensure_ascii=False, sort_keys=True) + "\n" for f in result.findings)
 
@@ -259,8 +246,8 @@ def write_report(result: AuditResult, out_dir: Path) -> dict[str, Path]:
     """``report.jsonl`` and ``report.html`` in ``out_dir``, each through a temp file and a rename."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"jsonl": out_dir / REPORT_JSONL, "html": out_dir / REPORT_HTML}
-    _atomic_write(paths["jsonl"], report_jsonl(result))
-    _atomic_write(paths["html"], report_html(result))
+    write_text_atomic(paths["jsonl"], report_jsonl(result))
+    write_text_atomic(paths["html"], report_html(result))
     return paths
 
 

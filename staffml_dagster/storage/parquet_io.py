@@ -88,6 +88,21 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file (a report page) through a temp file + rename in its directory, readable
+    by others (0644) like the reports it replaces; nothing half-written is ever at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def read_partition(root: Path, asset: str, dims: dict[str, str] | None) -> pd.DataFrame | None:
     """One partition's table with its partition columns restored, or None when never written."""
     path = partition_dir(root, asset, dims) / PART_FILE
