@@ -252,3 +252,57 @@ def test_great_expectations_results_open_offline(chromium, tmp_path):
         shot = _screenshot(page, "gx-validation-results.png", full_page=True)
     assert not blocked, f"the results page asked for the network: {blocked}"
     print(f"screenshot: {shot}")
+
+
+def _readme_ui_jobs() -> list[str]:
+    """The jobs the README's "In the UI" paragraph names, in the order it names them."""
+    from staffml_dagster.definitions import defs
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("**In the UI**", 1)[1].split("**From the CLI**", 1)[0]
+    names = {job.name for job in defs.resolve_all_job_defs()}
+    named = [n for n in re.findall(r"`([a-z_]+)`", section) if n in names]
+    return list(dict.fromkeys(named))
+
+
+def test_readme_ui_path_launches_without_upstream_warnings():
+    """The UI warns before a launch when an asset the selection reads, outside it, was never
+    materialized; a selection holding a partitioned asset opens a backfill dialog. Followed in
+    the README's order, the jobs it names do neither unexpectedly."""
+    from staffml_dagster.definitions import defs
+    from staffml_dagster.partitions import topic_track
+
+    path = _readme_ui_jobs()
+    assert path == ["design_stages", "questions_job", "corpus_job", "refresh_partition"], path
+    graph = defs.resolve_asset_graph()
+    selection = {name: {k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.executable_asset_keys} for name in path}
+    assert not any(graph.get(k).partitions_def for k in defs.resolve_job_def("design_stages").asset_layer.executable_asset_keys)
+    for name in ("questions_job", "refresh_partition"):
+        assert defs.resolve_job_def(name).partitions_def == topic_track, name
+        assert {"questions", "question_embeddings", "validated_questions"} <= selection[name], name
+    assert "cell_capacity" in selection["questions_job"] and "cell_capacity" not in selection["refresh_partition"]
+    materialized: set[str] = set()
+    for name in path:
+        keys = defs.resolve_job_def(name).asset_layer.executable_asset_keys
+        upstream = {p.to_user_string() for k in keys for p in graph.get(k).parent_keys} - selection[name]
+        assert upstream <= materialized, f"{name} would warn that {sorted(upstream - materialized)} are not materialized"
+        materialized |= selection[name]
+
+
+def test_readme_ui_jobs_are_in_the_ui(browser_deployment, browser_page):
+    """Every job of the README's UI path has its page in the UI with a *Materialize all* button
+    (not pressed: the deployment test counts the runs from zero). The partitioned jobs' button
+    reads "Materialize all…" (it opens the partition dialog), the others' launch at once."""
+    from playwright.sync_api import expect
+
+    from staffml_dagster.definitions import defs
+
+    dep = browser_deployment
+    page, blocked = browser_page
+    for name in _readme_ui_jobs():
+        page.goto(f"{dep.webserver_url}/locations/staffml_dagster/jobs/{name}", wait_until="domcontentloaded")
+        _dismiss_welcome(page)
+        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+        label = "Materialize all…" if defs.resolve_job_def(name).partitions_def else "Materialize all"
+        expect(page.get_by_role("button", name=re.compile(f"{label}$"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _screenshot(page, "dagster-job-refresh-partition.png")
