@@ -1,5 +1,7 @@
 """The DuckDB coverage queries agree with the pandas coverage of the corpus asset."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -134,6 +136,20 @@ def test_corpus_job_ranks_the_gaps_and_records_the_evidence(warehouse):
     assert "rank" in mats["open_gaps"]["ranked_gaps"].value and "priority zone, critical topic" in mats["open_gaps"]["gaps_by_priority"].value
     page = (reports_dir() / "coverage.html").read_text()
     assert "Open gaps, most important first" in page and "Applicable by physics, not served by the generator" in page
+    # the overview of the real specs: every competency area a group, one cell per (topic, track)
+    from staffml_dagster.specs import cached_specs
+
+    specs = cached_specs()
+    heat = page.split("id='topic-track'")[1].split("</table>")[0]
+    assert heat.count("<tbody class='area'") == len({t.area for t in specs.topics.topics})
+    assert heat.count("class='cell ") == len(specs.topics.topics) * len(specs.tracks.tracks) == len(evidence)
+    assert heat.count("class='cell inapplicable'") == int((~evidence.applicable).sum())
+    assert heat.count("class='cell filled'") == 1  # kv-cache-management|cloud, the one partition generated
+    # the corpus checks link to the offline results page, which exists and names their suites
+    docs = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}
+    results_page = docs["corpus_is_balanced"]["data_docs"].value
+    assert results_page.endswith("gx/validation_results.html") and all(d["data_docs"].value == results_page for d in docs.values() if "data_docs" in d)
+    assert "corpus_topics" in Path(results_page).read_text() and "corpus_partitions" in Path(results_page).read_text()
     from staffml_dagster.cli import summary
     from staffml_dagster.storage import connect_warehouse
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from staffml_dagster.storage.parquet_io import write_parquet_atomic
+from staffml_dagster.storage.parquet_io import write_parquet_atomic, write_text_atomic
 
 LEVEL_ORDER = ["L1", "L2", "L3", "L4", "L5", "L6+"]
 
@@ -265,9 +265,7 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     body.append(under.to_html(index=False) if len(under) else "<p>none</p>")
     body.append("</body></html>")
     target = directory / "coverage.html"
-    tmp = directory / ".coverage.html.tmp"
-    tmp.write_text("\n".join(body))
-    tmp.replace(target)
+    write_text_atomic(target, "\n".join(body))
     return target
 
 
