@@ -80,30 +80,43 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     return Coverage(table, by_topic, by_track, by_zone, by_level, partitions, stats)
 
 
-def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0, greyed: pd.DataFrame | None = None) -> bytes:
-    """A count heatmap for the asset's metadata, column labels on top; ``greyed`` (same shape,
-    True where a pair does not apply) draws those pairs grey instead of as zero."""
+def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0, greyed: pd.DataFrame | None = None,
+                groups: list[str] | None = None) -> bytes:
+    """A count heatmap for the asset's metadata, column labels on top and every count written in
+    its cell; ``greyed`` (same shape, True where a pair does not apply) draws those pairs grey
+    instead of as zero; ``groups`` (one label per row, rows of a group adjacent, e.g. the
+    competency area of each topic) separates the groups by a line and names each on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    height = max(2.5, 0.16 * len(matrix.index) + 1.5)
+    height = max(2.5, 0.2 * len(matrix.index) + 1.5)
     fig, ax = plt.subplots(figsize=(width, height), dpi=90)
     values = matrix.values.astype(float)
+    mask = np.zeros(values.shape, dtype=bool)
     if greyed is not None:
-        values = np.ma.masked_where(greyed.reindex(index=matrix.index, columns=matrix.columns, fill_value=False).values.astype(bool), values)
+        mask = greyed.reindex(index=matrix.index, columns=matrix.columns, fill_value=False).values.astype(bool)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d0d0d0")
-    image = ax.imshow(values, aspect="auto", cmap=cmap)
+    image = ax.imshow(np.ma.masked_where(mask, values), aspect="auto", cmap=cmap)
     ax.xaxis.tick_top()
-    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=0, fontsize=8)
-    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index], fontsize=6 if len(matrix.index) > 20 else 8)
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.04)
-    if len(matrix.index) <= 20:
-        for (i, j), v in pd.DataFrame(matrix.values).stack().items():
-            ax.text(j, i, int(v), ha="center", va="center", color="w", fontsize=7)
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=0, fontsize=9)
+    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index], fontsize=7 if len(matrix.index) > 20 else 8)
+    ax.set_title(title, fontsize=10, pad=22)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.2 if groups else 0.05)
+    top = np.nanmax(values) if values.size else 0
+    for (i, j), v in np.ndenumerate(values):
+        text = "n/a" if mask[i, j] else str(int(v))
+        colour = "#555" if mask[i, j] else ("k" if top and v > 0.6 * top else "w")
+        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=6.5)
+    if groups:
+        starts = [i for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]
+        for k, start in enumerate(starts):
+            end = starts[k + 1] if k + 1 < len(starts) else len(groups)
+            if start:
+                ax.axhline(start - 0.5, color="white", linewidth=2)
+            ax.text(len(matrix.columns) - 0.4, (start + end - 1) / 2, groups[start], ha="left", va="center", fontsize=8, fontweight="bold")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

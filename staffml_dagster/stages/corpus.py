@@ -204,11 +204,12 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
     native = pd.DataFrame(native_item_model_counts(list(zip(applicable["topic"], applicable["track"]))),
                           columns=["topic", "track", "native_item_models"])
     cov = coverage(corpus, cells, applicability_matrix, native, cell_capacity)
-    topics = [t.id for t in loaded.topics.topics]
+    by_area = sorted(loaded.topics.topics, key=lambda t: list(loaded.topics.areas).index(t.area))  # stable: spec order within an area
+    topics = [t.id for t in by_area]
     tracks = [t.id for t in loaded.tracks.tracks]
     pictures = {
-        "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track (grey: not applicable)", width=6,
-                                     greyed=inapplicable_matrix(applicability_matrix, topics, tracks)),
+        "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track (grey: not applicable)", width=7,
+                                     greyed=inapplicable_matrix(applicability_matrix, topics, tracks), groups=[t.area for t in by_area]),
         "zone_x_level": heatmap_png(zone_level_matrix(corpus, [z.id for z in loaded.zones]), "validated questions per zone x level", width=6),
     }
     con = warehouse.connect()
