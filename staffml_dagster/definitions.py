@@ -18,11 +18,23 @@ STAGE_MODULES = [skills, taxonomy, applicability, capacity, questions, embedding
 all_assets = dg.load_assets_from_modules(STAGE_MODULES)
 all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
 
+# The UI's everyday operations, in the order the README names them: design_stages, then
+# questions_job for a partition (its capacity measured in the same run, so no launch warns that
+# cell_capacity is not materialized), then corpus_job; refresh_partition re-runs a partition
+# whose capacity is measured. Each job holds every upstream asset of its selection or follows a
+# job that materializes it (tests/test_browser.py checks it against the README).
 questions_job = dg.define_asset_job(
     "questions_job",
     selection=dg.AssetSelection.groups("questions", "validation") | dg.AssetSelection.assets("cell_capacity"),
     partitions_def=questions.topic_track,
-    description="Measure the capacity of, generate and validate the questions of one or more (topic, track) partitions.",
+    description="Measure the capacity of, generate and validate the questions of one or more (topic, track) partitions: cell_capacity, questions, question_embeddings, validated_questions. Pick one topic and one track to fill one partition.",
+)
+
+refresh_partition_job = dg.define_asset_job(
+    "refresh_partition",
+    selection=dg.AssetSelection.assets("questions", "question_embeddings", "validated_questions"),
+    partitions_def=questions.topic_track,
+    description="Regenerate, embed and validate the questions of one or more (topic, track) partitions against their measured capacity (questions_job or capacity_job measures it): questions, question_embeddings, validated_questions.",
 )
 
 corpus_job = dg.define_asset_job(
@@ -34,7 +46,7 @@ corpus_job = dg.define_asset_job(
 design_stages_job = dg.define_asset_job(
     "design_stages",
     selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity") - dg.AssetSelection.assets("cell_capacity"),
-    description="Skills, zones, levels, tracks, topics, hardware, applicability and cells: everything above the questions.",
+    description="Skills, zones, levels, tracks, topics, hardware, applicability and cells: everything above the questions (no partitions: cell_capacity is measured per partition by questions_job).",
 )
 
 
@@ -103,7 +115,7 @@ def build_defs(resource_defs: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[design_stages_job, questions_job, corpus_job, everything_job, capacity_job],
+        jobs=[design_stages_job, questions_job, refresh_partition_job, corpus_job, everything_job, capacity_job],
         schedules=[capacity_schedule],
         sensors=[reclaim_dead_runs_sensor],
         resources=resources() if resource_defs is None else resource_defs,

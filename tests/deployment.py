@@ -388,6 +388,7 @@ def start_deployment(with_postgres: bool = True, schedule_cron: str = "* * * * *
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT),  # the code of this checkout, not whichever one the venv installed
         })
         if postgres:
             env.update({

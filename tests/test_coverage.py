@@ -1,5 +1,7 @@
 """The DuckDB coverage queries agree with the pandas coverage of the corpus asset."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -135,6 +137,20 @@ def test_corpus_job_ranks_the_gaps_and_records_the_evidence(pipeline):
     assert "rank" in mats["open_gaps"]["ranked_gaps"].value and "priority zone, critical topic" in mats["open_gaps"]["gaps_by_priority"].value
     page = (reports_dir() / "coverage.html").read_text()
     assert "Open gaps, most important first" in page and "Applicable by physics, not served by the generator" in page
+    # the overview of the real specs: every competency area a group, one cell per (topic, track)
+    from staffml_dagster.specs import cached_specs
+
+    specs = cached_specs()
+    heat = page.split("id='topic-track'")[1].split("</table>")[0]
+    assert heat.count("<tbody class='area'") == len({t.area for t in specs.topics.topics})
+    assert heat.count("class='cell ") == len(specs.topics.topics) * len(specs.tracks.tracks) == len(evidence)
+    assert heat.count("class='cell inapplicable'") == int((~evidence.applicable).sum())
+    assert heat.count("class='cell filled'") == 1  # kv-cache-management|cloud, the one partition generated
+    # the corpus checks link to the offline results page, which exists and names their suites
+    docs = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}
+    results_page = docs["corpus_is_balanced"]["data_docs"].value
+    assert results_page.endswith("gx/validation_results.html") and all(d["data_docs"].value == results_page for d in docs.values() if "data_docs" in d)
+    assert "corpus_topics" in Path(results_page).read_text() and "corpus_partitions" in Path(results_page).read_text()
     from staffml_dagster.cli import summary
     from staffml_dagster.storage import connect_warehouse
 
@@ -182,3 +198,59 @@ def test_per_topic_counts_and_sigma_over_mu_are_one_fact(con, tmp_path):
     assert list(questions_per_topic(CORPUS.iloc[0:0], MATRIX)) == [0, 0, 0]
     write_parquet_atomic(CORPUS, tmp_path / "questions" / "part.parquet")
     assert f"sigma/mu of per-topic counts: {expected:.3f}" in summary(connect_warehouse(tmp_path))
+
+
+# three areas' worth of topics on two tracks: a|cloud filled, a|edge inapplicable, b|edge filled, c|cloud
+# applicable and empty (as in CORPUS above), the per-topic counts 5, 2, 0 (sigma/mu 0.881)
+TOPICS = [("a", "Alpha Topic", "compute"), ("b", "Beta Topic", "memory"), ("c", "Gamma Topic", "compute")]
+TRACKS = [("cloud", "Cloud"), ("edge", "Edge")]
+
+
+def test_partition_fill_tells_inapplicable_from_empty_and_measures_fill_against_capacity():
+    from staffml_dagster.quality.coverage import partition_fill
+
+    measured = pd.DataFrame([("a", "cloud", "recall", "L1", 4, "exhausted")], columns=["topic", "track", "zone", "level", "capacity", "stop_reason"])
+    fill = partition_fill(coverage(CORPUS, CELLS, MATRIX, measured=measured), MATRIX).set_index(["topic", "track"])
+    assert fill.loc[("a", "edge"), "state"] == fill.loc[("b", "cloud"), "state"] == "inapplicable"
+    assert fill.loc[("c", "cloud"), "state"] == "empty" and fill.loc[("c", "cloud"), "capacity"] == 2
+    # a|cloud: 5 validated against the measured 4 of recall|L1 plus the interim 2 of design|L4
+    assert (fill.loc[("a", "cloud"), "questions"], fill.loc[("a", "cloud"), "capacity"]) == (5, 6)
+    assert fill.loc[("a", "cloud"), "fill"] == pytest.approx(5 / 6) and fill.loc[("a", "cloud"), "state"] == "filled"
+    assert fill.loc[("b", "edge"), "fill"] == pytest.approx(2 / 3)
+
+
+def test_fill_bands_cover_every_share():
+    from staffml_dagster.quality.coverage import FILL_BANDS, fill_band
+
+    assert fill_band(0.1)[0] == "under 25%" and fill_band(0.5)[0] == "50-75%" and fill_band(0.99)[0] == "75-99%"
+    assert fill_band(1.0)[0] == fill_band(1.4)[0] == "at capacity"
+    assert len({fill_band(low)[1] for low, *_ in FILL_BANDS}) == len(FILL_BANDS)  # one colour per band
+
+
+def test_coverage_page_groups_topics_by_area_and_shows_thresholds(tmp_path):
+    import re
+
+    from staffml_dagster.quality.coverage import overview_section, write_report
+
+    cov = coverage(CORPUS, CELLS, MATRIX)
+    overview = overview_section(cov, MATRIX, TOPICS, TRACKS, ["compute", "memory", "power"], ["recall", "design"], 0.5, 0.10)
+    page = write_report(cov, {}, tmp_path, overview_html=overview).read_text()
+    # areas in the specs' order, each with its own topics; an area without topics has no group
+    areas = re.findall(r"<tbody class='area' data-area='([^']+)'>", page)
+    assert areas == ["compute", "memory"]
+    compute = page.split("data-area='compute'")[1].split("</tbody>")[0]
+    assert "Alpha Topic" in compute and "Gamma Topic" in compute and "Beta Topic" not in compute
+    # tracks head the table, before any topic row
+    assert page.index(">Cloud</th>") < page.index("Alpha Topic") and page.index(">Edge</th>") < page.index("Alpha Topic")
+    # the 3 inapplicable pairs and the applicable empty one (c|cloud, capacity 2) are drawn differently
+    heat = page.split("id='topic-track'")[1].split("</table>")[0]
+    assert heat.count("class='cell inapplicable'") == 3 and heat.count("class='cell empty'") == 1 and ">0 / 2</td>" in heat
+    # coloured by fill against capacity: a|cloud 5 of 4 (over: the top band), b|edge 2 of 3
+    assert "data-fill='1.250' style='background:#006837" in heat and "data-fill='0.667' style='background:#78c679" in heat
+    assert heat.split("<tfoot>")[1].count("<td>") == 3 and "<td>5 / 6</td><td>2 / 3</td><td>7 / 9</td>" in heat  # per track, then all
+    # the balance figures beside their thresholds: sigma/mu 0.881 fails < 0.5; Alpha holds 5 of 7 (71.4%)
+    assert re.search(r"σ/μ of questions per topic</th><td class='figure'>0\.881</td><td>&lt; 0\.5 \(balance_max_cv\)</td><td class='fail'>", page)
+    assert "71.4%" in page and "≤ 10% (max_topic_share)" in page
+    assert "id='legend'" in page and "not applicable (physics" in page and "applicable, empty" in page
+    # self-contained: no script, no picture, nothing fetched
+    assert "<script" not in page and "<img" not in page and "http" not in page

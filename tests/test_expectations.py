@@ -134,6 +134,43 @@ def test_data_docs_site_shared_across_processes(real_specs, params, questions, t
     assert "corpus_topics" in index and "corpus_partitions" in index
 
 
+def test_offline_results_page_beside_the_data_docs(real_specs, tmp_path, monkeypatch):
+    """GX's Data Docs load their scripts from CDNs; validation_results.html shows every suite's
+    latest result with no script and no external resource, and each run is added, not replaced."""
+    docs = tmp_path / "docs"
+    table = _topics([10] * 12)
+    first = run_suite(table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs)
+    assert first.results_page == (docs / "validation_results.html").resolve() and first.results_page.is_file()
+    monkeypatch.setattr(ex, "_contexts", {})  # another process adds to the same site
+    failed = run_suite(pd.DataFrame({"questions": [3, 0, 0]}), "corpus_partitions", real_specs.quality.suites["corpus_partitions"], {}, docs_dir=docs)
+    assert not failed.success and failed.results_page == first.results_page
+    run_suite(table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs)
+    page = failed.results_page.read_text()
+    assert "<script" not in page and "http" not in page and "<link" not in page
+    assert "<td><a href='#corpus_partitions'>corpus_partitions</a></td><td class='fail'>failed</td>" in page
+    assert "<td><a href='#corpus_topics'>corpus_topics</a></td><td class='pass'>passed</td>" in page
+    assert "2 of 3 values unexpected; e.g. 0 x2" in page and "expect_column_values_to_be_between" in page
+    assert "Earlier runs (1, latest 1 shown)" in page  # corpus_topics ran twice
+    assert real_specs.quality.suites["corpus_partitions"].description in page
+    # each run's link to GX's own page points at a page that exists
+    from staffml_dagster.quality.validation_docs import stored_results
+
+    runs = stored_results(docs)
+    assert [len(runs[s]) for s in ("corpus_partitions", "corpus_topics")] == [1, 2]
+    assert all((docs / r.gx_page).is_file() for rs in runs.values() for r in rs)
+    assert f"href='{runs['corpus_partitions'][0].gx_page.as_posix()}'" in page
+
+
+def test_results_page_skips_an_unreadable_result(tmp_path, caplog):
+    from staffml_dagster.quality.validation_docs import stored_results, write_results_page
+
+    bad = tmp_path / ".gx" / "validations" / "corpus_zones" / "__none__" / "20260101T000000.000000Z" / "x.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    assert stored_results(tmp_path) == {} and str(bad) in caplog.text
+    assert "No validation result stored yet" in write_results_page(tmp_path).read_text()
+
+
 def test_no_network_and_no_leftover_objects(real_specs, params, questions, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args}")

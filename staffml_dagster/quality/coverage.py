@@ -91,27 +91,54 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     return Coverage(table, by_topic, by_track, by_zone, by_level, partitions, stats)
 
 
-def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0) -> bytes:
+def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0, greyed: pd.DataFrame | None = None,
+                groups: list[str] | None = None) -> bytes:
+    """A count heatmap for the asset's metadata, column labels on top and every count written in
+    its cell; ``greyed`` (same shape, True where a pair does not apply) draws those pairs grey
+    instead of as zero; ``groups`` (one label per row, rows of a group adjacent, e.g. the
+    competency area of each topic) separates the groups by a line and names each on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    height = max(2.5, 0.16 * len(matrix.index) + 1.5)
+    height = max(2.5, 0.2 * len(matrix.index) + 1.5)
     fig, ax = plt.subplots(figsize=(width, height), dpi=90)
-    image = ax.imshow(matrix.values, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=0, fontsize=8)
-    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index], fontsize=6 if len(matrix.index) > 20 else 8)
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.04)
-    if len(matrix.index) <= 20:
-        for (i, j), v in pd.DataFrame(matrix.values).stack().items():
-            ax.text(j, i, int(v), ha="center", va="center", color="w", fontsize=7)
+    values = matrix.values.astype(float)
+    mask = np.zeros(values.shape, dtype=bool)
+    if greyed is not None:
+        mask = greyed.reindex(index=matrix.index, columns=matrix.columns, fill_value=False).values.astype(bool)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d0d0d0")
+    image = ax.imshow(np.ma.masked_where(mask, values), aspect="auto", cmap=cmap)
+    ax.xaxis.tick_top()
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=0, fontsize=9)
+    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index], fontsize=7 if len(matrix.index) > 20 else 8)
+    ax.set_title(title, fontsize=10, pad=22)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.2 if groups else 0.05)
+    top = np.nanmax(values) if values.size else 0
+    for (i, j), v in np.ndenumerate(values):
+        text = "n/a" if mask[i, j] else str(int(v))
+        colour = "#555" if mask[i, j] else ("k" if top and v > 0.6 * top else "w")
+        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=6.5)
+    if groups:
+        starts = [i for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]
+        for k, start in enumerate(starts):
+            end = starts[k + 1] if k + 1 < len(starts) else len(groups)
+            if start:
+                ax.axhline(start - 0.5, color="white", linewidth=2)
+            ax.text(len(matrix.columns) - 0.4, (start + end - 1) / 2, groups[start], ha="left", va="center", fontsize=8, fontweight="bold")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def inapplicable_matrix(applicability: pd.DataFrame, topics: list[str], tracks: list[str]) -> pd.DataFrame:
+    """True where a (topic, track) pair is not applicable by physics (rows topics, columns tracks)."""
+    applies = applicability.pivot_table(index="topic", columns="track", values="applicable", aggfunc="any")
+    return ~applies.reindex(index=topics, columns=tracks).fillna(False).astype(bool)
 
 
 def topic_track_matrix(corpus: pd.DataFrame, topics: list[str], tracks: list[str]) -> pd.DataFrame:
@@ -210,9 +237,11 @@ def review_section_html(agreement: pd.DataFrame | None) -> str:
 
 
 def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evidence: pd.DataFrame | None = None,
-                 gaps: pd.DataFrame | None = None, reviews_html: str | None = None) -> Path:
-    """Write coverage.html (pictures embedded), the PNGs, the per-cell table and, when given, the
-    applicability evidence, the ranked open gaps and the reviews' agreement; atomically per file."""
+                 gaps: pd.DataFrame | None = None, reviews_html: str | None = None, overview_html: str | None = None) -> Path:
+    """Write coverage.html, the PNGs (beside it, not in it), the per-cell table and, when given, the
+    overview (balance and heatmaps, see :func:`overview_section`), the applicability evidence, the
+    ranked open gaps and the reviews' agreement; atomically per file. The page is self-contained:
+    no script, no picture, no external resource."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, png in pictures.items():
         write_atomic(directory / f"{name}.png", png)
@@ -223,17 +252,19 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     under = cov.cells[~cov.cells["at_target"]].head(200)
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>StaffML corpus coverage</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>",
-        "<h1>Corpus coverage</h1><table>", stats, "</table>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}",
+        HEATMAP_CSS, "</style></head><body>",
+        "<h1>Corpus coverage</h1>",
     ]
+    if overview_html:
+        body.append(overview_html)
+    body += ["<h2>All figures</h2><table class='stats'>", stats, "</table>"]
     if "capacity_total" in cov.stats:
         body.append(f"<h2>Capacity</h2><p>{html.escape(capacity_sentence(cov.stats))}</p>")
         reasons = cov.cells["stop_reason"].fillna("not measured").value_counts().rename("cells").to_frame().rename_axis("stop reason")
         body.append(reasons.to_html())
     if gaps is not None:
         body += gaps_section(gaps)
-    for name, png in pictures.items():
-        body.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' src='{data_uri(png)}'>")
     body.append("<h2>Counts by track, zone and level</h2>")
     for label, series in (("track", cov.by_track), ("zone", cov.by_zone), ("level", cov.by_level)):
         body.append(series.rename("questions").to_frame().rename_axis(label).to_html())
@@ -280,3 +311,187 @@ COVERAGE_SQL = {
 def coverage_queries(con) -> dict[str, pd.DataFrame]:
     """Run every COVERAGE_SQL query on a DuckDB connection over the warehouse views."""
     return {name: con.execute(sql).df() for name, sql in COVERAGE_SQL.items()}
+
+
+# --------------------------------------------------------------------------- the page's heatmaps
+# HTML tables coloured in CSS: the page needs no script, no picture and no network to be read.
+
+# fill of a partition or cell against its measured capacity (its interim target where unmeasured):
+# (lower bound of the band, label, background, text colour), a 5-class yellow-green scale
+FILL_BANDS = [
+    (0.0, "under 25%", "#ffffcc", "#222"),
+    (0.25, "25-50%", "#c2e699", "#222"),
+    (0.5, "50-75%", "#78c679", "#111"),
+    (0.75, "75-99%", "#31a354", "#fff"),
+    (1.0, "at capacity", "#006837", "#fff"),
+]
+INAPPLICABLE_STYLE = "background:repeating-linear-gradient(45deg,#d4d4d4 0 4px,#e6e6e6 4px 8px);color:#666"
+EMPTY_STYLE = "background:#fff;color:#c0392b;font-weight:bold;box-shadow:inset 0 0 0 2px #c0392b"
+
+HEATMAP_CSS = """
+.heat{border-collapse:separate;border-spacing:2px;font-size:13px}
+.heat th,.heat td{border:none;padding:3px 8px}
+.heat thead th{position:sticky;top:0;background:#fff;z-index:1;border-bottom:2px solid #333;text-align:center}
+.heat td.cell{text-align:center;min-width:5.5em;font-variant-numeric:tabular-nums}
+.heat th.topic{text-align:left;font-weight:normal;white-space:nowrap}
+.heat tr.area th{text-align:left;background:#f0f0f0;font-size:14px;padding-top:8px;border-top:1px solid #999}
+.heat td.total{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.heat td.flag{color:#c0392b;font-weight:bold}
+.heat tfoot th,.heat tfoot td{border-top:2px solid #333;font-weight:bold;text-align:center}
+.legend{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:8px 0;font-size:13px}
+.legend span.swatch{display:inline-block;width:2.2em;height:1.3em;vertical-align:middle;margin-right:4px;border-radius:2px}
+table.balance td.pass{color:#1e7d32;font-weight:bold}
+table.balance td.fail{color:#c0392b;font-weight:bold}
+table.balance th{text-align:left}
+"""
+
+
+def fill_band(share: float) -> tuple[str, str, str]:
+    """(label, background, text colour) of the band a fill share falls in."""
+    label, background, text = FILL_BANDS[0][1:]
+    for low, *style in FILL_BANDS:
+        if share >= low:
+            label, background, text = style
+    return label, background, text
+
+
+def partition_fill(cov: Coverage, applicability: pd.DataFrame) -> pd.DataFrame:
+    """One row per (topic, track) of the applicability matrix: whether it is applicable, its validated
+    questions, its capacity (the sum of its cells' measured capacities, interim targets where
+    unmeasured), the fill share and its state: ``inapplicable``, ``empty`` (applicable, no validated
+    question) or ``filled``."""
+    keys = ["topic", "track"]
+    capacity = cov.cells.groupby(keys)["target"].sum().rename("capacity") if len(cov.cells) else pd.Series(dtype=int, name="capacity")
+    questions = cov.cells.groupby(keys)["filled"].sum().rename("questions") if len(cov.cells) else pd.Series(dtype=int, name="questions")
+    columns = keys + ["applicable"] + (["justification"] if "justification" in applicability else [])
+    table = applicability[columns].merge(capacity.reset_index(), on=keys, how="left").merge(questions.reset_index(), on=keys, how="left")
+    table["applicable"] = table["applicable"].astype(bool)
+    table[["capacity", "questions"]] = table[["capacity", "questions"]].fillna(0).astype(int)
+    table["fill"] = [q / c if c else (1.0 if q else 0.0) for q, c in zip(table["questions"], table["capacity"])]
+    table["state"] = ["inapplicable" if not a else ("empty" if q == 0 else "filled") for a, q in zip(table["applicable"], table["questions"])]
+    return table
+
+
+def legend_html() -> str:
+    """The key of both heatmaps: the fill bands, an empty applicable partition, an inapplicable one."""
+    items = [f"<span><span class='swatch' style='background:{bg}'></span>{html.escape(label)}</span>" for _, label, bg, _ in FILL_BANDS]
+    items.append(f"<span><span class='swatch' style='{EMPTY_STYLE}'></span>applicable, empty (0 validated)</span>")
+    items.append(f"<span><span class='swatch' style='{INAPPLICABLE_STYLE}'></span>not applicable (physics; or a zone not asked at that level)</span>")
+    return ("<div class='legend' id='legend'><b>Fill against measured capacity:</b> " + "".join(items) +
+            "<span>each cell reads <i>validated / capacity</i></span></div>")
+
+
+def _cell_td(state: str, questions: int, capacity: int, fill: float, title: str) -> str:
+    if state == "inapplicable":
+        return f"<td class='cell inapplicable' style='{INAPPLICABLE_STYLE}' title='{html.escape(title)}'>n/a</td>"
+    if state == "empty":
+        return f"<td class='cell empty' style='{EMPTY_STYLE}' title='{html.escape(title)}'>0 / {capacity}</td>"
+    label, background, text = fill_band(fill)
+    return (f"<td class='cell filled' data-fill='{fill:.3f}' style='background:{background};color:{text}' "
+            f"title='{html.escape(title)} ({label})'>{questions} / {capacity}</td>")
+
+
+def topic_track_heatmap_html(fill: pd.DataFrame, topics: list[tuple[str, str, str]], tracks: list[tuple[str, str]],
+                             areas: list[str], max_topic_share: float) -> str:
+    """Validated questions per (topic, track) against capacity, topics grouped by competency area
+    (``topics``: id, display name, area; ``tracks``: id, display name), tracks across the top, a
+    total per topic (flagged above ``max_topic_share`` of the corpus or under half the mean) and
+    per area and track."""
+    by_key = fill.set_index(["topic", "track"])
+    per_topic = fill.groupby("topic")["questions"].sum()
+    total = int(fill["questions"].sum())
+    mean = float(per_topic.reindex([t[0] for t in topics], fill_value=0).mean()) if topics else 0.0
+    head = "".join(f"<th scope='col' class='track'>{html.escape(name)}</th>" for _, name in tracks)
+    rows = [f"<table class='heat' id='topic-track'><thead><tr><th>competency area / topic</th>{head}<th>topic total (share)</th></tr></thead>"]
+    for area in areas:
+        members = [t for t in topics if t[2] == area]
+        if not members:
+            continue
+        area_total = int(sum(per_topic.get(t[0], 0) for t in members))
+        share = area_total / total if total else 0.0
+        rows.append(f"<tbody class='area' data-area='{html.escape(area)}'><tr class='area'><th colspan='{len(tracks) + 2}'>"
+                    f"{html.escape(area)} <small>({len(members)} topics, {area_total:,} questions, {share:.1%})</small></th></tr>")
+        for topic_id, name, _ in members:
+            cells = []
+            for track_id, track_name in tracks:
+                row = by_key.loc[(topic_id, track_id)] if (topic_id, track_id) in by_key.index else None
+                if row is None:
+                    cells.append(_cell_td("inapplicable", 0, 0, 0.0, f"{name} on {track_name}: not in the applicability matrix"))
+                    continue
+                title = f"{name} on {track_name}: " + (str(row.get("justification", "not applicable")) if row["state"] == "inapplicable"
+                                                        else f"{row['questions']} validated of a capacity of {row['capacity']}")
+                cells.append(_cell_td(row["state"], int(row["questions"]), int(row["capacity"]), float(row["fill"]), title))
+            n = int(per_topic.get(topic_id, 0))
+            topic_share = n / total if total else 0.0
+            flag = topic_share > max_topic_share or n < mean / 2
+            why = (f" above {max_topic_share:.0%}" if topic_share > max_topic_share else "") + (" under half the mean" if n < mean / 2 else "")
+            rows.append(f"<tr><th scope='row' class='topic' title='{html.escape(topic_id)}'>{html.escape(name)}</th>{''.join(cells)}"
+                        f"<td class='total{' flag' if flag else ''}' title='{html.escape(why.strip()) or 'within the balance thresholds'}'>{n} ({topic_share:.1%})</td></tr>")
+        rows.append("</tbody>")
+    foot = []
+    for track_id, _ in tracks:
+        on_track = fill[fill["track"] == track_id]
+        foot.append(f"<td>{int(on_track['questions'].sum()):,} / {int(on_track['capacity'].sum()):,}</td>")
+    rows.append(f"<tfoot><tr><th>track total</th>{''.join(foot)}<td>{total:,} / {int(fill['capacity'].sum()):,}</td></tr></tfoot></table>")
+    return "\n".join(rows)
+
+
+def zone_level_heatmap_html(cells: pd.DataFrame, zones: list[str], levels: list[str] = LEVEL_ORDER) -> str:
+    """Validated questions per zone x level against the summed capacity of its cells; a zone x
+    level pair without cells (the zone is not asked at that level) is greyed."""
+    agg = cells.groupby(["zone", "level"]).agg(filled=("filled", "sum"), capacity=("target", "sum")) if len(cells) else pd.DataFrame(columns=["filled", "capacity"])
+    head = "".join(f"<th scope='col'>{html.escape(level)}</th>" for level in levels)
+    rows = [f"<table class='heat' id='zone-level'><thead><tr><th>zone</th>{head}<th>zone total</th></tr></thead><tbody>"]
+    for zone in zones:
+        tds = []
+        for level in levels:
+            if (zone, level) not in agg.index:
+                tds.append(_cell_td("inapplicable", 0, 0, 0.0, f"{zone} is not asked at {level}"))
+                continue
+            filled, capacity = int(agg.loc[(zone, level), "filled"]), int(agg.loc[(zone, level), "capacity"])
+            state = "empty" if filled == 0 else "filled"
+            share = filled / capacity if capacity else 1.0
+            tds.append(_cell_td(state, filled, capacity, share, f"{zone} at {level}: {filled} validated of a capacity of {capacity}"))
+        zone_total = int(agg.loc[zone, "filled"].sum()) if zone in agg.index.get_level_values(0) else 0
+        rows.append(f"<tr><th scope='row' class='topic'>{html.escape(zone)}</th>{''.join(tds)}<td class='total'>{zone_total:,}</td></tr>")
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
+
+
+def balance_html(stats: dict, balance_max_cv: float, max_topic_share: float) -> str:
+    """sigma/mu across topics, tracks, zones and levels, and the largest topic's share, beside the
+    thresholds the blocking corpus checks apply (specs/quality.yaml)."""
+    def verdict(ok: bool) -> str:
+        return "<td class='pass'>pass</td>" if ok else "<td class='fail'>fail</td>"
+
+    rows = [
+        ("σ/μ of questions per topic", f"{stats['cv_topics']:.3f}", f"&lt; {balance_max_cv:g} (balance_max_cv)", verdict(stats["cv_topics"] < balance_max_cv)),
+        ("largest topic's share of the corpus", f"{stats['max_topic_share']:.1%}", f"≤ {max_topic_share:.0%} (max_topic_share)", verdict(stats["max_topic_share"] <= max_topic_share)),
+        ("σ/μ of questions per track", f"{stats['cv_tracks']:.3f}", "reported, no threshold", "<td></td>"),
+        ("σ/μ of questions per zone", f"{stats['cv_zones']:.3f}", "reported, no threshold", "<td></td>"),
+        ("σ/μ of questions per level", f"{stats['cv_levels']:.3f}", "reported, no threshold", "<td></td>"),
+        ("applicable partitions with no validated question", f"{stats['empty_partitions']}", "0 (corpus_partitions)", verdict(stats["empty_partitions"] == 0)),
+    ]
+    body = "".join(f"<tr><th>{name}</th><td class='figure'>{value}</td><td>{threshold}</td>{v}</tr>" for name, value, threshold, v in rows)
+    return ("<table class='balance' id='balance'><thead><tr><th>balance</th><th>value</th><th>threshold (specs/quality.yaml)</th><th></th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def overview_section(cov: Coverage, applicability: pd.DataFrame, topics: list[tuple[str, str, str]], tracks: list[tuple[str, str]],
+                     areas: list[str], zones: list[str], balance_max_cv: float, max_topic_share: float) -> str:
+    """The top of the coverage page: the balance figures against their thresholds, the legend, the
+    (topic, track) heatmap grouped by competency area and the zone x level heatmap."""
+    fill = partition_fill(cov, applicability)
+    counts = fill["state"].value_counts()
+    return "\n".join([
+        "<h2>Balance against the blocking thresholds</h2>", balance_html(cov.stats, balance_max_cv, max_topic_share),
+        "<h2>Validated questions per topic and track</h2>",
+        f"<p>{int(counts.get('filled', 0))} partitions hold questions, {int(counts.get('empty', 0))} applicable partitions hold none, "
+        f"{int(counts.get('inapplicable', 0))} are not applicable by physics. Topics are grouped by competency area; a topic total "
+        f"in red is above {max_topic_share:.0%} of the corpus or under half the mean topic. Hover a cell for its justification or counts.</p>",
+        legend_html(),
+        topic_track_heatmap_html(fill, topics, tracks, areas, max_topic_share),
+        "<h2>Validated questions per zone and level</h2>",
+        "<p>Against the summed capacity of the zone's cells at that level; greyed where the zone is not asked at the level.</p>",
+        zone_level_heatmap_html(cov.cells, zones),
+    ])

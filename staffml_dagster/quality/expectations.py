@@ -67,7 +67,8 @@ class SuiteResult:
     blocking: bool
     failures: list[str] = field(default_factory=list)  # one line per failed expectation
     evaluated: int = 0  # number of expectations evaluated
-    docs_path: Path | None = None  # the Data Docs index.html written for this run
+    docs_path: Path | None = None  # the Data Docs index.html written for this run (its scripts come from CDNs)
+    results_page: Path | None = None  # validation_results.html beside it: every stored result, readable offline
 
 
 class MissingParameterError(KeyError):
@@ -274,7 +275,7 @@ def _failure_line(evr) -> str:
     return f"{head}: expected {_expected(kwargs)}; {_observed(evr.result or {})}"
 
 
-def _summarize(suite_name: str, suite: Suite, validation, docs_path: Path | None) -> SuiteResult:
+def _summarize(suite_name: str, suite: Suite, validation, docs_path: Path | None, results_page: Path | None = None) -> SuiteResult:
     order: dict[tuple, int] = {}
     for i, e in enumerate(suite.expectations):  # report failures in spec order
         order.setdefault((e.type, e.kwargs.get("column")), i)
@@ -287,6 +288,7 @@ def _summarize(suite_name: str, suite: Suite, validation, docs_path: Path | None
         failures=[_failure_line(r) for r in failed],
         evaluated=len(validation.results),
         docs_path=docs_path,
+        results_page=results_page,
     )
 
 
@@ -302,16 +304,17 @@ def run_suite(df: pd.DataFrame, suite_name: str, suite: Suite, params: dict, doc
     one line saying why, so an asset check always gets a :class:`SuiteResult`.
 
     With ``docs_dir`` the run is also rendered as GX Data Docs there (``docs_path`` is the
-    site's index.html). Docs are best effort: if rendering fails the data is validated
+    site's index.html) and into ``validation_results.html`` beside it (``results_page``), which
+    needs no network. Docs are best effort: if rendering fails the data is validated
     anyway and ``docs_path`` is None.
     """
     gx_suite = build_suite(suite_name, suite, params)  # config errors raise here, before GX runs
     docs_dir = Path(docs_dir) if docs_dir is not None else None
     with _lock:
-        validation, docs_path = None, None
+        validation, docs_path, results_page = None, None, None
         if docs_dir is not None:
             try:
-                validation, docs_path = _validate_with_docs(df, suite_name, gx_suite, docs_dir)
+                validation, docs_path, results_page = _validate_with_docs(df, suite_name, gx_suite, docs_dir)
             except Exception as exc:  # noqa: BLE001 - docs are optional; validate without them
                 log.warning("suite %s: Data Docs not written to %s (%s); validating without docs", suite_name, docs_dir, exc, exc_info=True)
         if validation is None:
@@ -327,7 +330,7 @@ def run_suite(df: pd.DataFrame, suite_name: str, suite: Suite, params: dict, doc
                     evaluated=0,
                     docs_path=None,
                 )
-    return _summarize(suite_name, suite, validation, docs_path)
+    return _summarize(suite_name, suite, validation, docs_path, results_page)
 
 
 def _batch_definition(context, suite_name: str, tag: str):
@@ -348,7 +351,10 @@ def _validate(df: pd.DataFrame, suite_name: str, gx_suite: gx.ExpectationSuite):
 
 
 def _validate_with_docs(df: pd.DataFrame, suite_name: str, gx_suite: gx.ExpectationSuite, docs_dir: Path):
-    """Store the suite, run a validation definition (which stores its result), render both into the site."""
+    """Store the suite, run a validation definition (which stores its result), render both into the site,
+    then the offline page of every stored result (GX's own pages load their scripts from CDNs)."""
+    from staffml_dagster.quality.validation_docs import write_results_page
+
     context = _get_context(docs_dir)
     tag = uuid.uuid4().hex[:12]
     definition_name = f"{suite_name}-{tag}"
@@ -369,7 +375,7 @@ def _validate_with_docs(df: pd.DataFrame, suite_name: str, gx_suite: gx.Expectat
     index = docs_dir.resolve() / "index.html"
     if not index.is_file():
         raise RuntimeError(f"no index.html in {docs_dir} after building Data Docs")
-    return validation, index
+    return validation, index, write_results_page(docs_dir.resolve())
 
 
 def _quietly(undo, name: str) -> None:

@@ -9,7 +9,8 @@ from pydantic import Field
 from staffml_dagster.partitions import applicable_pairs
 from staffml_dagster.paths import reports_dir
 from staffml_dagster.quality.coverage import (
-    capacity_sentence, coverage, data_uri, heatmap_png, questions_per_topic, review_section_html, topic_track_matrix, write_report, zone_level_matrix,
+    capacity_sentence, coverage, data_uri, heatmap_png, inapplicable_matrix, overview_section, questions_per_topic, review_section_html,
+    topic_track_matrix, write_report, zone_level_matrix,
 )
 from staffml_dagster.quality.criteria import VERDICT_COLUMNS, repeated_computations
 from staffml_dagster.resources import SpecsResource
@@ -90,7 +91,8 @@ def corpus_check_result(name: str, frame: pd.DataFrame, specs, params: dict, at_
         metadata={
             "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none"),
             "at_fault": dg.MetadataValue.md("\n".join(f"- {x}" for x in at_fault[:50]) or "none"),
-            "data_docs": dg.MetadataValue.path(str(result.docs_path)) if result.docs_path else "not written",
+            "data_docs": dg.MetadataValue.path(str(result.results_page)) if result.results_page else "not written",
+            "gx_data_docs": dg.MetadataValue.path(str(result.docs_path)) if result.docs_path else "not written",
         },
     )
 
@@ -199,15 +201,21 @@ def coverage_report(context: dg.AssetExecutionContext, specs: SpecsResource, val
     native = pd.DataFrame(native_item_model_counts(applicable_pairs(applicability_matrix)),
                           columns=["topic", "track", "native_item_models"])
     cov = coverage(corpus, cells, applicability_matrix, native, cell_capacity)
-    topics = [t.id for t in loaded.topics.topics]
+    by_area = sorted(loaded.topics.topics, key=lambda t: list(loaded.topics.areas).index(t.area))  # stable: spec order within an area
+    topics = [t.id for t in by_area]
     tracks = [t.id for t in loaded.tracks.tracks]
     pictures = {
-        "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track", width=6),
+        "topic_x_track": heatmap_png(topic_track_matrix(corpus, topics, tracks), "validated questions per topic x track (grey: not applicable)", width=7,
+                                     greyed=inapplicable_matrix(applicability_matrix, topics, tracks), groups=[t.area for t in by_area]),
         "zone_x_level": heatmap_png(zone_level_matrix(corpus, [z.id for z in loaded.zones]), "validated questions per zone x level", width=6),
     }
     con = warehouse.connect()
     agreement = con.execute("SELECT * FROM review_agreement").df() if "review_agreement" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else None
-    page = write_report(cov, pictures, reports_dir(), evidence=applicability_evidence, gaps=open_gaps, reviews_html=review_section_html(agreement))
+    overview = overview_section(cov, applicability_matrix, [(t.id, t.name, t.area) for t in loaded.topics.topics],
+                                [(t.id, t.name) for t in loaded.tracks.tracks], list(loaded.topics.areas), [z.id for z in loaded.zones],
+                                loaded.quality.balance_max_cv, loaded.quality.max_topic_share)
+    page = write_report(cov, pictures, reports_dir(), evidence=applicability_evidence, gaps=open_gaps, reviews_html=review_section_html(agreement),
+                        overview_html=overview)
     stats_md = "\n".join(f"- **{k}**: {v:.3f}" if isinstance(v, float) else f"- **{k}**: {v}" for k, v in cov.stats.items())
     meta = table_metadata(cov.cells, ["topic", "track", "zone", "level", "target", "theoretical_capacity", "filled"])
     meta.update(

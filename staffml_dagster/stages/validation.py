@@ -5,7 +5,6 @@ import pandas as pd
 
 from staffml_dagster.embedding import vectors_by_id
 from staffml_dagster.partitions import topic_track
-from staffml_dagster.paths import reports_dir
 from staffml_dagster.progress import ProgressLog
 from staffml_dagster.quality.criteria import CRITERIA, validate_questions
 from staffml_dagster.resources import SpecsResource
@@ -60,5 +59,5 @@ def validated_questions_expectations(context: dg.AssetCheckExecutionContext, spe
     return dg.AssetCheckResult(
         passed=result.success,
         severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
-        metadata={"evaluated": result.evaluated, "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none"), "reports": str(reports_dir() / "gx")},
+        metadata={"evaluated": result.evaluated, "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none")},
     )
