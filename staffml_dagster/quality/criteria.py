@@ -994,7 +994,8 @@ def _recalled_specs_stated(row: Mapping, steps: list[dict], specs: Specs) -> lis
     problems = []
     for s in steps:
         if s.get("kind") == "given" and str(s.get("source", "")).startswith("specs/hardware.yaml"):
-            if _shown(s) in text or any(_same_quantity(f, s) for f in figures):
+            shown = re.escape(_shown(s))  # as a number of its own: a 4 inside "24" or "400 MHz" is not the figure 4
+            if re.search(rf"(?<![\w.,]){shown}(?![\d])", text) or any(_same_quantity(f, s) for f in figures):
                 problems.append(f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, which a {_text(row, 'level')} candidate should recall")
     return problems
 
