@@ -5,8 +5,14 @@ give; with --show, one rendered question per design and track (a seeded random s
 
 import argparse
 import random
+import sys
+from pathlib import Path
 
-from staffml_dagster.core.item_model import assigned_topic, draft, item_models
+# the checkout this script belongs to, ahead of an installed copy of the package: run from a git
+# worktree it renders that worktree's item models and specs, not those of the checkout .venv points at
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from staffml_dagster.core.item_model import assigned_topic, draft, item_models  # noqa: E402
 from staffml_dagster.specs import load_specs
 
 
@@ -17,7 +23,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     specs = load_specs()
-    for m in item_models().values():
+    models = item_models()
+    if args.model and args.model not in models:
+        sys.exit(f"no item model {args.model!r} in {next(iter(models.values())).path.parent}")
+    for m in models.values():
         if args.model and m.id != args.model:
             continue
         m.check_against(specs)

@@ -281,7 +281,7 @@ class Platform(_Model):
     memory_bandwidth: Bandwidth | None = Field(default=None, description="None for host-attached accelerators whose on-chip memory bandwidth is unpublished")
     compute: dict[str, ComputeRate] = Field(min_length=1, description="peak throughput per precision (fp16, int8, ...)")
     default_precision: str
-    power: Power
+    power: Power | None = Field(default=None, description="None where the vendor publishes no power for the part (an NPU subsystem inside a larger SoC)")
     idle_power: Power | None = None
     clock: Frequency | None = None
     flash: Size | None = None
@@ -308,6 +308,8 @@ class Platform(_Model):
             raise ValueError(
                 f"default_precision {self.default_precision!r} is not a key of compute ({', '.join(self.compute)})"
             )
+        if self.power is None and self.kind != "npu":
+            raise ValueError(f"power is missing; only an npu subsystem of a larger part may leave it out (kind is {self.kind!r})")
         return self
 
 

@@ -330,6 +330,19 @@ def test_L6_row_stating_a_hardware_figure_is_caught(specs):
     assert "should recall" not in _reasons(structure(row, specs))
 
 
+def test_a_hardware_count_inside_another_number_is_not_stated(specs):
+    npu = [_given("group", 4.0, "", "kernel elements one part-kernel-first step packs",
+                  "specs/hardware.yaml: imx93-evk.geometry.npu_part_kernel_group")]
+    row = _decode_row(level="L5", zone="evaluation", calc=DECODE_CALC + npu,
+                      scenario="A 3x3 convolution with 24 input channels runs on a part clocked at 400 MHz.")
+    assert "should recall" not in _reasons(structure(row, specs))
+    row["scenario"] += " Each step packs 4 kernel elements."
+    assert "kernel elements one part-kernel-first step packs (4) from specs/hardware.yaml" in _reasons(structure(row, specs))
+    # a scenario figure of the same value (4 input channels) is the scenario's own, not the hardware's
+    row["calc"] = row["calc"] + [_given("cin", 4.0, "", "input channels", "scenario: input channels")]
+    assert "should recall" not in _reasons(structure(row, specs))
+
+
 def test_level_and_zone_need_what_the_calc_shows(specs):
     mastery = _reasons(structure(_decode_row(level="L6+", zone="mastery"), specs))
     assert "L6+ takes 5-10 steps, but the answer takes 2 derived step(s)" in mastery

@@ -24,6 +24,14 @@ def test_hardware_figures_carry_units_and_sources(specs):
     assert ridge == pytest.approx(295, rel=0.01)
     for p in specs.hardware.platforms:
         assert p.memory.q.check("[information]"), p.id
+        if p.kind == "npu":  # an NPU inside a larger part: its MAC-array geometry is the point, bandwidth and power are the part's
+            g = {name: fig.value for name, fig in p.geometry.items()}
+            # one micro-block of outputs, each reducing dot-width input channels, is the whole array
+            assert g["npu_ublock_height"] * g["npu_ublock_width"] * g["npu_ublock_depth"] * g["npu_dot_width"] == g["npu_macs_per_cycle"], p.id
+            if p.clock is not None:  # a derived peak: MACs per cycle x 2 operations x clock
+                peak = (2 * g["npu_macs_per_cycle"] * p.clock.q).to("GHz").magnitude
+                assert p.compute["int8"].q.to("GOPS").magnitude == pytest.approx(peak), p.id
+            continue
         if p.memory_bandwidth is None:  # host-attached: weights on chip, the PCIe lane is a link, not a memory
             assert p.kind == "accelerator" and p.interconnect and specs.interconnect_by_id[p.interconnect].scope == "host-bus", p.id
             continue
@@ -280,3 +288,8 @@ def test_item_models_are_checked_and_reject_duplicate_keys(specs, tmp_path):
             check_item_models(specs, tmp_path)
     finally:
         _load_all.cache_clear()
+
+
+def test_only_an_npu_subsystem_may_leave_out_its_power(specs_copy):
+    _edit(specs_copy, "hardware.yaml", lambda d: _platform(d, "cortex-m4").pop("power"))
+    _fails(specs_copy, "hardware.yaml", r"platforms\[\d+\]\(cortex-m4\)", r"power is missing; only an npu subsystem")

@@ -998,9 +998,13 @@ def _recalled_specs_stated(row: Mapping, steps: list[dict], specs: Specs) -> lis
     text = _text(row, "scenario") + "\n" + _text(row, "question")
     figures = stated_figures(text, specs)
     problems = []
+    # a number the scenario must state as a figure of its own (8 input channels) says nothing when a
+    # hardware figure has the same value (8 lanes per dot product): it is read as the scenario's
+    own = {s.get("value") for s in steps if s.get("kind") == "given" and str(s.get("source", "")).startswith("scenario:")}
     for s in steps:
-        if s.get("kind") == "given" and str(s.get("source", "")).startswith("specs/hardware.yaml"):
-            if _shown(s) in text or any(_same_quantity(f, s) for f in figures):
+        if s.get("kind") == "given" and str(s.get("source", "")).startswith("specs/hardware.yaml") and s.get("value") not in own:
+            shown = re.escape(_shown(s))  # as a number of its own: a 4 inside "24" or "400 MHz" is not the figure 4
+            if re.search(rf"(?<![\w.,]){shown}(?![\d])", text) or any(_same_quantity(f, s) for f in figures):
                 problems.append(f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, which a {_text(row, 'level')} candidate should recall")
     return problems
 
