@@ -155,3 +155,16 @@ def test_the_judge_blocks_only_where_it_agrees_with_every_reviewer(warehouse):
     (warehouse / "review_agreement" / "part.parquet").unlink()
     kept, note = apply_judge_gate(corpus, connect_warehouse())
     assert len(kept) == 2 and "no criterion has the judge at kappa >= 0.6" in note
+
+
+def test_the_judge_gate_follows_the_environment_when_the_run_executes_not_when_the_code_loads(monkeypatch):
+    from staffml_dagster.stages.corpus import JUDGE_GATE_ENV, CorpusConfig
+
+    monkeypatch.delenv(JUDGE_GATE_ENV, raising=False)
+    config = CorpusConfig()  # built before the variable is set, as when the definitions load
+    assert config.judge_gate() is False
+    monkeypatch.setenv(JUDGE_GATE_ENV, "1")
+    assert config.judge_gate() is True
+    assert CorpusConfig(use_judge=False).judge_gate() is False  # the run config wins
+    monkeypatch.delenv(JUDGE_GATE_ENV)
+    assert CorpusConfig(use_judge=True).judge_gate() is True

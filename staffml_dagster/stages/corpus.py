@@ -22,7 +22,11 @@ JUDGE_GATE_ENV = "STAFFML_JUDGE_GATE"
 
 
 class CorpusConfig(dg.Config):
-    use_judge: bool = Field(default=os.environ.get(JUDGE_GATE_ENV, "") == "1", description=f"Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every reviewer (default: {JUDGE_GATE_ENV}=1, else advisory).")
+    use_judge: bool | None = Field(default=None, description=f"Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every reviewer (unset: {JUDGE_GATE_ENV}=1 where the run executes, else advisory).")
+
+    def judge_gate(self) -> bool:
+        """Whether the judge may block: the run config's choice, else the environment of the run's process."""
+        return self.use_judge if self.use_judge is not None else os.environ.get(JUDGE_GATE_ENV, "") == "1"
 
 
 @dg.asset(
@@ -33,7 +37,7 @@ class CorpusConfig(dg.Config):
 )
 def corpus(context: dg.AssetExecutionContext, config: CorpusConfig, validated_questions: pd.DataFrame, warehouse: DuckDBWarehouse) -> pd.DataFrame:
     df = passed_questions(validated_questions)
-    df, judge_note = apply_judge_gate(df, warehouse.connect() if config.use_judge else None)
+    df, judge_note = apply_judge_gate(df, warehouse.connect() if config.judge_gate() else None)
     meta = table_metadata(df, ["id", "topic", "track", "zone", "level", "title"])
     meta["rejected"] = dg.MetadataValue.int(len(validated_questions) - len(df))
     meta["judge"] = dg.MetadataValue.md(judge_note)
