@@ -27,17 +27,15 @@ import re
 import sys
 from pathlib import Path
 
-# Gate verdict column (key.json, corpus and rejected items) -> reviewer criterion it claims to measure.
-GATE_TO_REVIEWER = {
-    "topic_fit_ok": "topic_fit",
-    "coherence_ok": "coherent",
-    "structure_ok": "zone_fit",
-    "grounding_ok": "grounding",
-    "computability_ok": "math_correct",
-    "falsifiability_ok": "mistake_real",
-    "passed": "staff_worthy",
-}
-CRITERIA = ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # run as a script: this checkout's package, not another install
+    sys.path.insert(0, str(REPO_ROOT))
+
+# Gate verdict column (key.json, corpus and rejected items) -> reviewer criterion it claims to
+# measure, and the criteria in the rubric's order: one definition, in the package.
+from staffml_dagster.quality.agreement import GATE_TO_RUBRIC as GATE_TO_REVIEWER  # noqa: E402
+from staffml_dagster.quality.agreement import RUBRIC_CRITERIA as CRITERIA  # noqa: E402
+
 SMELL = "template_smell"
 SMELL_VALUES = (0, 1, 2)
 SOURCES = ("corpus", "staffml", "rejected")

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 RUBRIC_CRITERIA = ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")
-# The gate's verdict column -> the rubric criterion it claims to measure (the mapping of
-# benchmarks/reviews/score.py): the gate "passes" a question when it would call it staff-worthy.
+# The gate's verdict column -> the rubric criterion it claims to measure (benchmarks/reviews/score.py
+# reads it from here): the gate "passes" a question when it would call it staff-worthy.
 GATE_TO_RUBRIC = {
     "topic_fit_ok": "topic_fit",
     "structure_ok": "zone_fit",
