@@ -34,12 +34,16 @@ def main() -> None:
             for track in d.tracks or m.spec.tracks:
                 settings = m.settings(specs, track)
                 drafts = [x for x in (draft(m, specs, d, s, assigned_topic(m, d, s)) for s in settings) if x]
-                print(f"== {m.id}/{d.id} {d.zone} {d.level} {track}: {len(drafts)}/{len(settings)} settings, "
-                      f"{len({x.reasoning for x in drafts})} reasonings")
+                print(
+                    f"== {m.id}/{d.id} {d.zone} {d.level} {track}: {len(drafts)}/{len(settings)} settings, "
+                    f"{len({x.reasoning for x in drafts})} reasonings"
+                )
                 if drafts and args.show:
                     x = random.Random(args.seed).choice(drafts)
-                    print(f"TITLE: {x.title}\nSCENARIO: {x.scenario}\nQUESTION: {x.question}\n"
-                          f"SOLUTION: {x.realistic_solution}\n{x.common_mistake}\n{x.napkin_math}\n")
+                    print(
+                        f"TITLE: {x.title}\nSCENARIO: {x.scenario}\nQUESTION: {x.question}\n"
+                        f"SOLUTION: {x.realistic_solution}\n{x.common_mistake}\n{x.napkin_math}\n"
+                    )
 
 
 if __name__ == "__main__":

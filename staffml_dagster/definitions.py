@@ -6,14 +6,36 @@ import os
 
 import dagster as dg
 
+from staffml_dagster.embedding import MINILM, EmbedderResource
 from staffml_dagster.partitions import topic_track
 from staffml_dagster.resources import ITEM_MODELS, GeneratorResource, SpecsResource
 from staffml_dagster.specs import cached_specs
-from staffml_dagster.embedding import MINILM, EmbedderResource
-from staffml_dagster.stages import applicability, capacity, corpus, embeddings, imported, questions, reviews, skills, taxonomy, validation
+from staffml_dagster.stages import (
+    applicability,
+    capacity,
+    corpus,
+    embeddings,
+    imported,
+    questions,
+    reviews,
+    skills,
+    taxonomy,
+    validation,
+)
 from staffml_dagster.storage import DuckDBWarehouse, HiveParquetIOManager
 
-STAGE_MODULES = [skills, taxonomy, applicability, capacity, questions, embeddings, validation, corpus, imported, reviews]
+STAGE_MODULES = [
+    skills,
+    taxonomy,
+    applicability,
+    capacity,
+    questions,
+    embeddings,
+    validation,
+    corpus,
+    imported,
+    reviews,
+]
 
 all_assets = dg.load_assets_from_modules(STAGE_MODULES)
 all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
@@ -45,14 +67,17 @@ corpus_job = dg.define_asset_job(
 
 design_stages_job = dg.define_asset_job(
     "design_stages",
-    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity") - dg.AssetSelection.assets("cell_capacity"),
+    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity")
+    - dg.AssetSelection.assets("cell_capacity"),
     description="Skills, zones, levels, tracks, topics, hardware, applicability and cells: everything above the questions (no partitions: cell_capacity is measured per partition by questions_job).",
 )
 
 
 everything_job = dg.define_asset_job(
     "everything",
-    selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus"),
+    selection=dg.AssetSelection.groups(
+        "design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus"
+    ),
     partitions_def=topic_track,
     description="The whole graph offline in one run: design stages, the capacity of every cell, then the questions of every partition in the range filled to it, their validation, the corpus and its coverage report (what `make run` launches).",
 )
@@ -68,24 +93,38 @@ capacity_job = dg.define_asset_job(
 
 def _all_partitions_request() -> dg.RunRequest:
     keys = topic_track.get_partition_keys()
-    return dg.RunRequest(tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    return dg.RunRequest(
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    )
 
 
-@dg.schedule(job=capacity_job, cron_schedule=cached_specs().generation.capacity.schedule, execution_timezone="UTC",
-             description="Re-estimate the capacity of every (topic, track) partition in one run; questions top up where it rose.")
+@dg.schedule(
+    job=capacity_job,
+    cron_schedule=cached_specs().generation.capacity.schedule,
+    execution_timezone="UTC",
+    description="Re-estimate the capacity of every (topic, track) partition in one run; questions top up where it rose.",
+)
 def capacity_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return _all_partitions_request()
 
 
-@dg.sensor(name="reclaim_dead_runs", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Every minute: runs whose process died (kill -9, out of memory) are marked failed and their `anthropic` pool slots freed, so later runs do not wait for ever.")
+@dg.sensor(
+    name="reclaim_dead_runs",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every minute: runs whose process died (kill -9, out of memory) are marked failed and their `anthropic` pool slots freed, so later runs do not wait for ever.",
+)
 def reclaim_dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     from staffml_dagster.runs import reclaim_dead_runs
 
     reclaimed = reclaim_dead_runs(context.instance)
     for gone in reclaimed:
-        context.log.warning(f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, {gone.slots} pool slot(s) freed")
-    return dg.SkipReason(f"reclaimed {len(reclaimed)} run(s) of dead processes" if reclaimed else "no run of a dead process")
+        context.log.warning(
+            f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, {gone.slots} pool slot(s) freed"
+        )
+    return dg.SkipReason(
+        f"reclaimed {len(reclaimed)} run(s) of dead processes" if reclaimed else "no run of a dead process"
+    )
 
 
 def env_or_default(name: str, default: str) -> str:
@@ -95,7 +134,12 @@ def env_or_default(name: str, default: str) -> str:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def resources(specs_dir: str | None = None, warehouse: str | None = None, generator: str | None = None, embedder: str | None = None) -> dict:
+def resources(
+    specs_dir: str | None = None,
+    warehouse: str | None = None,
+    generator: str | None = None,
+    embedder: str | None = None,
+) -> dict:
     """The pipeline's resources. What is not given follows the environment: the generator
     backend ``STAFFML_GENERATOR`` (item-models by default), the embedder ``STAFFML_EMBEDDER``
     (all-MiniLM-L6-v2 by default), the warehouse folder ``STAFFML_DATA_DIR``/warehouse. The IO

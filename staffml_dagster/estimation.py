@@ -215,11 +215,7 @@ def _chao1_variance(s_obs: int, n: int, f1: int, f2: int, point: float) -> float
             + a * a * f1 * f1 * f2 * (f1 - 1) ** 2 / (4 * (f2 + 1) ** 4)
         )
     else:
-        var = (
-            a * f1 * (f1 - 1) / 2
-            + a * a * f1 * (2 * f1 - 1) ** 2 / 4
-            - a * a * f1**4 / (4 * point)
-        )
+        var = a * f1 * (f1 - 1) / 2 + a * a * f1 * (2 * f1 - 1) ** 2 / 4 - a * a * f1**4 / (4 * point)
     return max(var, 0.0)
 
 
@@ -510,8 +506,7 @@ def estimate_capacity(
         units = [] if got is None else list(got)
         if len(units) > round_size:
             warnings.warn(
-                f"draw({r}) returned {len(units)} units, more than round_size={round_size}; "
-                "the surplus is ignored",
+                f"draw({r}) returned {len(units)} units, more than round_size={round_size}; the surplus is ignored",
                 stacklevel=2,
             )
             units = units[:round_size]
@@ -589,6 +584,11 @@ def measure_cell_capacity(
         return [np.asarray(embed([text(r) for r in rows]), dtype=np.float64)]
 
     return estimate_capacity(
-        draw, threshold=threshold, round_size=1, max_rounds=max_rounds,
-        coverage_target=coverage_target, min_novelty=min_novelty, min_rounds=min_rounds,
+        draw,
+        threshold=threshold,
+        round_size=1,
+        max_rounds=max_rounds,
+        coverage_target=coverage_target,
+        min_novelty=min_novelty,
+        min_rounds=min_rounds,
     )

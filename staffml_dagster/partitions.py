@@ -32,11 +32,13 @@ def check_partition_keys(keys: list[str], specs: Specs) -> None:
     for key in keys:
         topic, sep, track = key.partition("|")
         if not sep or "|" in track:
-            raise ValueError(f"partition {key!r}: expected \"<topic>|<track>\", e.g. \"kv-cache-management|cloud\"")
+            raise ValueError(f'partition {key!r}: expected "<topic>|<track>", e.g. "kv-cache-management|cloud"')
         if topic not in specs.topic_by_id:
             raise ValueError(f"partition {key!r}: unknown topic {topic!r} (not in topics.yaml)")
         if track not in specs.track_by_id:
-            raise ValueError(f"partition {key!r}: unknown track {track!r}; expected one of {', '.join(specs.track_by_id)}")
+            raise ValueError(
+                f"partition {key!r}: unknown track {track!r}; expected one of {', '.join(specs.track_by_id)}"
+            )
 
 
 topic_track = topic_track_partitions(cached_specs())

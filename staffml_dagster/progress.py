@@ -46,8 +46,15 @@ class ProgressLog:
     """Counts work done and writes a progress line to ``log`` at most every ``every`` seconds,
     and always when the last item is done (so a short loop writes one line)."""
 
-    def __init__(self, log: Callable[[str], None], what: str, unit: str, total: int, every: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        log: Callable[[str], None],
+        what: str,
+        unit: str,
+        total: int,
+        every: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.log, self.what, self.unit, self.total, self.every, self.clock = log, what, unit, total, every, clock
         self.done = 0
         self.started = self.last = clock()

@@ -55,9 +55,14 @@ class GeneratorResource(dg.ConfigurableResource):
         from staffml_dagster.generation.anthropic import AnthropicBackendError
 
         if self.backend not in GENERATOR_BACKENDS:
-            raise dg.Failure(f"unknown generator backend {self.backend!r} in resource `generator` (STAFFML_GENERATOR or the run config); "
-                             f"choose one of {', '.join(GENERATOR_BACKENDS)}")
+            raise dg.Failure(
+                f"unknown generator backend {self.backend!r} in resource `generator` (STAFFML_GENERATOR or the run config); "
+                f"choose one of {', '.join(GENERATOR_BACKENDS)}"
+            )
         try:
             return make_backend(self.backend, warehouse)
-        except (AnthropicBackendError, ValueError) as exc:  # e.g. the key is missing, a budget that is no number: before any call
+        except (
+            AnthropicBackendError,
+            ValueError,
+        ) as exc:  # e.g. the key is missing, a budget that is no number: before any call
             raise dg.Failure(str(exc)) from None

@@ -98,9 +98,13 @@ def reclaim_dead_runs(instance: dg.DagsterInstance) -> list[Reclaimed]:
     for run in active:
         if process_alive(run.tags) is not False:
             continue
-        instance.report_run_failed(run, message=(
-            f"the process executing this run (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone "
-            "(killed or out of memory); marked failed and its pool slots freed by staffml"))
+        instance.report_run_failed(
+            run,
+            message=(
+                f"the process executing this run (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone "
+                "(killed or out of memory); marked failed and its pool slots freed by staffml"
+            ),
+        )
         if pools:
             storage.free_concurrency_slots_for_run(run.run_id)  # the failure event may have freed them already
         reclaimed.append(Reclaimed(run.run_id, run.status.value, held.pop(run.run_id, 0)))
@@ -134,17 +138,26 @@ def pool_waits(instance: dg.DagsterInstance, run_id: str, pool: str) -> str | No
         return None
     holders = sorted({s.run_id for s in info.claimed_slots if s.run_id != run_id})
     held_by = f"held by run(s) {', '.join(h[:8] for h in holders)}" if holders else "all in use"
-    return (f"{', '.join(sorted(set(waiting)))} waits for a slot in pool '{pool}' ({len(info.claimed_slots)} of "
-            f"{info.slot_count} {held_by}); runs of dead processes are reclaimed when staffml run starts, "
-            "live ones finish or can be cancelled in the UI")
+    return (
+        f"{', '.join(sorted(set(waiting)))} waits for a slot in pool '{pool}' ({len(info.claimed_slots)} of "
+        f"{info.slot_count} {held_by}); runs of dead processes are reclaimed when staffml run starts, "
+        "live ones finish or can be cancelled in the UI"
+    )
 
 
 CODE_LOCATION = "staffml_dagster"  # the code location's name in workspace.yaml (make ui) and deploy/workspace.yaml
 DEFINITIONS_MODULE = "staffml_dagster.definitions"
 
 
-def execute_job_run(instance: dg.DagsterInstance, job_name: str, *, defs: dg.Definitions, run_id: str, run_config: dict | None = None,
-                    tags: dict[str, str] | None = None):
+def execute_job_run(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    *,
+    defs: dg.Definitions,
+    run_id: str,
+    run_config: dict | None = None,
+    tags: dict[str, str] | None = None,
+):
     """Execute a job of ``defs`` (the Definitions of ``staffml_dagster.definitions``, which the
     run reconstructs by module) in this process as a run of ``instance`` that carries
     the code location's origin, so the UI lists it in the job's run history and on the
@@ -158,12 +171,22 @@ def execute_job_run(instance: dg.DagsterInstance, job_name: str, *, defs: dg.Def
     from staffml_dagster.paths import PROJECT_ROOT
 
     working_directory = str(PROJECT_ROOT)
-    job = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=working_directory).get_reconstructable_job(job_name)
-    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=DEFINITIONS_MODULE, working_directory=working_directory),
-                                           location_name=CODE_LOCATION)
+    job = ReconstructableRepository.for_module(
+        DEFINITIONS_MODULE, "defs", working_directory=working_directory
+    ).get_reconstructable_job(job_name)
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name=DEFINITIONS_MODULE, working_directory=working_directory),
+        location_name=CODE_LOCATION,
+    )
     origin = RemoteRepositoryOrigin(location, defs.get_repository_def().name).get_job_origin(job_name)
-    run = instance.create_run_for_job(job_def=job.get_definition(), run_id=run_id, run_config=run_config or {}, tags=tags or {},
-                                      remote_job_origin=origin, job_code_origin=job.get_python_origin())
+    run = instance.create_run_for_job(
+        job_def=job.get_definition(),
+        run_id=run_id,
+        run_config=run_config or {},
+        tags=tags or {},
+        remote_job_origin=origin,
+        job_code_origin=job.get_python_origin(),
+    )
     return execute_run(job, run, instance)
 
 
@@ -172,8 +195,11 @@ def progress_lines(instance: dg.DagsterInstance, run_id: str, cursor: str | None
     from staffml_dagster.progress import PREFIX
 
     connection = instance.event_log_storage.get_records_for_run(run_id, cursor=cursor)
-    lines = [r.event_log_entry.user_message[len(PREFIX):] for r in connection.records
-             if r.event_log_entry.dagster_event is None and (r.event_log_entry.user_message or "").startswith(PREFIX)]
+    lines = [
+        r.event_log_entry.user_message[len(PREFIX) :]
+        for r in connection.records
+        if r.event_log_entry.dagster_event is None and (r.event_log_entry.user_message or "").startswith(PREFIX)
+    ]
     return lines, connection.cursor
 
 
@@ -189,13 +215,20 @@ def interrupt_main_thread(error: type[BaseException]) -> None:
 @dataclass
 class Watch:
     """What the watcher saw: the signal that stopped the run (None when none did)."""
+
     stopped_by: int | None = None
     stopped_waiting: bool = False
 
 
 @contextlib.contextmanager
-def watching_run(instance: dg.DagsterInstance, current_run: Callable[[], str | None], pool: str,
-                 say: Callable[[str], None], every: float = 3.0, catch_signals: bool = True) -> Iterator[Watch]:
+def watching_run(
+    instance: dg.DagsterInstance,
+    current_run: Callable[[], str | None],
+    pool: str,
+    say: Callable[[str], None],
+    every: float = 3.0,
+    catch_signals: bool = True,
+) -> Iterator[Watch]:
     """While the block executes runs in this process: say the current run's progress lines as
     they are logged; say (once per change) when it waits for a slot in ``pool``, and by whom;
     and on SIGTERM or SIGINT while it waits, mark it canceling and end the wait in the main

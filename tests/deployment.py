@@ -42,7 +42,10 @@ def _pg_bin() -> Path:
     """The newest Debian PostgreSQL server (/usr/lib/postgresql/<major>/bin), or STAFFML_PG_BIN."""
     if os.environ.get("STAFFML_PG_BIN"):
         return Path(os.environ["STAFFML_PG_BIN"])
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
 
 
@@ -54,7 +57,14 @@ REPOSITORY = "__repository__"
 STARTUP_TIMEOUT = 120.0
 
 # Variables that must never reach the servers started by the tests.
-_SCRUBBED = ("ANTHROPIC_API_KEY", "DAGSTER_HOME", "STAFFML_DATA_DIR", "STAFFML_SPECS_DIR", "STAFFML_GENERATOR", "STAFFML_EMBEDDER")
+_SCRUBBED = (
+    "ANTHROPIC_API_KEY",
+    "DAGSTER_HOME",
+    "STAFFML_DATA_DIR",
+    "STAFFML_SPECS_DIR",
+    "STAFFML_GENERATOR",
+    "STAFFML_EMBEDDER",
+)
 
 
 def postgres_missing_reason() -> str | None:
@@ -107,7 +117,9 @@ class LocalPostgres:
             self._uid, self._gid = os.getuid(), os.getgid()
 
     def _run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*self._as_postgres, *args], capture_output=True, text=True, timeout=STARTUP_TIMEOUT, cwd=self.base)
+        return subprocess.run(
+            [*self._as_postgres, *args], capture_output=True, text=True, timeout=STARTUP_TIMEOUT, cwd=self.base
+        )
 
     def start(self) -> None:
         pwfile = self.base / "pwfile"
@@ -115,21 +127,36 @@ class LocalPostgres:
         os.chown(pwfile, self._uid, self._gid)
         pwfile.chmod(0o600)
         try:
-            out = self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}",
-                            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--locale=C")
+            out = self._run(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.user,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if out.returncode:
             raise RuntimeError(f"initdb failed:\n{out.stdout}\n{out.stderr}")
         # test-only settings: no fsync (the cluster is thrown away), sockets in our own directory
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        out = self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+        out = self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start"
+        )
         self.started = out.returncode == 0
         if not self.started:
             raise RuntimeError(f"pg_ctl start failed:\n{out.stdout}\n{out.stderr}\n{_tail(self.log)}")
         import psycopg2
 
-        con = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres")
+        con = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres"
+        )
         try:
             con.autocommit = True
             with con.cursor() as cur:
@@ -193,8 +220,15 @@ class ManagedProcess:
 
     def start(self) -> None:
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -283,7 +317,9 @@ class Deployment:
         return "\n".join(parts)
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        r = requests.post(f"{self.webserver_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+        r = requests.post(
+            f"{self.webserver_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
         if r.status_code != 200:
             raise AssertionError(f"GraphQL HTTP {r.status_code}: {r.text[:2000]}")
         body = r.json()
@@ -374,30 +410,34 @@ def start_deployment(with_postgres: bool = True, schedule_cron: str = "* * * * *
         specs = _specs_with_cron(root / "specs", schedule_cron)
         code_port, web_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("DAGSTER_")}
-        env.update({
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "DAGSTER_HOME": str(home),
-            "DAGSTER_ARTIFACTS_DIR": str(data / "dagster"),
-            "DAGSTER_COMPUTE_LOGS_DIR": str(data / "dagster" / "logs"),
-            "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-            "DAGSTER_CODE_SERVER_PORT": str(code_port),
-            "STAFFML_DATA_DIR": str(data),
-            "STAFFML_SPECS_DIR": str(specs),
-            "STAFFML_GENERATOR": "item-models",
-            "STAFFML_EMBEDDER": "tfidf",  # the hashed TF-IDF embedder: no model to load
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(ROOT),  # the code of this checkout, not whichever one the venv installed
-        })
+        env.update(
+            {
+                "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+                "DAGSTER_HOME": str(home),
+                "DAGSTER_ARTIFACTS_DIR": str(data / "dagster"),
+                "DAGSTER_COMPUTE_LOGS_DIR": str(data / "dagster" / "logs"),
+                "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+                "DAGSTER_CODE_SERVER_PORT": str(code_port),
+                "STAFFML_DATA_DIR": str(data),
+                "STAFFML_SPECS_DIR": str(specs),
+                "STAFFML_GENERATOR": "item-models",
+                "STAFFML_EMBEDDER": "tfidf",  # the hashed TF-IDF embedder: no model to load
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(ROOT),  # the code of this checkout, not whichever one the venv installed
+            }
+        )
         if postgres:
-            env.update({
-                "DAGSTER_PG_USERNAME": postgres.user,
-                "DAGSTER_PG_PASSWORD": postgres.password,
-                "DAGSTER_PG_HOST": "127.0.0.1",
-                "DAGSTER_PG_PORT": str(postgres.port),
-                "DAGSTER_PG_DB": postgres.db_name,
-            })
+            env.update(
+                {
+                    "DAGSTER_PG_USERNAME": postgres.user,
+                    "DAGSTER_PG_PASSWORD": postgres.password,
+                    "DAGSTER_PG_HOST": "127.0.0.1",
+                    "DAGSTER_PG_PORT": str(postgres.port),
+                    "DAGSTER_PG_DB": postgres.db_name,
+                }
+            )
         dep.env = env
         dep.code_server_port = code_port
         dep.webserver_url = f"http://127.0.0.1:{web_port}"
@@ -405,17 +445,45 @@ def start_deployment(with_postgres: bool = True, schedule_cron: str = "* * * * *
         logs = root / "logs"
         logs.mkdir()
 
-        code_server = ManagedProcess("code-server", [str(VENV_BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port),
-                                                     "-m", "staffml_dagster.definitions", "--location-name", LOCATION],
-                                     env, logs / "code-server.log", root)
+        code_server = ManagedProcess(
+            "code-server",
+            [
+                str(VENV_BIN / "dagster"),
+                "code-server",
+                "start",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(code_port),
+                "-m",
+                "staffml_dagster.definitions",
+                "--location-name",
+                LOCATION,
+            ],
+            env,
+            logs / "code-server.log",
+            root,
+        )
         dep.processes.append(code_server)
         code_server.start()
         health = [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(code_port)]
-        _wait("the code server", lambda: subprocess.run(health, env=env, capture_output=True, timeout=30).returncode == 0, dep, interval=1.0)
+        _wait(
+            "the code server",
+            lambda: subprocess.run(health, env=env, capture_output=True, timeout=30).returncode == 0,
+            dep,
+            interval=1.0,
+        )
 
-        webserver = ManagedProcess("webserver", [str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", workspace],
-                                   env, logs / "webserver.log", root)
-        daemon = ManagedProcess("daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace], env, logs / "daemon.log", root)
+        webserver = ManagedProcess(
+            "webserver",
+            [str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", workspace],
+            env,
+            logs / "webserver.log",
+            root,
+        )
+        daemon = ManagedProcess(
+            "daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace], env, logs / "daemon.log", root
+        )
         dep.processes += [webserver, daemon]
         webserver.start()
         daemon.start()

@@ -5,8 +5,15 @@ import pandas as pd
 import pytest
 
 from staffml_dagster.quality.agreement import (
-    agreement_by_round, agreement_table, cohen_kappa, cohen_table_kappa, disagreements, fleiss_kappa, gate_ratings,
-    kappa_estimate, review_ratings,
+    agreement_by_round,
+    agreement_table,
+    cohen_kappa,
+    cohen_table_kappa,
+    disagreements,
+    fleiss_kappa,
+    gate_ratings,
+    kappa_estimate,
+    review_ratings,
 )
 
 # Fleiss, J. L. (1971). Measuring nominal scale agreement among many raters. Psychological
@@ -14,11 +21,36 @@ from staffml_dagster.quality.agreement import (
 # (depression, personality disorder, schizophrenia, neurosis, other). Rows: raters per diagnosis.
 # The paper gives kappa = .430 (the rater-by-rater form is the `diagnoses` data of R's irr package).
 FLEISS_1971 = [
-    [0, 0, 0, 6, 0], [0, 3, 0, 0, 3], [0, 1, 4, 0, 1], [0, 0, 0, 0, 6], [0, 3, 0, 3, 0], [2, 0, 4, 0, 0],
-    [0, 0, 4, 0, 2], [2, 0, 3, 1, 0], [2, 0, 0, 4, 0], [0, 0, 0, 0, 6], [1, 0, 0, 5, 0], [1, 1, 0, 4, 0],
-    [0, 3, 3, 0, 0], [1, 0, 0, 5, 0], [0, 2, 0, 3, 1], [0, 0, 5, 0, 1], [3, 0, 0, 1, 2], [5, 1, 0, 0, 0],
-    [0, 2, 0, 4, 0], [1, 0, 2, 0, 3], [0, 0, 0, 0, 6], [0, 1, 0, 5, 0], [0, 2, 0, 1, 3], [2, 0, 0, 4, 0],
-    [1, 0, 0, 4, 1], [0, 5, 0, 1, 0], [4, 0, 0, 0, 2], [0, 2, 0, 4, 0], [1, 0, 5, 0, 0], [0, 0, 0, 0, 6],
+    [0, 0, 0, 6, 0],
+    [0, 3, 0, 0, 3],
+    [0, 1, 4, 0, 1],
+    [0, 0, 0, 0, 6],
+    [0, 3, 0, 3, 0],
+    [2, 0, 4, 0, 0],
+    [0, 0, 4, 0, 2],
+    [2, 0, 3, 1, 0],
+    [2, 0, 0, 4, 0],
+    [0, 0, 0, 0, 6],
+    [1, 0, 0, 5, 0],
+    [1, 1, 0, 4, 0],
+    [0, 3, 3, 0, 0],
+    [1, 0, 0, 5, 0],
+    [0, 2, 0, 3, 1],
+    [0, 0, 5, 0, 1],
+    [3, 0, 0, 1, 2],
+    [5, 1, 0, 0, 0],
+    [0, 2, 0, 4, 0],
+    [1, 0, 2, 0, 3],
+    [0, 0, 0, 0, 6],
+    [0, 1, 0, 5, 0],
+    [0, 2, 0, 1, 3],
+    [2, 0, 0, 4, 0],
+    [1, 0, 0, 4, 1],
+    [0, 5, 0, 1, 0],
+    [4, 0, 0, 0, 2],
+    [0, 2, 0, 4, 0],
+    [1, 0, 5, 0, 0],
+    [0, 0, 0, 0, 6],
 ]
 
 # Fleiss, J. L. (1981). Statistical Methods for Rates and Proportions, 2nd ed., Table 13.1 (and
@@ -89,8 +121,10 @@ def test_agreement_table_gate_judge_and_humans():
     ids = [f"q{i}" for i in range(12)]
     truth = [1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1]
     validated = pd.DataFrame({"id": ids, "topic_fit_ok": [bool(t) for t in truth], "passed": [True] * 12})
-    humans = _reviews([(q, "ana", 1, t, t) for q, t in zip(ids, truth)]
-                      + [(q, "ben", 1, t if i % 4 else 1 - t, t) for i, (q, t) in enumerate(zip(ids, truth))])
+    humans = _reviews(
+        [(q, "ana", 1, t, t) for q, t in zip(ids, truth)]
+        + [(q, "ben", 1, t if i % 4 else 1 - t, t) for i, (q, t) in enumerate(zip(ids, truth))]
+    )
     ratings = pd.concat([gate_ratings(validated), review_ratings(humans).drop(columns="round")])
     table = agreement_table(ratings, resamples=200)
     topic = table[table["criterion"] == "topic_fit"].set_index("raters")
@@ -130,10 +164,14 @@ def test_a_rater_who_passes_everything_is_marked():
     from staffml_dagster.quality.agreement import agreement_markdown, agreement_report
 
     validated = pd.DataFrame({"id": ["a", "b", "c", "d"], "passed": [True] * 4})
-    reviews = pd.DataFrame({"question_id": ["a", "b", "c", "d"], "reviewer": "ana", "round": 1, "staff_worthy": [1, 0, 1, 0]})
+    reviews = pd.DataFrame(
+        {"question_id": ["a", "b", "c", "d"], "reviewer": "ana", "round": 1, "staff_worthy": [1, 0, 1, 0]}
+    )
     report = agreement_report(validated, reviews, resamples=50)
     row = report.overall.iloc[0]
-    assert row["raters"] == "gate vs human:ana" and row["kappa"] == pytest.approx(0.0) and row["constant_raters"] == "gate"
+    assert (
+        row["raters"] == "gate vs human:ana" and row["kappa"] == pytest.approx(0.0) and row["constant_raters"] == "gate"
+    )
     assert "| staff_worthy | gate* vs human:ana | cohen | 4 | 0.00 |" in agreement_markdown(report)
 
 

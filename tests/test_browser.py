@@ -23,11 +23,33 @@ import pytest
 from tests.deployment import shared_deployment
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # the assets of staffml_dagster/stages/, from the specs to the corpus, and their groups
-STAGE_ASSETS = ["skills", "zones", "levels", "tracks", "topics", "hardware_platforms", "applicability_matrix", "cells",
-                "cell_capacity", "questions", "question_embeddings", "validated_questions", "corpus", "coverage_report"]
+STAGE_ASSETS = [
+    "skills",
+    "zones",
+    "levels",
+    "tracks",
+    "topics",
+    "hardware_platforms",
+    "applicability_matrix",
+    "cells",
+    "cell_capacity",
+    "questions",
+    "question_embeddings",
+    "validated_questions",
+    "corpus",
+    "coverage_report",
+]
 STAGE_GROUPS = ["design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus"]
 LOADING = re.compile(r"^Loading")
 LINEAGE_SELECTION = '+key:"corpus"'  # the corpus and everything upstream of it
@@ -53,12 +75,19 @@ def local_only_page():
     try:
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1600, "height": 1300})
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1600, "height": 1300},
+            )
             try:
+
                 def local_only(route):
                     url = route.request.url
-                    if urlparse(url).hostname in ("127.0.0.1", "localhost") or url.startswith(("data:", "blob:", "file:")):
+                    if urlparse(url).hostname in ("127.0.0.1", "localhost") or url.startswith(
+                        ("data:", "blob:", "file:")
+                    ):
                         route.continue_()
                     else:
                         blocked.append(url)
@@ -130,7 +159,7 @@ def test_asset_catalog_shows_every_stage(browser_deployment, browser_page):
 
     # the lineage of the corpus: every stage group upstream of it, drawn as one node per group
     # (so each name shows at least twice: in the sidebar and in the graph)
-    page.goto(f'{dep.webserver_url}/asset-groups~{quote(LINEAGE_SELECTION)}', wait_until="domcontentloaded")
+    page.goto(f"{dep.webserver_url}/asset-groups~{quote(LINEAGE_SELECTION)}", wait_until="domcontentloaded")
     _dismiss_welcome(page)
     for group in STAGE_GROUPS:
         page.get_by_text(group, exact=True).filter(visible=True).nth(1).wait_for(state="visible")
@@ -172,11 +201,22 @@ def _sample_coverage_page(directory: Path) -> Path:
     for cell in cells.itertuples():
         i = plan[(cell.topic, cell.track)]
         n = 0 if i % 9 == 0 else (cell.target // 2 if i % 5 == 0 else cell.target)
-        rows += [(f"{cell.topic}|{cell.track}|{cell.zone}|{cell.level}|{k}", cell.topic, cell.track, cell.zone, cell.level) for k in range(n)]
+        rows += [
+            (f"{cell.topic}|{cell.track}|{cell.zone}|{cell.level}|{k}", cell.topic, cell.track, cell.zone, cell.level)
+            for k in range(n)
+        ]
     corpus = pd.DataFrame(rows, columns=["id", "topic", "track", "zone", "level"])
     cov = coverage(corpus, cells, matrix)
-    overview = overview_section(cov, matrix, [(t.id, t.name, t.area) for t in specs.topics.topics], [(t.id, t.name) for t in specs.tracks.tracks],
-                                list(specs.topics.areas), [z.id for z in specs.zones], specs.quality.balance_max_cv, specs.quality.max_topic_share)
+    overview = overview_section(
+        cov,
+        matrix,
+        [(t.id, t.name, t.area) for t in specs.topics.topics],
+        [(t.id, t.name) for t in specs.tracks.tracks],
+        list(specs.topics.areas),
+        [z.id for z in specs.zones],
+        specs.quality.balance_max_cv,
+        specs.quality.max_topic_share,
+    )
     return write_report(cov, {}, directory, overview_html=overview)
 
 
@@ -197,7 +237,9 @@ def test_coverage_page_reads_at_a_glance_offline(chromium, tmp_path):
         expect(heat.locator("tbody.area")).to_have_count(len(areas))
         assert heat.locator("tbody.area").evaluate_all("els => els.map(e => e.dataset.area)") == areas
         for topic in specs.topics.topics[:5]:
-            expect(heat.locator(f"tbody.area[data-area='{topic.area}'] th.topic", has_text=topic.name).first).to_be_visible()
+            expect(
+                heat.locator(f"tbody.area[data-area='{topic.area}'] th.topic", has_text=topic.name).first
+            ).to_be_visible()
         # inapplicable pairs greyed, applicable empty ones drawn apart from them, both on screen
         inapplicable, empty = heat.locator("td.cell.inapplicable"), heat.locator("td.cell.empty")
         n_pairs = len(specs.topics.topics) * len(specs.tracks.tracks)
@@ -207,7 +249,9 @@ def test_coverage_page_reads_at_a_glance_offline(chromium, tmp_path):
         blank = empty.first.evaluate("e => getComputedStyle(e).backgroundColor + ' ' + getComputedStyle(e).boxShadow")
         assert "gradient" in grey and "gradient" not in blank and "rgb(255, 255, 255)" in blank
         # coloured by fill: the partitions at capacity share one colour, the half-filled ones another
-        shown = heat.locator("td.cell.filled").evaluate_all("els => els.map(e => [parseFloat(e.dataset.fill), getComputedStyle(e).backgroundColor])")
+        shown = heat.locator("td.cell.filled").evaluate_all(
+            "els => els.map(e => [parseFloat(e.dataset.fill), getComputedStyle(e).backgroundColor])"
+        )
         at_capacity = {c for f, c in shown if f >= 1}
         partly = {c for f, c in shown if f < 0.75}
         assert len(at_capacity) == 1 and partly and not (partly & at_capacity), shown
@@ -217,8 +261,15 @@ def test_coverage_page_reads_at_a_glance_offline(chromium, tmp_path):
         balance = page.locator("#balance")
         expect(balance).to_contain_text(f"< {specs.quality.balance_max_cv:g} (balance_max_cv)")
         expect(balance).to_contain_text(f"≤ {specs.quality.max_topic_share:.0%} (max_topic_share)")
-        for figure in ("σ/μ of questions per topic", "σ/μ of questions per track", "σ/μ of questions per zone", "σ/μ of questions per level"):
-            expect(balance.locator("tr", has_text=figure).locator("td.figure")).to_have_text(re.compile(r"^\d+\.\d{3}$"))
+        for figure in (
+            "σ/μ of questions per topic",
+            "σ/μ of questions per track",
+            "σ/μ of questions per zone",
+            "σ/μ of questions per level",
+        ):
+            expect(balance.locator("tr", has_text=figure).locator("td.figure")).to_have_text(
+                re.compile(r"^\d+\.\d{3}$")
+            )
         # labels a reader can read: at least 12 px
         sizes = heat.locator("th.topic").evaluate_all("els => els.map(e => parseFloat(getComputedStyle(e).fontSize))")
         assert min(sizes) >= 12
@@ -236,9 +287,16 @@ def test_great_expectations_results_open_offline(chromium, tmp_path):
 
     suites = cached_specs().quality.suites
     docs = tmp_path / "gx"
-    zones = run_suite(pd.DataFrame({"zone": ["recall"], "level": ["L1"]}), "corpus_zones", suites["corpus_zones"],
-                      {"zones": [z.id for z in cached_specs().zones], "levels": [lv.id for lv in cached_specs().levels.levels]}, docs_dir=docs)
-    partitions = run_suite(pd.DataFrame({"questions": [4, 0]}), "corpus_partitions", suites["corpus_partitions"], {}, docs_dir=docs)
+    zones = run_suite(
+        pd.DataFrame({"zone": ["recall"], "level": ["L1"]}),
+        "corpus_zones",
+        suites["corpus_zones"],
+        {"zones": [z.id for z in cached_specs().zones], "levels": [lv.id for lv in cached_specs().levels.levels]},
+        docs_dir=docs,
+    )
+    partitions = run_suite(
+        pd.DataFrame({"questions": [4, 0]}), "corpus_partitions", suites["corpus_partitions"], {}, docs_dir=docs
+    )
     assert not zones.success and not partitions.success and partitions.results_page.is_file()
     with local_only_page() as (page, blocked):
         page.goto(partitions.results_page.as_uri())
@@ -275,8 +333,13 @@ def test_readme_ui_path_launches_without_upstream_warnings():
     path = _readme_ui_jobs()
     assert path == ["design_stages", "questions_job", "corpus_job", "refresh_partition"], path
     graph = defs.resolve_asset_graph()
-    selection = {name: {k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.executable_asset_keys} for name in path}
-    assert not any(graph.get(k).partitions_def for k in defs.resolve_job_def("design_stages").asset_layer.executable_asset_keys)
+    selection = {
+        name: {k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.executable_asset_keys}
+        for name in path
+    }
+    assert not any(
+        graph.get(k).partitions_def for k in defs.resolve_job_def("design_stages").asset_layer.executable_asset_keys
+    )
     for name in ("questions_job", "refresh_partition"):
         assert defs.resolve_job_def(name).partitions_def == topic_track, name
         assert {"questions", "question_embeddings", "validated_questions"} <= selection[name], name
@@ -285,7 +348,9 @@ def test_readme_ui_path_launches_without_upstream_warnings():
     for name in path:
         keys = defs.resolve_job_def(name).asset_layer.executable_asset_keys
         upstream = {p.to_user_string() for k in keys for p in graph.get(k).parent_keys} - selection[name]
-        assert upstream <= materialized, f"{name} would warn that {sorted(upstream - materialized)} are not materialized"
+        assert upstream <= materialized, (
+            f"{name} would warn that {sorted(upstream - materialized)} are not materialized"
+        )
         materialized |= selection[name]
 
 

@@ -38,10 +38,14 @@ def test_item_model_capacity_is_counted_exactly(specs, part):
     reasonings its designs reach, which is exactly how many questions it can fill."""
     from staffml_dagster.generation.backend import CellRequest
 
-    measured = measure_partition(specs, ItemModelGenerator(), lambda: pytest.fail("enumeration loads no embedder"), part, specs.generation.seed)
+    measured = measure_partition(
+        specs, ItemModelGenerator(), lambda: pytest.fail("enumeration loads no embedder"), part, specs.generation.seed
+    )
     assert set(measured["stop_reason"]) == {"exhausted"} and (measured["coverage"] == 1.0).all()
     for r in measured.itertuples():
-        rows = ItemModelGenerator().generate(specs, CellRequest(r.topic, r.track, r.zone, r.level, 10**6, specs.generation.seed))
+        rows = ItemModelGenerator().generate(
+            specs, CellRequest(r.topic, r.track, r.zone, r.level, 10**6, specs.generation.seed)
+        )
         assert r.capacity == r.observed == len(rows) == len({x["signature"] for x in rows}) >= 1
         assert r.drawn >= r.observed  # settings planned to find them
     assert measured["capacity"].sum() > len(measured)  # some cell holds more than one reasoning
@@ -94,7 +98,10 @@ def test_single_run_over_two_partitions_writes_each(pipeline, specs):
     defs, warehouse = pipeline.defs, pipeline.warehouse
     instance = dg.DagsterInstance.ephemeral()
     assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
-    tags = {"dagster/asset_partition_range_start": "kv-cache-management|cloud", "dagster/asset_partition_range_end": "kv-cache-management|edge"}
+    tags = {
+        "dagster/asset_partition_range_start": "kv-cache-management|cloud",
+        "dagster/asset_partition_range_end": "kv-cache-management|edge",
+    }
     result = defs.resolve_job_def("capacity_job").execute_in_process(instance=instance, tags=tags)
     assert result.success
     for track in ("cloud", "edge"):
@@ -128,12 +135,16 @@ def test_questions_top_up_after_capacity_is_measured(pipeline):
 
     measured = pd.read_parquet(warehouse / "cell_capacity" / f"topic={TOPIC}" / f"track={TRACK}" / "part.parquet")
     assert int(measured["capacity"].sum()) == len(grown) and set(measured["stop_reason"]) == {"exhausted"}
-    assert f"measured capacity: {len(grown)} distinct questions over {len(measured)} cells, 100% saturated" in summary(connect_warehouse(warehouse))
+    assert f"measured capacity: {len(grown)} distinct questions over {len(measured)} cells, 100% saturated" in summary(
+        connect_warehouse(warehouse)
+    )
 
 
 def test_a_partition_takes_its_own_measurements_from_a_many_partition_run(specs, part):
     """One run over every partition hands the questions stage all partitions' capacities."""
-    other = part.assign(topic="thermal-management", track="edge")[["topic", "track", "zone", "level"]].assign(capacity=0)
+    other = part.assign(topic="thermal-management", track="edge")[["topic", "track", "zone", "level"]].assign(
+        capacity=0
+    )
     mine = part[["topic", "track", "zone", "level"]].assign(capacity=3)
     both = pd.concat([mine, other], ignore_index=True)  # this partition first, another after it
     targets = cell_targets(part, both, None, 1)

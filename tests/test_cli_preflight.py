@@ -14,7 +14,11 @@ from staffml_dagster.storage import write_parquet_atomic
 
 
 def _snapshot(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -42,17 +46,36 @@ def _text_edit(path, old, new):
 
 
 BAD_SPECS = {
-    "duplicate key": ("hardware.yaml", lambda p: _text_edit(p, "    memory_kind: HBM3\n", "    memory_kind: HBM3\n    memory_kind: DDR4\n"),
-                      r"bad spec: hardware.yaml: line \d+, column \d+: is not valid YAML: duplicate key 'memory_kind'"),
-    "infinite bandwidth": ("hardware.yaml", lambda p: _yaml_edit(p, lambda d: d["platforms"][0]["memory_bandwidth"].update(value=float("inf"))),
-                           r"bad spec: hardware.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.value: is not a finite number"),
-    "negative batch": ("tracks.yaml", lambda p: _yaml_edit(p, lambda d: d["tracks"][0]["scale_points"].update(batch=[-1, 8])),
-                       r"bad spec: tracks.yaml: tracks\[0\]\(cloud\)\.scale_points\.batch\[0\]: .*greater than 0"),
-    "wrong dimension": ("hardware.yaml", lambda p: _yaml_edit(p, lambda d: d["platforms"][0]["memory_bandwidth"].update(unit="GB")),
-                        r"bad spec: hardware.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth: unit 'GB' measures"),
-    "empty topics": ("topics.yaml", lambda p: _yaml_edit(p, lambda d: d.update(topics=[])), r"bad spec: topics.yaml: topics: .*at least 1"),
-    "not UTF-8": ("skills.yaml", lambda p: p.write_bytes(p.read_bytes() + "# na\u00efve\n".encode("latin-1")),
-                  r"bad spec: skills.yaml: line \d+: is not UTF-8 text"),
+    "duplicate key": (
+        "hardware.yaml",
+        lambda p: _text_edit(p, "    memory_kind: HBM3\n", "    memory_kind: HBM3\n    memory_kind: DDR4\n"),
+        r"bad spec: hardware.yaml: line \d+, column \d+: is not valid YAML: duplicate key 'memory_kind'",
+    ),
+    "infinite bandwidth": (
+        "hardware.yaml",
+        lambda p: _yaml_edit(p, lambda d: d["platforms"][0]["memory_bandwidth"].update(value=float("inf"))),
+        r"bad spec: hardware.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.value: is not a finite number",
+    ),
+    "negative batch": (
+        "tracks.yaml",
+        lambda p: _yaml_edit(p, lambda d: d["tracks"][0]["scale_points"].update(batch=[-1, 8])),
+        r"bad spec: tracks.yaml: tracks\[0\]\(cloud\)\.scale_points\.batch\[0\]: .*greater than 0",
+    ),
+    "wrong dimension": (
+        "hardware.yaml",
+        lambda p: _yaml_edit(p, lambda d: d["platforms"][0]["memory_bandwidth"].update(unit="GB")),
+        r"bad spec: hardware.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth: unit 'GB' measures",
+    ),
+    "empty topics": (
+        "topics.yaml",
+        lambda p: _yaml_edit(p, lambda d: d.update(topics=[])),
+        r"bad spec: topics.yaml: topics: .*at least 1",
+    ),
+    "not UTF-8": (
+        "skills.yaml",
+        lambda p: p.write_bytes(p.read_bytes() + "# na\u00efve\n".encode("latin-1")),
+        r"bad spec: skills.yaml: line \d+: is not UTF-8 text",
+    ),
 }
 
 
@@ -70,11 +93,14 @@ def test_bad_spec_stops_the_run_before_anything_is_materialized(guarded, specs_c
     assert _snapshot(guarded) == before
 
 
-@pytest.mark.parametrize("key, message", [
-    ("no-such-topic|cloud", "unknown topic 'no-such-topic' (not in topics.yaml)"),
-    ("kv-cache-management|space", "unknown track 'space'"),
-    ("kv-cache-management", 'expected "<topic>|<track>"'),
-])
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        ("no-such-topic|cloud", "unknown topic 'no-such-topic' (not in topics.yaml)"),
+        ("kv-cache-management|space", "unknown track 'space'"),
+        ("kv-cache-management", 'expected "<topic>|<track>"'),
+    ],
+)
 def test_unknown_partition_key_stops_the_run(guarded, capsys, key, message):
     before = _snapshot(guarded)
     assert cli.main(["run", "--partition", "kv-cache-management|cloud", "--partition", key]) == 2
@@ -91,7 +117,9 @@ def test_bad_item_model_stops_the_run(guarded, tmp_path, monkeypatch, capsys):
 
     assets = tmp_path / "assets"
     shutil.copytree(assets_dir(), assets)
-    _text_edit(assets / "item_models" / "kv-cache-sessions.yaml", "zone: recall\n    level: L1", "zone: recall\n    level: L5")
+    _text_edit(
+        assets / "item_models" / "kv-cache-sessions.yaml", "zone: recall\n    level: L1", "zone: recall\n    level: L5"
+    )
     monkeypatch.setenv("STAFFML_ASSETS_DIR", str(assets))
     before = _snapshot(guarded)
     try:

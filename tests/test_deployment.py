@@ -17,7 +17,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.deployment import DEPLOY, LOCATION, REPOSITORY, ROOT, postgres_missing_reason, release_shared_deployment, shared_deployment
+from tests.deployment import (
+    DEPLOY,
+    LOCATION,
+    REPOSITORY,
+    ROOT,
+    postgres_missing_reason,
+    release_shared_deployment,
+    shared_deployment,
+)
 
 COMPOSE = ROOT / "docker-compose.yml"
 DAGSTER_SERVICES = ("code-server", "webserver", "daemon")
@@ -52,10 +60,15 @@ def test_compose_services_ports_and_volumes(compose):
 
     code = services["code-server"]["command"]
     assert code[:3] == ["dagster", "code-server", "start"] and code[code.index("-p") + 1] == "4000"
-    assert code[code.index("-m") + 1] == "staffml_dagster.definitions" and code[code.index("--location-name") + 1] == LOCATION
+    assert (
+        code[code.index("-m") + 1] == "staffml_dagster.definitions"
+        and code[code.index("--location-name") + 1] == LOCATION
+    )
     web = services["webserver"]["command"]
     assert web[0] == "dagster-webserver" and web[web.index("-p") + 1] == "3000"
-    assert services["webserver"]["ports"] == ["127.0.0.1:${DAGSTER_WEBSERVER_PORT:-3000}:3000"], "the UI is published on the loopback only"
+    assert services["webserver"]["ports"] == ["127.0.0.1:${DAGSTER_WEBSERVER_PORT:-3000}:3000"], (
+        "the UI is published on the loopback only"
+    )
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     workspace_in_image = "/opt/dagster/dagster_home/workspace.yaml"
     assert web[web.index("-w") + 1] == workspace_in_image and services["daemon"]["command"][-1] == workspace_in_image
@@ -81,18 +94,27 @@ def test_compose_environment_wiring(compose):
     assert services["code-server"]["environment"]["ANTHROPIC_API_KEY"] is None
     assert all("ANTHROPIC_API_KEY" not in services[s]["environment"] for s in ("webserver", "daemon", "postgres"))
     # every ${VAR} the file uses is documented in .env.example, except the pass-through key
-    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     used = _env_refs(COMPOSE.read_text())
     assert used <= set(example), f"not in .env.example: {used - set(example)}"
     assert "ANTHROPIC_API_KEY" not in example
 
 
 def test_no_secret_is_written_in_the_files():
-    texts = {p.name: p.read_text() for p in (COMPOSE, DEPLOY / "dagster.yaml", DEPLOY / "workspace.yaml", ROOT / "Dockerfile")}
+    texts = {
+        p.name: p.read_text()
+        for p in (COMPOSE, DEPLOY / "dagster.yaml", DEPLOY / "workspace.yaml", ROOT / "Dockerfile")
+    }
     for name, text in texts.items():
         assert not re.search(r"sk-ant-", text), name
         # a password is only ever an env reference: ${VAR...} in compose, {env: VAR} (next line) in dagster.yaml
-        assert not re.search(r"(?im)^[ \t-]*(POSTGRES_PASSWORD|DAGSTER_PG_PASSWORD|password)[ \t]*[:=][ \t]*['\"]?[A-Za-z0-9]", text), f"{name} writes a password"
+        assert not re.search(
+            r"(?im)^[ \t-]*(POSTGRES_PASSWORD|DAGSTER_PG_PASSWORD|password)[ \t]*[:=][ \t]*['\"]?[A-Za-z0-9]", text
+        ), f"{name} writes a password"
 
 
 def test_dockerfile_installs_cpu_torch_then_the_project():
@@ -101,9 +123,18 @@ def test_dockerfile_installs_cpu_torch_then_the_project():
     torch = text.index("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
     project = text.index('pip install ".[deploy]"')
     assert torch < project
-    for copied in ("COPY specs", "COPY assets", "COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/dagster_home/"):
+    for copied in (
+        "COPY specs",
+        "COPY assets",
+        "COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/dagster_home/",
+    ):
         assert copied in text
-    for env in ("DAGSTER_HOME=/opt/dagster/dagster_home", "STAFFML_SPECS_DIR=", "STAFFML_ASSETS_DIR=", "STAFFML_DATA_DIR=/opt/dagster/data"):
+    for env in (
+        "DAGSTER_HOME=/opt/dagster/dagster_home",
+        "STAFFML_SPECS_DIR=",
+        "STAFFML_ASSETS_DIR=",
+        "STAFFML_DATA_DIR=/opt/dagster/data",
+    ):
         assert env in text
     assert "ANTHROPIC_API_KEY" not in text
 
@@ -120,8 +151,12 @@ def test_deploy_instance_config_is_a_valid_postgres_instance(tmp_path, monkeypat
     assert custom_class is None
     db = config["storage"]["postgres"]["postgres_db"]
     assert {k: db[k] for k in ("username", "password", "hostname", "db_name", "port")} == {
-        "username": {"env": "DAGSTER_PG_USERNAME"}, "password": {"env": "DAGSTER_PG_PASSWORD"},
-        "hostname": {"env": "DAGSTER_PG_HOST"}, "db_name": {"env": "DAGSTER_PG_DB"}, "port": {"env": "DAGSTER_PG_PORT"}}
+        "username": {"env": "DAGSTER_PG_USERNAME"},
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": {"env": "DAGSTER_PG_HOST"},
+        "db_name": {"env": "DAGSTER_PG_DB"},
+        "port": {"env": "DAGSTER_PG_PORT"},
+    }
     assert db["scheme"] == "postgresql+psycopg2"
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["telemetry"]["enabled"] is False
@@ -131,8 +166,17 @@ def test_deploy_instance_config_is_a_valid_postgres_instance(tmp_path, monkeypat
 
     ref = InstanceRef.from_dir(str(tmp_path))
     assert (ref.storage_data.module_name, ref.storage_data.class_name) == ("dagster_postgres", "DagsterPostgresStorage")
-    assert (ref.scheduler_data.class_name, ref.run_launcher_data.class_name) == ("DagsterDaemonScheduler", "DefaultRunLauncher")
-    env = {"DAGSTER_PG_USERNAME": "u", "DAGSTER_PG_PASSWORD": "p w", "DAGSTER_PG_HOST": "db", "DAGSTER_PG_PORT": "6543", "DAGSTER_PG_DB": "d"}
+    assert (ref.scheduler_data.class_name, ref.run_launcher_data.class_name) == (
+        "DagsterDaemonScheduler",
+        "DefaultRunLauncher",
+    )
+    env = {
+        "DAGSTER_PG_USERNAME": "u",
+        "DAGSTER_PG_PASSWORD": "p w",
+        "DAGSTER_PG_HOST": "db",
+        "DAGSTER_PG_PORT": "6543",
+        "DAGSTER_PG_DB": "d",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     processed = process_config(DagsterPostgresStorage.config_type(), ref.storage_data.config_dict)
@@ -144,7 +188,11 @@ def test_workspace_points_at_the_code_server_from_env():
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
     (entry,) = workspace["load_from"]
     grpc = entry["grpc_server"]
-    assert grpc == {"host": {"env": "DAGSTER_CODE_SERVER_HOST"}, "port": {"env": "DAGSTER_CODE_SERVER_PORT"}, "location_name": LOCATION}
+    assert grpc == {
+        "host": {"env": "DAGSTER_CODE_SERVER_HOST"},
+        "port": {"env": "DAGSTER_CODE_SERVER_PORT"},
+        "location_name": LOCATION,
+    }
 
 
 # --------------------------------------------------------------------------- the running deployment
@@ -236,13 +284,18 @@ FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 def test_graphql_documents_match_the_schema():
     """Every query and mutation the integration test sends is valid for this dagster-graphql."""
-    import tests.deployment as helpers
     from dagster_graphql.schema import create_schema
     from graphql import parse, validate
 
+    import tests.deployment as helpers
+
     schema = create_schema().graphql_schema
-    documents = {name: value for module in (helpers, sys.modules[__name__]) for name, value in vars(module).items()
-                 if name.isupper() and isinstance(value, str) and value.lstrip().startswith(("query", "mutation"))}
+    documents = {
+        name: value
+        for module in (helpers, sys.modules[__name__])
+        for name, value in vars(module).items()
+        if name.isupper() and isinstance(value, str) and value.lstrip().startswith(("query", "mutation"))
+    }
     assert len(documents) >= 10
     for name, document in documents.items():
         assert [e.message for e in validate(schema, parse(document))] == [], name
@@ -314,14 +367,18 @@ def test_deployment_backfills_partitions_and_the_daemon_ticks_the_schedule(deplo
     # 1. the design stages, launched like the UI's Materialize button: queued, then the daemon
     #    hands the run to the code server, which executes it
     selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
-    out = dep.graphql(LAUNCH_RUN, {"params": {"selector": {**selector, "jobName": "design_stages"}, "runConfigData": {}}})["launchRun"]
+    out = dep.graphql(
+        LAUNCH_RUN, {"params": {"selector": {**selector, "jobName": "design_stages"}, "runConfigData": {}}}
+    )["launchRun"]
     assert out["__typename"] == "LaunchRunSuccess", out
     design_id = out["run"]["runId"]
     design = _wait_run(dep, design_id)
     mark(f"design_stages run {design['status']}")
     assert design["status"] == "SUCCESS", dep.logs()
     events = {e.dagster_event_type.value for e in instance.all_logs(design_id) if e.is_dagster_event}
-    assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"} <= events, "queued, then launched by the daemon"
+    assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"} <= events, (
+        "queued, then launched by the daemon"
+    )
     for asset in DESIGN_ASSETS:
         assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
         assert (dep.warehouse / asset / "part.parquet").exists(), asset
@@ -331,7 +388,11 @@ def test_deployment_backfills_partitions_and_the_daemon_ticks_the_schedule(deplo
         assert matrix[(matrix.topic == topic) & (matrix.track == track)].applicable.item(), f"{key} must be applicable"
 
     # 2. a backfill of two (topic, track) partitions of the questions and their validation
-    params = {"partitionNames": PARTITIONS, "assetSelection": [{"path": [a]} for a in BACKFILLED], "title": "deployment test"}
+    params = {
+        "partitionNames": PARTITIONS,
+        "assetSelection": [{"path": [a]} for a in BACKFILLED],
+        "title": "deployment test",
+    }
     out = dep.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert out["__typename"] == "LaunchBackfillSuccess", out
     backfill_id = out["backfillId"]
@@ -354,7 +415,9 @@ def test_deployment_backfills_partitions_and_the_daemon_ticks_the_schedule(deplo
         if "dagster/partition" in tags:
             covered.add(tags["dagster/partition"])
         else:
-            span = dg.PartitionKeyRange(tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
+            span = dg.PartitionKeyRange(
+                tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
+            )
             covered |= set(topic_track.get_partition_keys_in_range(span))
     assert covered == set(PARTITIONS), [r["tags"] for r in runs]
 
@@ -365,10 +428,14 @@ def test_deployment_backfills_partitions_and_the_daemon_ticks_the_schedule(deplo
     for key in PARTITIONS:
         topic, track = key.split("|")
         questions = pd.read_parquet(dep.warehouse / "questions" / f"topic={topic}" / f"track={track}" / "part.parquet")
-        validated = pd.read_parquet(dep.warehouse / "validated_questions" / f"topic={topic}" / f"track={track}" / "part.parquet")
+        validated = pd.read_parquet(
+            dep.warehouse / "validated_questions" / f"topic={topic}" / f"track={track}" / "part.parquet"
+        )
         assert len(questions) > 0 and len(validated) == len(questions), key
         assert set(validated["id"]) == set(questions["id"])
-    assert not (dep.warehouse / "questions" / "topic=kv-cache-management" / "track=mobile").exists(), "only the two partitions"
+    assert not (dep.warehouse / "questions" / "topic=kv-cache-management" / "track=mobile").exists(), (
+        "only the two partitions"
+    )
 
     # 3. the real capacity_schedule, its cron taken from specs (the deployment's specs copy says
     #    every minute): started through GraphQL, evaluated by the daemon's scheduler
@@ -398,14 +465,20 @@ def test_deployment_backfills_partitions_and_the_daemon_ticks_the_schedule(deplo
     assert run["jobName"] == "capacity_job"
     assert tags["dagster/schedule_name"] == "capacity_schedule"
     all_keys = topic_track.get_partition_keys()
-    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (all_keys[0], all_keys[-1])
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        all_keys[0],
+        all_keys[-1],
+    )
     by_schedule = instance.get_runs(filters=RunsFilter(tags={"dagster/schedule_name": "capacity_schedule"}))
     assert [r.run_id for r in by_schedule] == [run_id]
 
     # the daemon's run queue hands the scheduled run to the code server; measuring all 344
     # partitions takes far longer than a test, so once it is launched it is terminated
-    launched = _poll(f"scheduled run {run_id} to start in the code server", dep,
-                     lambda: (r := _run(dep, run_id))["status"] not in ("QUEUED", "NOT_STARTED", "STARTING") and r)
+    launched = _poll(
+        f"scheduled run {run_id} to start in the code server",
+        dep,
+        lambda: (r := _run(dep, run_id))["status"] not in ("QUEUED", "NOT_STARTED", "STARTING") and r,
+    )
     assert launched["status"] in ("STARTED", *FINISHED), launched
     mark(f"scheduled run {launched['status']}")
     terminated = launched["status"] not in FINISHED

@@ -24,15 +24,25 @@ def _reasoning(q, specs):
 
 def test_the_labelled_set_covers_every_kind_of_variant():
     kinds = {(r["kind"], r["label"]) for r in ROWS}
-    assert {("wording-only variant", "same"), ("same design, same outcomes, other setting", "same"),
-            ("same design, other claim outcome", "different"), ("two designs of one item model", "different"),
-            ("two item models of one topic", "different")} <= kinds
+    assert {
+        ("wording-only variant", "same"),
+        ("same design, same outcomes, other setting", "same"),
+        ("same design, other claim outcome", "different"),
+        ("two designs of one item model", "different"),
+        ("two item models of one topic", "different"),
+    } <= kinds
     other_setting = [r for r in ROWS if r["kind"] == "same design, same outcomes, other setting"]
-    assert any(r["a"]["setting"].split("|")[0] != r["b"]["setting"].split("|")[0] for r in other_setting)  # platform-only
-    assert any(r["a"]["setting"].split("|")[0] == r["b"]["setting"].split("|")[0] for r in other_setting)  # numbers-only
+    assert any(
+        r["a"]["setting"].split("|")[0] != r["b"]["setting"].split("|")[0] for r in other_setting
+    )  # platform-only
+    assert any(
+        r["a"]["setting"].split("|")[0] == r["b"]["setting"].split("|")[0] for r in other_setting
+    )  # numbers-only
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"pair-{r['pair']}" for r in ROWS])
 def test_reasoning_key_agrees_with_the_label(specs, row):
     same = _reasoning(row["a"], specs) == _reasoning(row["b"], specs)
-    assert same == (row["label"] == "same"), f"pair {row['pair']} ({row['kind']}): labelled {row['label']} because {row['reason']}"
+    assert same == (row["label"] == "same"), (
+        f"pair {row['pair']} ({row['kind']}): labelled {row['label']} because {row['reason']}"
+    )

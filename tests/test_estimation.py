@@ -157,9 +157,7 @@ def test_chao1_interval_known_answer():
     assert high == pytest.approx(17.0998, rel=1e-4)
 
 
-@pytest.mark.parametrize(
-    "counts", [[1], [1, 4], [2, 3, 4], [2] * 100, [1, 1, 3], [1, 1, 1, 1], [5, 1, 1, 2, 1]]
-)
+@pytest.mark.parametrize("counts", [[1], [1, 4], [2, 3, 4], [2] * 100, [1, 1, 3], [1, 1, 1, 1], [5, 1, 1, 2, 1]])
 def test_chao1_interval_edges_are_finite_and_ordered(counts):
     s_obs = len(counts)
     low, high = chao1_interval(counts)
@@ -265,9 +263,7 @@ def _sampler(pop: np.ndarray, round_size: int, seed: int, per_unit: int = 1):
     rng = np.random.default_rng(seed)
 
     def draw(_round: int):
-        return [
-            _noisy(pop, rng.integers(0, len(pop), size=per_unit), rng) for _ in range(round_size)
-        ]
+        return [_noisy(pop, rng.integers(0, len(pop), size=per_unit), rng) for _ in range(round_size)]
 
     return draw
 
@@ -284,9 +280,7 @@ def _assert_curve_ok(est: CapacityEstimate):
 
 def test_estimate_capacity_stops_by_coverage_on_small_population():
     pop = _population(8)
-    est = estimate_capacity(
-        _sampler(pop, 20, seed=4), threshold=THRESHOLD, round_size=20, max_rounds=10
-    )
+    est = estimate_capacity(_sampler(pop, 20, seed=4), threshold=THRESHOLD, round_size=20, max_rounds=10)
     assert est.stop_reason == "coverage"
     assert est.rounds == 2  # min_rounds
     assert est.observed == 8 and est.estimate == 8
@@ -314,9 +308,7 @@ def test_estimate_capacity_stops_by_novelty():
 
 def test_estimate_capacity_stops_at_max_rounds_with_multi_question_units():
     pop = _population(200, dim=256, seed=1)  # random in 256-D: pairwise cosine ~ +-0.06
-    est = estimate_capacity(
-        _sampler(pop, 10, seed=6, per_unit=3), threshold=THRESHOLD, round_size=10, max_rounds=3
-    )
+    est = estimate_capacity(_sampler(pop, 10, seed=6, per_unit=3), threshold=THRESHOLD, round_size=10, max_rounds=3)
     assert est.stop_reason == "max_rounds"
     assert est.rounds == 3 and est.drawn == 90
     assert est.chao2 is not None and est.chao2 >= est.observed
@@ -332,9 +324,7 @@ def test_estimate_capacity_exhausted():
     def draw(r):
         return [_noisy(pop, [i], rng) for i in range(10 * r, 10 * r + 10)] if r < 2 else []
 
-    est = estimate_capacity(
-        draw, threshold=THRESHOLD, round_size=10, max_rounds=10, min_novelty=0.0
-    )
+    est = estimate_capacity(draw, threshold=THRESHOLD, round_size=10, max_rounds=10, min_novelty=0.0)
     assert est.stop_reason == "exhausted"
     assert est.rounds == 2 and est.curve == [(10, 10), (20, 20)]
     _assert_curve_ok(est)
@@ -348,7 +338,5 @@ def test_estimate_capacity_exhausted():
 def test_estimate_capacity_ignores_surplus_units_with_warning():
     pop = _population(5)
     with pytest.warns(UserWarning, match="round_size"):
-        est = estimate_capacity(
-            _sampler(pop, 7, seed=9), threshold=THRESHOLD, round_size=5, max_rounds=1
-        )
+        est = estimate_capacity(_sampler(pop, 7, seed=9), threshold=THRESHOLD, round_size=5, max_rounds=1)
     assert est.drawn == 5

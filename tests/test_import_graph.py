@@ -30,7 +30,9 @@ def import_edges(package: Path = PACKAGE) -> dict[str, dict[str, list[str]]]:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
             if isinstance(node, ast.ImportFrom) and node.level:
-                base = module.split(".")[: len(module.split(".")) - node.level + (1 if path.name == "__init__.py" else 0)]
+                base = module.split(".")[
+                    : len(module.split(".")) - node.level + (1 if path.name == "__init__.py" else 0)
+                ]
                 targets = [".".join([*base, node.module] if node.module else base)]
             elif isinstance(node, ast.ImportFrom):
                 targets = [node.module or ""]
@@ -82,7 +84,11 @@ def find_cycles(edges: dict[str, dict[str, list[str]]]) -> list[list[str]]:
 
 
 def test_find_cycles_finds_a_planted_cycle_and_accepts_layers():
-    layered = {"stages": {"quality": ["x"], "generation": ["y"]}, "generation": {"quality": ["z"]}, "quality": {"core": ["w"]}}
+    layered = {
+        "stages": {"quality": ["x"], "generation": ["y"]},
+        "generation": {"quality": ["z"]},
+        "quality": {"core": ["w"]},
+    }
     assert find_cycles(layered) == []
     planted = {**layered, "core": {"generation": ["v"]}}
     assert find_cycles(planted) == [["core", "generation", "quality"]]
@@ -107,28 +113,57 @@ def test_no_import_cycle_between_subpackages():
     described = []
     for group in cycles:
         members = set(group)
-        links = [f"{src} -> {dst} ({', '.join(mods)})" for src in group for dst, mods in sorted(edges[src].items()) if dst in members]
+        links = [
+            f"{src} -> {dst} ({', '.join(mods)})"
+            for src in group
+            for dst, mods in sorted(edges[src].items())
+            if dst in members
+        ]
         described.append("; ".join(links))
     assert not cycles, "import cycles between parts of staffml_dagster:\n" + "\n".join(described)
 
 
 # The parts from the bottom up, as README's layout lists them: each imports only parts before it.
-LAYERS = ["paths", "units", "progress", "specs", "partitions", "core", "storage", "embedding", "estimation", "quality", "generation",
-          "interchange", "resources", "runs", "stages", "definitions", "cli"]
+LAYERS = [
+    "paths",
+    "units",
+    "progress",
+    "specs",
+    "partitions",
+    "core",
+    "storage",
+    "embedding",
+    "estimation",
+    "quality",
+    "generation",
+    "interchange",
+    "resources",
+    "runs",
+    "stages",
+    "definitions",
+    "cli",
+]
 
 
 def test_every_part_imports_only_the_layers_below_it():
     edges = import_edges()
     unknown = sorted((set(edges) | {t for targets in edges.values() for t in targets}) - set(LAYERS))
     assert not unknown, f"parts not placed in LAYERS (and in README's layout): {unknown}"
-    upward = [f"{src} -> {dst} ({', '.join(mods)})" for src, targets in edges.items() for dst, mods in targets.items()
-              if LAYERS.index(dst) > LAYERS.index(src)]
+    upward = [
+        f"{src} -> {dst} ({', '.join(mods)})"
+        for src, targets in edges.items()
+        for dst, mods in targets.items()
+        if LAYERS.index(dst) > LAYERS.index(src)
+    ]
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
 
 
 def test_readme_layout_lists_the_parts_in_layer_order():
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("staffml_dagster/    the code"):readme.index("\ndata/ ")]
-    listed = [line.split()[0].removesuffix("/").removesuffix(".py") for line in block.splitlines()[1:]
-              if line.startswith("  ") and not line.startswith("   ")]
+    block = readme[readme.index("staffml_dagster/    the code") : readme.index("\ndata/ ")]
+    listed = [
+        line.split()[0].removesuffix("/").removesuffix(".py")
+        for line in block.splitlines()[1:]
+        if line.startswith("  ") and not line.startswith("   ")
+    ]
     assert listed == LAYERS

@@ -19,8 +19,7 @@ from staffml_dagster.cli import main
 from staffml_dagster.embedding import get_embedder
 from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest
 from staffml_dagster.generation.offline import ItemModelGenerator
-from staffml_dagster.interchange import ImportLimits, export_corpus, import_corpus, review_imported
-from staffml_dagster.interchange import exporter, importer
+from staffml_dagster.interchange import ImportLimits, export_corpus, exporter, import_corpus, importer, review_imported
 from staffml_dagster.interchange.importer import path_hints
 from staffml_dagster.interchange.staffml_format import LEVEL_PATTERN, file_stem, plain, row_to_record, valid_id
 from staffml_dagster.storage import write_parquet_atomic
@@ -33,8 +32,15 @@ SAMPLE = REFERENCE / "staffml_questions_sample.jsonl"
 def question(qid: str, **fields) -> dict:
     """An invented schema-1.0 question (their field names, our own text)."""
     base = {
-        "schema_version": "1.0", "id": qid, "track": "cloud", "level": "L3", "zone": "diagnosis",
-        "topic": "vram-budgeting", "competency_area": "memory", "bloom_level": "apply", "phase": "inference",
+        "schema_version": "1.0",
+        "id": qid,
+        "track": "cloud",
+        "level": "L3",
+        "zone": "diagnosis",
+        "topic": "vram-budgeting",
+        "competency_area": "memory",
+        "bloom_level": "apply",
+        "phase": "inference",
         "title": "The Leftover Headroom Puzzle",
         "scenario": "A toy inference box has one accelerator with 40 GB of memory and loads 12 GB of weights.",
         "question": "How many gigabytes remain for activations and cache?",
@@ -43,7 +49,8 @@ def question(qid: str, **fields) -> dict:
             "common_mistake": "**The Pitfall:** Adding the weights to the memory instead of subtracting them, which gives 52 GB.",
             "napkin_math": "**Calculations:**\n- 40 GB - 12 GB = 28 GB.\n",
         },
-        "status": "published", "provenance": "human",
+        "status": "published",
+        "provenance": "human",
     }
     details = fields.pop("details", None)
     base.update(fields)
@@ -67,11 +74,20 @@ def errors_by_file(result) -> dict[str, str]:
 
 def test_schema_1_0_tree_maps_fields_and_keeps_unknown_ones(tmp_path, specs):
     root = tmp_path / "questions"
-    write_yaml(root / "cloud" / "memory" / "cloud-9001.yaml", question(
-        "cloud-9001", zone="implement", level="L2",
-        details={"options": ["28 GB", "52 GB", "12 GB"], "correct_index": 0},
-        chains=[{"id": "cloud-chain-900", "position": 2}], review={"by": ["a", "b"], "scores": {"clarity": 4.5}}))
-    record = question("mobile-9002", track="mobile", zone="evaluation", level="L5", topic="power-budgeting", competency_area=None)
+    write_yaml(
+        root / "cloud" / "memory" / "cloud-9001.yaml",
+        question(
+            "cloud-9001",
+            zone="implement",
+            level="L2",
+            details={"options": ["28 GB", "52 GB", "12 GB"], "correct_index": 0},
+            chains=[{"id": "cloud-chain-900", "position": 2}],
+            review={"by": ["a", "b"], "scores": {"clarity": 4.5}},
+        ),
+    )
+    record = question(
+        "mobile-9002", track="mobile", zone="evaluation", level="L5", topic="power-budgeting", competency_area=None
+    )
     del record["competency_area"]
     write_yaml(root / "mobile" / "power" / "mobile-9002.yaml", record)
 
@@ -79,7 +95,13 @@ def test_schema_1_0_tree_maps_fields_and_keeps_unknown_ones(tmp_path, specs):
     assert result.errors == [] and len(result.rows) == 2
     rows = {r["id"]: r for r in result.rows}
     one = rows["cloud-9001"]
-    assert (one["track"], one["level"], one["zone"], one["topic"], one["competency_area"]) == ("cloud", "L2", "quantify", "vram-budgeting", "memory")
+    assert (one["track"], one["level"], one["zone"], one["topic"], one["competency_area"]) == (
+        "cloud",
+        "L2",
+        "quantify",
+        "vram-budgeting",
+        "memory",
+    )
     assert one["question"].startswith("How many gigabytes") and one["realistic_solution"].endswith("28 GB.")
     assert one["napkin_math"] == "**Calculations:**\n- 40 GB - 12 GB = 28 GB.\n"
     assert one["source_format"] == "staffml-1.0" and one["source_path"] == "cloud/memory/cloud-9001.yaml"
@@ -96,25 +118,47 @@ def test_schema_1_0_tree_maps_fields_and_keeps_unknown_ones(tmp_path, specs):
 
 def test_legacy_layout_takes_track_level_zone_from_the_folders(tmp_path, specs):
     root = tmp_path / "vault" / "questions"
-    legacy = {"schema_version": 1, "title": "Sleepy Sensor Budget", "topic": "duty-cycling", "status": "published",
-              "provenance": "imported", "scenario": "An invented soil probe wakes once a minute for 30 ms at 20 mW and sleeps at 5 uW. Estimate its average power.",
-              "details": {"realistic_solution": "Weight each state by its time share.", "common_mistake": "Ignoring sleep power.",
-                          "napkin_math": "0.0005 x 20 mW + 0.9995 x 5 uW = about 15 uW."},
-              "chain": {"id": "tinyml-chain-900", "position": 1}, "last_modified": "2026-01-01", "tags": ["scope:Power"]}
+    legacy = {
+        "schema_version": 1,
+        "title": "Sleepy Sensor Budget",
+        "topic": "duty-cycling",
+        "status": "published",
+        "provenance": "imported",
+        "scenario": "An invented soil probe wakes once a minute for 30 ms at 20 mW and sleeps at 5 uW. Estimate its average power.",
+        "details": {
+            "realistic_solution": "Weight each state by its time share.",
+            "common_mistake": "Ignoring sleep power.",
+            "napkin_math": "0.0005 x 20 mW + 0.9995 x 5 uW = about 15 uW.",
+        },
+        "chain": {"id": "tinyml-chain-900", "position": 1},
+        "last_modified": "2026-01-01",
+        "tags": ["scope:Power"],
+    }
     write_yaml(root / "tinyml" / "l6" / "implement" / "tinyml-9101.yaml", {**legacy, "id": "tinyml-9101"})
     write_yaml(root / "tinyml" / "l2" / "recall" / "tinyml-9102.yaml", {**legacy, "id": "tinyml-9102"})
-    write_yaml(root / "edge" / "l3" / "diagnosis" / "edge-9103.yaml", {**legacy, "id": "edge-9103", "level": "L4", "topic": "thermal-management"})
+    write_yaml(
+        root / "edge" / "l3" / "diagnosis" / "edge-9103.yaml",
+        {**legacy, "id": "edge-9103", "level": "L4", "topic": "thermal-management"},
+    )
 
     result = import_corpus(root, specs)
     assert result.errors == []
     rows = {r["id"]: r for r in result.rows}
-    assert [rows["tinyml-9101"][k] for k in ("track", "level", "zone", "competency_area")] == ["tinyml", "L6+", "quantify", "power"]
+    assert [rows["tinyml-9101"][k] for k in ("track", "level", "zone", "competency_area")] == [
+        "tinyml",
+        "L6+",
+        "quantify",
+        "power",
+    ]
     assert [rows["tinyml-9102"][k] for k in ("track", "level", "zone")] == ["tinyml", "L2", "recall"]
     assert rows["edge-9103"]["level"] == "L4"  # the file's own key wins over its folder
     assert rows["tinyml-9101"]["question"] is None and "Estimate its average power" in rows["tinyml-9101"]["scenario"]
     assert {r["source_format"] for r in result.rows} == {"staffml-legacy"}
     assert json.loads(rows["tinyml-9101"]["extra"])["chain"] == {"id": "tinyml-chain-900", "position": 1}
-    assert path_hints(Path("q/cloud/l5/optimization/x.yaml")) == ({"track": "cloud", "level": "l5", "zone": "optimization"}, "legacy")
+    assert path_hints(Path("q/cloud/l5/optimization/x.yaml")) == (
+        {"track": "cloud", "level": "l5", "zone": "optimization"},
+        "legacy",
+    )
     assert path_hints(Path("q/edge/latency/x.yaml")) == ({"track": "edge", "competency_area": "latency"}, "tree")
 
 
@@ -124,18 +168,32 @@ def test_json_and_jsonl_bundles(tmp_path, specs):
     (tmp_path / "list.json").write_text(json.dumps([flat, question("edge-9202", track="edge")]))
     (tmp_path / "wrapped.json").write_text(json.dumps({"version": 3, "questions": [question("cloud-9203")]}))
     (tmp_path / "not-a-bundle.json").write_text(json.dumps({"chains": []}))
-    lines = [json.dumps(question("mobile-9204", track="mobile")), "", "{broken json", json.dumps(question("mobile-9205", track="mobile"))]
+    lines = [
+        json.dumps(question("mobile-9204", track="mobile")),
+        "",
+        "{broken json",
+        json.dumps(question("mobile-9205", track="mobile")),
+    ]
     (tmp_path / "lines.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "notes.txt").write_text("not a question")
 
     result = import_corpus(tmp_path, specs)
-    assert sorted(r["id"] for r in result.rows) == ["cloud-9203", "edge-9201", "edge-9202", "mobile-9204", "mobile-9205"]
+    assert sorted(r["id"] for r in result.rows) == [
+        "cloud-9203",
+        "edge-9201",
+        "edge-9202",
+        "mobile-9204",
+        "mobile-9205",
+    ]
     errors = errors_by_file(result)
     assert set(errors) == {"lines.jsonl:3", "not-a-bundle.json"}
     assert errors["lines.jsonl:3"].startswith("malformed JSON at line 1, column 2")
     assert "list of questions" in errors["not-a-bundle.json"]
     rows = {r["id"]: r for r in result.rows}
-    assert rows["edge-9201"]["realistic_solution"].startswith("Subtract the weights") and rows["edge-9201"]["source_path"] == "list.json[0]"
+    assert (
+        rows["edge-9201"]["realistic_solution"].startswith("Subtract the weights")
+        and rows["edge-9201"]["source_path"] == "list.json[0]"
+    )
     assert rows["mobile-9205"]["source_path"] == "lines.jsonl:4"
     assert dict(result.formats) == {"json-bundle": 3, "jsonl-bundle": 2}
     assert result.files_ignored == 1
@@ -144,15 +202,32 @@ def test_json_and_jsonl_bundles(tmp_path, specs):
 
 
 def test_unmapped_values_are_reported_and_kept(tmp_path, specs):
-    write_yaml(tmp_path / "global" / "data" / "global-9301.yaml", question("global-9301", track="global", competency_area="data", topic="data-pipeline-engineering"))
-    write_yaml(tmp_path / "global" / "data" / "global-9302.yaml", question("global-9302", track="global", topic="data-quality-validation", competency_area="data"))
-    write_yaml(tmp_path / "cloud" / "governance" / "cloud-9303.yaml", question("cloud-9303", topic="quantum-annealing", zone="wizardry", level="L9", competency_area="governance"))
+    write_yaml(
+        tmp_path / "global" / "data" / "global-9301.yaml",
+        question("global-9301", track="global", competency_area="data", topic="data-pipeline-engineering"),
+    )
+    write_yaml(
+        tmp_path / "global" / "data" / "global-9302.yaml",
+        question("global-9302", track="global", topic="data-quality-validation", competency_area="data"),
+    )
+    write_yaml(
+        tmp_path / "cloud" / "governance" / "cloud-9303.yaml",
+        question("cloud-9303", topic="quantum-annealing", zone="wizardry", level="L9", competency_area="governance"),
+    )
 
     result = import_corpus(tmp_path, specs)
     assert result.errors == [] and len(result.rows) == 3
     assert result.unmapped["track"] == {"global": 2}
-    assert sorted(result.unmapped_files["track"]["global"]) == ["global/data/global-9301.yaml", "global/data/global-9302.yaml"]
-    for fld, value in [("topic", "quantum-annealing"), ("zone", "wizardry"), ("level", "L9"), ("competency_area", "governance")]:
+    assert sorted(result.unmapped_files["track"]["global"]) == [
+        "global/data/global-9301.yaml",
+        "global/data/global-9302.yaml",
+    ]
+    for fld, value in [
+        ("topic", "quantum-annealing"),
+        ("zone", "wizardry"),
+        ("level", "L9"),
+        ("competency_area", "governance"),
+    ]:
         assert result.unmapped[fld] == {value: 1}
         assert result.unmapped_files[fld][value] == ["cloud/governance/cloud-9303.yaml"]
     rows = {r["id"]: r for r in result.rows}
@@ -160,7 +235,12 @@ def test_unmapped_values_are_reported_and_kept(tmp_path, specs):
     assert rows["global-9301"]["topic"] == "data-pipeline-engineering"
     odd = rows["cloud-9303"]
     assert [odd[k] for k in ("topic", "zone", "level", "competency_area")] == [None, None, None, None]
-    assert json.loads(odd["extra"])["source_values"] == {"zone": "wizardry", "level": "L9", "topic": "quantum-annealing", "competency_area": "governance"}
+    assert json.loads(odd["extra"])["source_values"] == {
+        "zone": "wizardry",
+        "level": "L9",
+        "topic": "quantum-annealing",
+        "competency_area": "governance",
+    }
     summary = result.summary()
     assert "track: 'global' x2" in summary and "zone: 'wizardry' x1 (cloud/governance/cloud-9303.yaml)" in summary
     report = result.report()
@@ -179,7 +259,9 @@ def test_hostile_inputs_give_one_clear_error_each_and_the_good_files_import(tmp_
     (bad / "oversize.yaml").write_text(yaml.safe_dump(question("cloud-9403", scenario="x" * 1_100_000)))
     (bad / "deep.yaml").write_text(yaml.safe_dump(question("cloud-9404", nested=[[[[[[[[[[[["bottom"]]]]]]]]]]]])))
     marker = tmp_path / "pwned"
-    (bad / "python-tag.yaml").write_text(f"id: cloud-9405\nscenario: !!python/object/apply:os.system ['touch {marker}']\n")
+    (bad / "python-tag.yaml").write_text(
+        f"id: cloud-9405\nscenario: !!python/object/apply:os.system ['touch {marker}']\n"
+    )
     (bad / "traversal.yaml").write_text(yaml.safe_dump(question("../../etc/passwd")))
     (bad / "malformed.yaml").write_text("id: cloud-9407\nscenario: [an unclosed list\ntitle: x\n")
     (bad / "wrong-title.yaml").write_text(yaml.safe_dump(question("cloud-9408", title=["not", "text"])))
@@ -194,7 +276,9 @@ def test_hostile_inputs_give_one_clear_error_each_and_the_good_files_import(tmp_
     write_yaml(outside, question("cloud-9414"))
     os.symlink(outside, bad / "escape.yaml")
     os.symlink(tmp_path, bad / "escape-dir")
-    os.symlink(root / "cloud" / "memory" / "cloud-9401.yaml", root / "inside-link.yaml")  # stays inside: followed (read first)
+    os.symlink(
+        root / "cloud" / "memory" / "cloud-9401.yaml", root / "inside-link.yaml"
+    )  # stays inside: followed (read first)
 
     result = import_corpus(root, specs)
     assert not marker.exists()
@@ -255,7 +339,9 @@ def test_limits_are_configurable_and_jsonl_lines_are_checked(tmp_path, specs):
 
 def test_a_bundle_entry_is_held_to_the_size_of_one_question(tmp_path, specs):
     """A 60 MB entry inside a bundle under the bundle limit used to pass."""
-    (tmp_path / "b.json").write_text(json.dumps([question("cloud-9511", scenario="y" * 30_000), question("cloud-9512")]))
+    (tmp_path / "b.json").write_text(
+        json.dumps([question("cloud-9511", scenario="y" * 30_000), question("cloud-9512")])
+    )
     result = import_corpus(tmp_path / "b.json", specs, ImportLimits(max_file_bytes=20_000))
     assert [r["id"] for r in result.rows] == ["cloud-9512"]
     message = errors_by_file(result)["b.json[0]"]
@@ -263,8 +349,12 @@ def test_a_bundle_entry_is_held_to_the_size_of_one_question(tmp_path, specs):
 
 
 def test_an_id_ending_in_a_newline_and_non_finite_numbers_are_refused(tmp_path, specs):
-    lines = [json.dumps(question("cloud-9521\n")), json.dumps(question("cloud-9522", answer_value=float("nan"))),
-             json.dumps(question("cloud-9523", details={"napkin_math": "x", "bandwidth": float("inf")})), json.dumps(question("cloud-9524"))]
+    lines = [
+        json.dumps(question("cloud-9521\n")),
+        json.dumps(question("cloud-9522", answer_value=float("nan"))),
+        json.dumps(question("cloud-9523", details={"napkin_math": "x", "bandwidth": float("inf")})),
+        json.dumps(question("cloud-9524")),
+    ]
     assert "NaN" in lines[1] and "Infinity" in lines[2]
     (tmp_path / "b.jsonl").write_text("\n".join(lines) + "\n")
     write_yaml(tmp_path / "cloud" / "memory" / "cloud-9525.yaml", question("cloud-9525", answer_value=float("inf")))
@@ -284,7 +374,13 @@ def test_ids_are_validated_and_sanitized_before_any_file_name(tmp_path):
         assert not valid_id(hostile)
     stem = file_stem("../../etc/passwd")
     assert "/" not in stem and not stem.startswith(".") and stem != file_stem("..-..-etc-passwd")
-    row = {c: None for c in QUESTION_COLUMNS} | {"id": "../../etc/passwd", "track": "../..", "level": "L3", "zone": "recall", "scenario": "s"}
+    row = {c: None for c in QUESTION_COLUMNS} | {
+        "id": "../../etc/passwd",
+        "track": "../..",
+        "level": "L3",
+        "zone": "recall",
+        "scenario": "s",
+    }
     out = tmp_path / "out"
     export_corpus([row], out, ["yaml"])
     written = [p for p in out.rglob("*.yaml")]
@@ -333,8 +429,11 @@ def test_cli_import_writes_parquet_and_reports_errors_on_stderr(tmp_path, wareho
 def generated_rows(specs):
     gen = ItemModelGenerator()
     rows = []
-    for topic, track, zone, level in [("kv-cache-management", "cloud", "quantify", "L3"), ("kv-cache-management", "edge", "design", "L4"),
-                                      ("kv-cache-management", "cloud", "design", "L4")]:
+    for topic, track, zone, level in [
+        ("kv-cache-management", "cloud", "quantify", "L3"),
+        ("kv-cache-management", "edge", "design", "L4"),
+        ("kv-cache-management", "cloud", "design", "L4"),
+    ]:
         rows += gen.generate(specs, CellRequest(topic, track, zone, level, 2, specs.generation.seed))
     assert len(rows) == 6 and all(r["calc"] and r["platforms"] for r in rows)
     return rows
@@ -343,13 +442,38 @@ def generated_rows(specs):
 def _awkward_row() -> dict:
     """A row with None values, an empty list and text that YAML likes to misread."""
     row = {c: None for c in QUESTION_COLUMNS}
-    row.update({
-        "id": "mobile-awkward-0001", "topic": "thermal-management", "track": "mobile", "zone": "recall", "level": "L1",
-        "competency_area": "power", "title": "yes", "scenario": "  leading spaces: and a colon # not a comment\nsecond line ends with spaces   \n\n",
-        "question": "null?", "realistic_solution": "Tab\there, unicode µW ≤ 5 — and a trailing newline\n", "common_mistake": "- looks like a list",
-        "napkin_math": "1.0", "platforms": [], "answer_value": 1e-30, "mistake_value": float("nan"), "cost_usd": 0.0,
-        "created_at": "2026-01-01T00:00:00+00:00", "calc": [{"name": "x", "expression": "2 * 3", "value": 6.0, "unit": "", "label": None, "source": "", "kind": "derived"}],
-    })
+    row.update(
+        {
+            "id": "mobile-awkward-0001",
+            "topic": "thermal-management",
+            "track": "mobile",
+            "zone": "recall",
+            "level": "L1",
+            "competency_area": "power",
+            "title": "yes",
+            "scenario": "  leading spaces: and a colon # not a comment\nsecond line ends with spaces   \n\n",
+            "question": "null?",
+            "realistic_solution": "Tab\there, unicode µW ≤ 5 — and a trailing newline\n",
+            "common_mistake": "- looks like a list",
+            "napkin_math": "1.0",
+            "platforms": [],
+            "answer_value": 1e-30,
+            "mistake_value": float("nan"),
+            "cost_usd": 0.0,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "calc": [
+                {
+                    "name": "x",
+                    "expression": "2 * 3",
+                    "value": 6.0,
+                    "unit": "",
+                    "label": None,
+                    "source": "",
+                    "kind": "derived",
+                }
+            ],
+        }
+    )
     return row
 
 
@@ -386,7 +510,11 @@ def test_export_then_import_round_trips_every_field(tmp_path, warehouse, specs, 
     assert len(files) == 7 and f"cloud/L3/implement/{generated_rows[0]['id']}.yaml" in files
     assert any(f.startswith("edge/L4/design/") for f in files)
     first = yaml.safe_load((out / "questions" / files[0]).read_text())
-    assert first["schema_version"] == "1.0" and set(first["details"]) >= {"realistic_solution", "common_mistake", "napkin_math"}
+    assert first["schema_version"] == "1.0" and set(first["details"]) >= {
+        "realistic_solution",
+        "common_mistake",
+        "napkin_math",
+    }
 
     for source in ["questions", "questions.jsonl"]:
         result = import_corpus(out / source, specs)
@@ -398,13 +526,20 @@ def test_export_then_import_round_trips_every_field(tmp_path, warehouse, specs, 
 
     # import -> export -> import keeps the StaffML-only fields as well
     sample = tmp_path / "staffml"
-    write_yaml(sample / "cloud" / "memory" / "cloud-9701.yaml", question("cloud-9701", details={"options": ["a", "b"], "correct_index": 1}, tags=["t"]))
+    write_yaml(
+        sample / "cloud" / "memory" / "cloud-9701.yaml",
+        question("cloud-9701", details={"options": ["a", "b"], "correct_index": 1}, tags=["t"]),
+    )
     first_pass = import_corpus(sample, specs)
     export_corpus(first_pass.rows, tmp_path / "again", ["jsonl"])
     second_pass = import_corpus(tmp_path / "again" / "questions.jsonl", specs)
     assert _differences(first_pass.rows, second_pass.rows) == []
     again = json.loads(second_pass.rows[0]["extra"])
-    assert again["details"] == {"options": ["a", "b"], "correct_index": 1} and again["tags"] == ["t"] and again["bloom_level"] == "apply"
+    assert (
+        again["details"] == {"options": ["a", "b"], "correct_index": 1}
+        and again["tags"] == ["t"]
+        and again["bloom_level"] == "apply"
+    )
 
 
 def test_a_failed_export_leaves_the_previous_one_untouched(tmp_path, generated_rows, monkeypatch, warehouse, capsys):
@@ -502,7 +637,11 @@ def test_all_formats_switch_together_or_none(tmp_path, generated_rows, monkeypat
 
     # one format exported alone: the others are carried over, so the three still come from one generation
     export_corpus(generated_rows[:4], out, ["jsonl"])
-    assert len(_published(out)["jsonl"]) == 4 and _published(out)["yaml"] == old["yaml"] and _published(out)["parquet"] == old["parquet"]
+    assert (
+        len(_published(out)["jsonl"]) == 4
+        and _published(out)["yaml"] == old["yaml"]
+        and _published(out)["parquet"] == old["parquet"]
+    )
     assert _generations(out) == 1 and (out / "questions").is_symlink()
 
 
@@ -522,7 +661,10 @@ def test_an_export_of_the_earlier_layout_is_taken_over(tmp_path, generated_rows)
 @pytest.mark.parametrize("inside", ["", "questions"])
 def test_export_into_the_warehouse_is_refused(warehouse, generated_rows, capsys, inside):
     write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "corpus" / "part.parquet")
-    write_parquet_atomic(pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS), warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet")
+    write_parquet_atomic(
+        pd.DataFrame(generated_rows, columns=QUESTION_COLUMNS),
+        warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet",
+    )
     before = {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()}
     assert main(["export", "--out", str(warehouse / inside)]) == 1
     assert "inside the warehouse" in capsys.readouterr().err
@@ -535,10 +677,26 @@ def test_export_without_a_corpus_says_so(warehouse, capsys):
 
 
 def test_record_layout_puts_their_keys_first():
-    row = {c: None for c in QUESTION_COLUMNS} | {"id": "edge-1", "zone": "quantify", "scenario": "s", "answer_value": 2.0,
-                                                  "extra": json.dumps({"status": "draft", "details": {"options": ["x"]}, "source_values": {"zone": "implement"}})}
+    row = {c: None for c in QUESTION_COLUMNS} | {
+        "id": "edge-1",
+        "zone": "quantify",
+        "scenario": "s",
+        "answer_value": 2.0,
+        "extra": json.dumps({"status": "draft", "details": {"options": ["x"]}, "source_values": {"zone": "implement"}}),
+    }
     record = row_to_record(row)
-    assert list(record)[:10] == ["schema_version", "id", "track", "level", "zone", "topic", "competency_area", "title", "scenario", "question"]
+    assert list(record)[:10] == [
+        "schema_version",
+        "id",
+        "track",
+        "level",
+        "zone",
+        "topic",
+        "competency_area",
+        "title",
+        "scenario",
+        "question",
+    ]
     assert record["zone"] == "implement" and record["status"] == "draft" and record["provenance"] == "imported"
     assert record["details"]["options"] == ["x"] and "source_values" not in record and record["answer_value"] == 2.0
     assert "calc" not in record  # None-valued additions are left out; reading them back gives None
@@ -550,7 +708,10 @@ def test_record_layout_puts_their_keys_first():
 def _store_generated(rows: list[dict], warehouse: Path) -> None:
     frame = pd.DataFrame(rows, columns=QUESTION_COLUMNS)
     for (topic, track), part in frame.groupby(["topic", "track"]):
-        write_parquet_atomic(part.drop(columns=["topic", "track"]), partition_dir(warehouse, "questions", {"topic": topic, "track": track}) / "part.parquet")
+        write_parquet_atomic(
+            part.drop(columns=["topic", "track"]),
+            partition_dir(warehouse, "questions", {"topic": topic, "track": track}) / "part.parquet",
+        )
 
 
 def _materialize(run_config: dict | None = None):
@@ -563,27 +724,40 @@ def _materialize(run_config: dict | None = None):
     from staffml_dagster.stages.imported import imported_questions
 
     specs = cached_specs()
-    write_parquet_atomic(cell_rows(specs, applicable_pairs(applicability_rows(specs))), warehouse_dir() / "cells" / "part.parquet")
+    write_parquet_atomic(
+        cell_rows(specs, applicable_pairs(applicability_rows(specs))), warehouse_dir() / "cells" / "part.parquet"
+    )
     res = resources(embedder="tfidf")
-    return dg.materialize([imported_questions, dg.AssetSpec("cells")], resources=res, run_config=run_config or {}, raise_on_error=False)
+    return dg.materialize(
+        [imported_questions, dg.AssetSpec("cells")], resources=res, run_config=run_config or {}, raise_on_error=False
+    )
 
 
 def _metadata(result):
     return result.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
 
 
-def test_imported_questions_asset_validates_dedups_and_accounts_coverage(tmp_path, warehouse, specs, generated_rows, monkeypatch):
+def test_imported_questions_asset_validates_dedups_and_accounts_coverage(
+    tmp_path, warehouse, specs, generated_rows, monkeypatch
+):
     monkeypatch.delenv("STAFFML_IMPORT_PATH", raising=False)
     _store_generated(generated_rows, warehouse)
     gen = generated_rows[0]
     root = tmp_path / "incoming"
     copy = row_to_record({**gen, "id": "cloud-9801"})
     write_yaml(root / "cloud" / "memory" / "cloud-9801.yaml", copy)  # the same content under another id
-    near = row_to_record({**gen, "id": "cloud-9802", "signature": None, "scenario": gen["scenario"] + " The review is on Friday."})
+    near = row_to_record(
+        {**gen, "id": "cloud-9802", "signature": None, "scenario": gen["scenario"] + " The review is on Friday."}
+    )
     write_yaml(root / "cloud" / "memory" / "cloud-9802.yaml", near)
-    write_yaml(root / "mobile" / "power" / "mobile-9803.yaml", question("mobile-9803", track="mobile", topic="power-budgeting", zone="fluency", level="L2"))
+    write_yaml(
+        root / "mobile" / "power" / "mobile-9803.yaml",
+        question("mobile-9803", track="mobile", topic="power-budgeting", zone="fluency", level="L2"),
+    )
     write_yaml(root / "global" / "data" / "global-9804.yaml", question("global-9804", track="global"))
-    write_yaml(root / "cloud" / "memory" / "cloud-9805.yaml", question("cloud-9805", zone="mastery", level="L2"))  # no such cell
+    write_yaml(
+        root / "cloud" / "memory" / "cloud-9805.yaml", question("cloud-9805", zone="mastery", level="L2")
+    )  # no such cell
     (root / "broken.yaml").write_text("id: cloud-9806\nscenario: [\n")
 
     result = _materialize({"ops": {"imported_questions": {"config": {"path": str(root)}}}})
@@ -594,21 +768,34 @@ def test_imported_questions_asset_validates_dedups_and_accounts_coverage(tmp_pat
     assert rows.loc["cloud-9801", "duplicate_of"] == gen["id"] and rows.loc["cloud-9801", "duplicate_kind"] == "exact"
     assert rows.loc["cloud-9802", "duplicate_of"] == gen["id"] and rows.loc["cloud-9802", "duplicate_kind"] == "near"
     assert rows.loc["cloud-9802", "duplicate_similarity"] > specs.quality.similarity_threshold
-    assert not rows.loc["cloud-9801", "distinctness_ok"] and f"same content as generated question {gen['id']}" in rows.loc["cloud-9801", "distinctness_reason"]
+    assert (
+        not rows.loc["cloud-9801", "distinctness_ok"]
+        and f"same content as generated question {gen['id']}" in rows.loc["cloud-9801", "distinctness_reason"]
+    )
     assert pd.isna(rows.loc["mobile-9803", "duplicate_of"])
     assert "no counterpart in specs/ for track=global" in rows.loc["global-9804", "specificity_reason"]
     assert not rows.loc["global-9804", "passed"]
     assert "zone mastery fits levels L6+, not L2" in rows.loc["cloud-9805", "specificity_reason"]
-    assert not rows.loc["mobile-9803", "computability_ok"]  # free text: no calc to recompute, like any generated question without one
-    assert rows.loc["cloud-9801", "computability_ok"] and rows.loc["cloud-9801", "grounding_ok"]  # carried calc is re-evaluated
+    assert not rows.loc[
+        "mobile-9803", "computability_ok"
+    ]  # free text: no calc to recompute, like any generated question without one
+    assert (
+        rows.loc["cloud-9801", "computability_ok"] and rows.loc["cloud-9801", "grounding_ok"]
+    )  # carried calc is re-evaluated
 
     meta = _metadata(result)
-    assert meta["dagster/row_count"].value == 5 and meta["import_errors"].value == 1 and "broken.yaml" in meta["import_error_list"].value
+    assert (
+        meta["dagster/row_count"].value == 5
+        and meta["import_errors"].value == 1
+        and "broken.yaml" in meta["import_error_list"].value
+    )
     assert meta["duplicates_of_generated"].value == 2 and meta["generated_compared"].value == len(generated_rows)
     assert meta["unmapped"].value == {"track": {"global": 1}}
     coverage = meta["coverage"].value
     assert coverage["imported"] == 5 and coverage["fully_classified"] == 4
-    assert coverage["cells_filled"] == 2 and coverage["questions_outside_our_cells"] == 1  # cloud L3 quantify holds 2, mobile L2 fluency 1
+    assert (
+        coverage["cells_filled"] == 2 and coverage["questions_outside_our_cells"] == 1
+    )  # cloud L3 quantify holds 2, mobile L2 fluency 1
     assert meta["cells_filled"].value == 2
     assert "kv-cache-management" in meta["per_topic_track"].value and "quantify" in meta["per_zone"].value
     assert "mastery" in meta["outside_our_cells"].value
@@ -625,7 +812,10 @@ def test_imported_questions_asset_without_a_path_is_an_empty_table(warehouse, mo
 
 def test_imported_questions_asset_reads_the_env_path_and_fails_on_a_missing_one(tmp_path, warehouse, monkeypatch):
     root = tmp_path / "env-corpus"
-    write_yaml(root / "edge" / "latency" / "edge-9901.yaml", question("edge-9901", track="edge", topic="latency-decomposition", competency_area="latency"))
+    write_yaml(
+        root / "edge" / "latency" / "edge-9901.yaml",
+        question("edge-9901", track="edge", topic="latency-decomposition", competency_area="latency"),
+    )
     monkeypatch.setenv("STAFFML_IMPORT_PATH", str(root))
     result = _materialize()
     assert result.success and _metadata(result)["dagster/row_count"].value == 1
@@ -633,7 +823,9 @@ def test_imported_questions_asset_reads_the_env_path_and_fails_on_a_missing_one(
     failed = _materialize()
     assert not failed.success
     failure = next(e for e in failed.all_events if e.is_step_failure)
-    assert failure.step_failure_data.user_failure_data.description == f"import path {tmp_path / 'nowhere'} does not exist"
+    assert (
+        failure.step_failure_data.user_failure_data.description == f"import path {tmp_path / 'nowhere'} does not exist"
+    )
 
 
 # --------------------------------------------------------------------------- the published sample

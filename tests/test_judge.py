@@ -20,13 +20,27 @@ from staffml_dagster.stages.reviews import JudgeConfig, judge_verdicts
 from staffml_dagster.storage import connect_warehouse
 from tests.test_anthropic_backend import SECRET, USAGE, USAGE_COST, FakeAPI, client_for
 
-QUESTIONS = pd.DataFrame([{
-    "id": f"gen{i}hidden", "topic": "kv-cache-management", "track": "cloud", "zone": "diagnosis", "level": "L4",
-    "title": f"Decode stalls {i}", "scenario": "A fleet serves Llama 3 8B on H100s.", "question": "Why is decode slow?",
-    "realistic_solution": "It is memory bound.", "common_mistake": "**The Pitfall:** Using peak FLOPs.",
-    "napkin_math": "- t = 16 GB / 3.35 TB/s (specs/hardware.yaml: h100-sxm.memory_bandwidth) = 4.8 ms",
-    "item_model": "imodel-zz", "backend": "offline-zz", "passed": i != 2,
-} for i in range(3)])
+QUESTIONS = pd.DataFrame(
+    [
+        {
+            "id": f"gen{i}hidden",
+            "topic": "kv-cache-management",
+            "track": "cloud",
+            "zone": "diagnosis",
+            "level": "L4",
+            "title": f"Decode stalls {i}",
+            "scenario": "A fleet serves Llama 3 8B on H100s.",
+            "question": "Why is decode slow?",
+            "realistic_solution": "It is memory bound.",
+            "common_mistake": "**The Pitfall:** Using peak FLOPs.",
+            "napkin_math": "- t = 16 GB / 3.35 TB/s (specs/hardware.yaml: h100-sxm.memory_bandwidth) = 4.8 ms",
+            "item_model": "imodel-zz",
+            "backend": "offline-zz",
+            "passed": i != 2,
+        }
+        for i in range(3)
+    ]
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,20 +51,32 @@ def _isolated(tmp_path, monkeypatch):
 
 def review(staff_worthy: int = 0, **over) -> dict:
     out = {c: {"score": 1, "reason": f"{c} holds"} for c in RUBRIC_CRITERIA}
-    out["staff_worthy"] = {"score": staff_worthy, "reason": "a lookup, not an L4 diagnosis" if not staff_worthy else "usable"}
+    out["staff_worthy"] = {
+        "score": staff_worthy,
+        "reason": "a lookup, not an L4 diagnosis" if not staff_worthy else "usable",
+    }
     out["template_smell"] = {"score": 2, "reason": "assembled"}
     out.update(over)
     return out
 
 
 def reply(tool_input) -> dict:
-    return {"id": "msg_j", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
-            "content": [{"type": "tool_use", "id": "toolu_j", "name": jd.JUDGE_TOOL_NAME, "input": tool_input}],
-            "stop_reason": "tool_use", "stop_sequence": None, "usage": USAGE}
+    return {
+        "id": "msg_j",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-6",
+        "content": [{"type": "tool_use", "id": "toolu_j", "name": jd.JUDGE_TOOL_NAME, "input": tool_input}],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": USAGE,
+    }
 
 
 def backend(api, tmp_path, **kw) -> AnthropicGenerator:
-    return AnthropicGenerator(client_for(api), cache_dir=tmp_path / "cache", sleep=lambda s: None, clock=lambda: 0.0, **kw)
+    return AnthropicGenerator(
+        client_for(api), cache_dir=tmp_path / "cache", sleep=lambda s: None, clock=lambda: 0.0, **kw
+    )
 
 
 def test_judge_scores_every_criterion_blind_and_caches(tmp_path):
@@ -68,8 +94,9 @@ def test_judge_scores_every_criterion_blind_and_caches(tmp_path):
     assert user.startswith("<item>") and "Decode stalls 0" in user
     for secret in ("hidden", "imodel-zz", "offline-zz", "specs/hardware.yaml"):
         assert secret not in user
-    assert SECRET not in json.dumps(list((tmp_path / "cache").rglob("*.json")) and
-                                    [p.read_text() for p in (tmp_path / "cache").rglob("*.json")])
+    assert SECRET not in json.dumps(
+        list((tmp_path / "cache").rglob("*.json")) and [p.read_text() for p in (tmp_path / "cache").rglob("*.json")]
+    )
 
     # the same questions again: served from the response cache, no call, no cost
     again = FakeAPI([])
@@ -80,8 +107,14 @@ def test_judge_scores_every_criterion_blind_and_caches(tmp_path):
 def test_unreadable_reply_is_repaired_once_then_recorded_never_invented(tmp_path):
     bad = review()
     del bad["grounding"]
-    api = FakeAPI([reply(bad), reply(review(staff_worthy=1)),                 # repaired
-                   reply({"nonsense": 1}), reply(review(zone_fit={"score": 3, "reason": "x"}))])  # twice unreadable
+    api = FakeAPI(
+        [
+            reply(bad),
+            reply(review(staff_worthy=1)),  # repaired
+            reply({"nonsense": 1}),
+            reply(review(zone_fit={"score": 3, "reason": "x"})),
+        ]
+    )  # twice unreadable
     df = jd.judge_questions(backend(api, tmp_path), QUESTIONS.head(2))
     assert api.calls == 4
     assert df.loc[0, "staff_worthy"] == 1 and pd.isna(df.loc[0, "error"])
@@ -107,38 +140,78 @@ def test_asset_judges_through_the_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     api = FakeAPI([reply(review()), reply(review(staff_worthy=1))])
     real = ab.backend_from_env
-    monkeypatch.setattr(ab, "backend_from_env", lambda **kw: real(http_client=anthropic.DefaultHttpxClient(transport=httpx2.MockTransport(api)),
-                                                                 cache_dir=tmp_path / "cache", **kw))
+    monkeypatch.setattr(
+        ab,
+        "backend_from_env",
+        lambda **kw: real(
+            http_client=anthropic.DefaultHttpxClient(transport=httpx2.MockTransport(api)),
+            cache_dir=tmp_path / "cache",
+            **kw,
+        ),
+    )
     df = judge_verdicts(dg.build_asset_context(), JudgeConfig(only_passed=True), QUESTIONS)
     assert list(df["question_id"]) == ["gen0hidden", "gen1hidden"] and list(df["staff_worthy"]) == [0, 1]
     assert any(SECRET in value for value in api.headers[0].values())  # the key comes from the environment
 
 
 def _agreement(kappas: dict[str, float], items: int = 30) -> pd.DataFrame:
-    rows = [{"round": "all", "criterion": c, "raters": raters, "method": "cohen", "items": items, "kappa": k,
-             "ci_low": None, "ci_high": None, "observed_agreement": 0.9}
-            for (c, raters), k in kappas.items()]
+    rows = [
+        {
+            "round": "all",
+            "criterion": c,
+            "raters": raters,
+            "method": "cohen",
+            "items": items,
+            "kappa": k,
+            "ci_low": None,
+            "ci_high": None,
+            "observed_agreement": 0.9,
+        }
+        for (c, raters), k in kappas.items()
+    ]
     return pd.DataFrame(rows)
 
 
 def test_the_judge_blocks_only_where_it_agrees_with_every_reviewer(warehouse):
-    agreement = _agreement({("staff_worthy", "judge vs human:ana"): 0.72, ("staff_worthy", "judge vs human:ben"): 0.65,
-                            ("staff_worthy", "gate vs human:ana"): 0.1,
-                            ("coherent", "judge vs human:ana"): 0.8, ("coherent", "judge vs human:ben"): 0.4,
-                            ("topic_fit", "judge vs human:ana"): 0.9})
-    agreement.loc[len(agreement)] = {"round": "all", "criterion": "topic_fit", "raters": "judge vs human:ben", "method": "cohen",
-                                     "items": 5, "kappa": 0.1, "ci_low": None, "ci_high": None, "observed_agreement": 0.5}
+    agreement = _agreement(
+        {
+            ("staff_worthy", "judge vs human:ana"): 0.72,
+            ("staff_worthy", "judge vs human:ben"): 0.65,
+            ("staff_worthy", "gate vs human:ana"): 0.1,
+            ("coherent", "judge vs human:ana"): 0.8,
+            ("coherent", "judge vs human:ben"): 0.4,
+            ("topic_fit", "judge vs human:ana"): 0.9,
+        }
+    )
+    agreement.loc[len(agreement)] = {
+        "round": "all",
+        "criterion": "topic_fit",
+        "raters": "judge vs human:ben",
+        "method": "cohen",
+        "items": 5,
+        "kappa": 0.1,
+        "ci_low": None,
+        "ci_high": None,
+        "observed_agreement": 0.5,
+    }
     trusted = jd.trusted_criteria(agreement)
     # coherent: ben disagrees; topic_fit: ben's 5 shared items are too few to count, ana's 0.9 stands
     assert set(trusted) == {"staff_worthy", "topic_fit"}
     assert "human:ben kappa 0.65 on 30" in trusted["staff_worthy"]
 
     corpus = QUESTIONS[QUESTIONS["passed"]].drop(columns="passed")
-    verdicts = jd.judge_frame([
-        {"question_id": "gen0hidden", **{c: 1 for c in RUBRIC_CRITERIA}, "staff_worthy": 0, "coherent": 0,
-         "reasons": json.dumps({"staff_worthy": "a lookup", "coherent": "two scenarios"})},
-        {"question_id": "gen1hidden", **{c: 1 for c in RUBRIC_CRITERIA}, "coherent": 0, "reasons": "{}"},
-    ])
+    verdicts = jd.judge_frame(
+        [
+            {
+                "question_id": "gen0hidden",
+                **{c: 1 for c in RUBRIC_CRITERIA},
+                "staff_worthy": 0,
+                "coherent": 0,
+                "reasons": json.dumps({"staff_worthy": "a lookup", "coherent": "two scenarios"}),
+            },
+            {"question_id": "gen1hidden", **{c: 1 for c in RUBRIC_CRITERIA}, "coherent": 0, "reasons": "{}"},
+        ]
+    )
     blocked = jd.judge_blocks(corpus, verdicts, trusted)
     assert blocked.to_dict("records") == [{"id": "gen0hidden", "judge_failures": ["staff_worthy: a lookup"]}]
 

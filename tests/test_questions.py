@@ -13,6 +13,7 @@ from staffml_dagster.quality.criteria import repeated_computations
 from staffml_dagster.stages.applicability import applicability_rows
 from staffml_dagster.stages.capacity import cell_rows
 
+
 @pytest.fixture(scope="module")
 def cells(specs):
     m = applicability_rows(specs)
@@ -46,7 +47,9 @@ def test_rows_are_well_formed(specs, cells):
     df = _partition(specs, cells, "kv-cache-management", "cloud")
     cloud = {p.id for p in specs.platforms_for("cloud")}
     native = {m.id for m in models_for_topic("kv-cache-management", "cloud")}
-    assert {"kv-cache-sessions", "kv-swap-or-recompute"} <= native and set(df["item_model"]) == native  # every native model serves the partition
+    assert {"kv-cache-sessions", "kv-swap-or-recompute"} <= native and set(
+        df["item_model"]
+    ) == native  # every native model serves the partition
     for r in df.itertuples():
         assert set(r.platforms) <= cloud, r.platforms
         assert r.question.count("?") == 1 and r.question.endswith("?"), r.question
@@ -148,7 +151,10 @@ def test_an_unknown_generator_backend_fails_with_the_choices(tmp_path):
     from staffml_dagster.resources import GeneratorResource
     from staffml_dagster.storage import DuckDBWarehouse
 
-    with pytest.raises(dg.Failure, match="unknown generator backend 'claude' in resource `generator`.*choose one of item-models, anthropic"):
+    with pytest.raises(
+        dg.Failure,
+        match="unknown generator backend 'claude' in resource `generator`.*choose one of item-models, anthropic",
+    ):
         GeneratorResource(backend="claude").create_backend(DuckDBWarehouse(base_dir=str(tmp_path)))
     assert GeneratorResource().create_backend(DuckDBWarehouse(base_dir=str(tmp_path))).name == "item-models"
 
@@ -165,9 +171,12 @@ class TestFullCorpus:
 
     def test_questions_come_only_from_their_topics_native_item_models(self, corpus):
         models = item_models()
-        foreign = [r.id for r in corpus.itertuples()
-                   if r.topic not in models[r.item_model].spec.topics
-                   and not any(r.topic in (d.topics or []) for d in models[r.item_model].spec.questions)]
+        foreign = [
+            r.id
+            for r in corpus.itertuples()
+            if r.topic not in models[r.item_model].spec.topics
+            and not any(r.topic in (d.topics or []) for d in models[r.item_model].spec.questions)
+        ]
         assert not foreign, foreign[:5]
 
     def test_no_computation_repeats_under_two_topics_of_a_track(self, corpus):
@@ -191,7 +200,9 @@ class TestFullCorpus:
 
     def test_answers_are_positive_and_titles_fit(self, corpus):
         """A max batch of -0.45 or a 130-character title is a defect the corpus suite rejects."""
-        assert (corpus.answer_value > 0).all(), corpus[corpus.answer_value <= 0][["id", "framing", "asked", "answer_value"]].head()
+        assert (corpus.answer_value > 0).all(), corpus[corpus.answer_value <= 0][
+            ["id", "framing", "asked", "answer_value"]
+        ].head()
         assert corpus.title.str.len().max() <= 120, corpus.loc[corpus.title.str.len().idxmax(), "title"]
 
 
@@ -200,13 +211,19 @@ def test_anthropic_backend_without_key_fails_before_any_call(pipeline, monkeypat
     instance = dg.DagsterInstance.ephemeral()
     assert pipeline.defs.resolve_job_def("design_stages").execute_in_process(instance=instance).success
     result = pipeline.defs.resolve_job_def("questions_job").execute_in_process(
-        partition_key="kv-cache-management|cloud", instance=instance, raise_on_error=False,
-        run_config={"resources": {"generator": {"config": {"backend": "anthropic"}}}},  # what `staffml run --backend anthropic` passes
+        partition_key="kv-cache-management|cloud",
+        instance=instance,
+        raise_on_error=False,
+        run_config={
+            "resources": {"generator": {"config": {"backend": "anthropic"}}}
+        },  # what `staffml run --backend anthropic` passes
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "ANTHROPIC_API_KEY is not set" in failure.event_specific_data.error.message
-    assert not (pipeline.warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet").exists()
+    assert not (
+        pipeline.warehouse / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet"
+    ).exists()
 
 
 def test_a_question_row_is_one_definition_whose_id_follows_its_content(specs):
@@ -217,10 +234,33 @@ def test_a_question_row_is_one_definition_whose_id_follows_its_content(specs):
     from staffml_dagster.generation.backend import QUESTION_COLUMNS, CellRequest, QuestionRow
 
     cell = CellRequest("kv-cache-management", "cloud", "quantify", "L3", target=1, seed=0)
-    content = dict(title="t", scenario="s", question="q?", realistic_solution="r", common_mistake="m", napkin_math="n", calc=[],
-                   answer_value=1.0, answer_unit="GB", mistake_value=2.0, mistake_id="x", platforms=["h100-sxm"], workload=None,
-                   scale_point=None, item_model="im", framing="f", asked="a", signature="sig", claims=[], distractors=[],
-                   backend="item-models", model=None, generator_version="v", prompt_hash="p", cost_usd=0.0)
+    content = dict(
+        title="t",
+        scenario="s",
+        question="q?",
+        realistic_solution="r",
+        common_mistake="m",
+        napkin_math="n",
+        calc=[],
+        answer_value=1.0,
+        answer_unit="GB",
+        mistake_value=2.0,
+        mistake_id="x",
+        platforms=["h100-sxm"],
+        workload=None,
+        scale_point=None,
+        item_model="im",
+        framing="f",
+        asked="a",
+        signature="sig",
+        claims=[],
+        distractors=[],
+        backend="item-models",
+        model=None,
+        generator_version="v",
+        prompt_hash="p",
+        cost_usd=0.0,
+    )
     row = QuestionRow.in_cell(specs, cell, **content)
     assert list(row.as_dict()) == QUESTION_COLUMNS
     assert row.competency_area == specs.topic_by_id["kv-cache-management"].area and row.spec_version == specs.version

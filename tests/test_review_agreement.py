@@ -13,8 +13,16 @@ TRUTH = [i % 4 != 0 for i in range(16)]  # what a careful reviewer finds on topi
 
 
 def validated() -> pd.DataFrame:
-    return pd.DataFrame({"id": IDS, "topic_fit_ok": TRUTH, "coherence_ok": [True] * 16, "passed": [True] * 16,
-                         "topic": "kv-cache-management", "track": "cloud"})
+    return pd.DataFrame(
+        {
+            "id": IDS,
+            "topic_fit_ok": TRUTH,
+            "coherence_ok": [True] * 16,
+            "passed": [True] * 16,
+            "topic": "kv-cache-management",
+            "track": "cloud",
+        }
+    )
 
 
 def reviews() -> pd.DataFrame:
@@ -23,8 +31,18 @@ def reviews() -> pd.DataFrame:
         for reviewer, noisy in (("ana", False), ("ben", True)):
             for i, (q, t) in enumerate(zip(IDS, TRUTH)):
                 score = int(t) if not (noisy and i in flips) else 1 - int(t)
-                row = {"question_id": q, "reviewer": reviewer, "round": rnd, "source": "corpus", "sheet": "s",
-                       **{c: 1 for c in RUBRIC_CRITERIA}, "template_smell": 1, "reasons": "{}", "file": "f", "imported_at": "t"}
+                row = {
+                    "question_id": q,
+                    "reviewer": reviewer,
+                    "round": rnd,
+                    "source": "corpus",
+                    "sheet": "s",
+                    **{c: 1 for c in RUBRIC_CRITERIA},
+                    "template_smell": 1,
+                    "reasons": "{}",
+                    "file": "f",
+                    "imported_at": "t",
+                }
                 row["topic_fit"] = score
                 row["staff_worthy"] = score
                 rows.append(row)
@@ -32,7 +50,9 @@ def reviews() -> pd.DataFrame:
 
 
 def judge() -> pd.DataFrame:
-    return pd.DataFrame({"question_id": IDS, **{c: [1] * 16 for c in RUBRIC_CRITERIA}, "topic_fit": [int(t) for t in TRUTH]})
+    return pd.DataFrame(
+        {"question_id": IDS, **{c: [1] * 16 for c in RUBRIC_CRITERIA}, "topic_fit": [int(t) for t in TRUTH]}
+    )
 
 
 def test_report_covers_every_comparison_and_convergence():
@@ -42,7 +62,9 @@ def test_report_covers_every_comparison_and_convergence():
     assert topic.loc["gate vs human:ana", "kappa"] == pytest.approx(1.0)
     assert topic.loc["human:ana vs human:ben", "kappa"] < 1.0  # ben's round 2 still flips q01
     assert topic.loc["all (gate, judge, human:ana, human:ben)", "method"] == "fleiss"
-    conv = report.convergence[(report.convergence["criterion"] == "topic_fit") & (report.convergence["comparison"] == "among reviewers")]
+    conv = report.convergence[
+        (report.convergence["criterion"] == "topic_fit") & (report.convergence["comparison"] == "among reviewers")
+    ]
     assert list(conv["round"]) == [1, 2] and conv["kappa"].iloc[1] > conv["kappa"].iloc[0]
     assert report.disagreements.loc[0, "item"] == "q01"
     text = agreement_markdown(report)
@@ -57,7 +79,9 @@ def test_asset_reads_the_warehouse_and_writes_the_report(warehouse):
     (warehouse / "reviews").mkdir()
     reviews().to_parquet(warehouse / "reviews" / "part.parquet", index=False)
 
-    result = dg.materialize([review_agreement], resources={"warehouse": DuckDBWarehouse(), "io_manager": HiveParquetIOManager()})
+    result = dg.materialize(
+        [review_agreement], resources={"warehouse": DuckDBWarehouse(), "io_manager": HiveParquetIOManager()}
+    )
     assert result.success
     meta = result.asset_materializations_for_node("review_agreement")[0].metadata
     assert meta["raters"].value == "gate, human:ana, human:ben"
@@ -69,7 +93,9 @@ def test_asset_reads_the_warehouse_and_writes_the_report(warehouse):
 
 
 def test_asset_without_reviews_says_what_to_do(warehouse):
-    result = dg.materialize([review_agreement], resources={"warehouse": DuckDBWarehouse(), "io_manager": HiveParquetIOManager()})
+    result = dg.materialize(
+        [review_agreement], resources={"warehouse": DuckDBWarehouse(), "io_manager": HiveParquetIOManager()}
+    )
     assert result.success
     meta = result.asset_materializations_for_node("review_agreement")[0].metadata
     assert "staffml review export" in meta["agreement"].value

@@ -14,31 +14,68 @@ import pandas as pd
 import pytest
 
 from staffml_dagster import cli
-from staffml_dagster.quality.agreement import RUBRIC_CRITERIA
 from staffml_dagster.quality import review_rounds as rr
+from staffml_dagster.quality.agreement import RUBRIC_CRITERIA
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ALL_SCORES = [*RUBRIC_CRITERIA, rr.SMELL]
-NAPKIN = ("**Assumptions & Constraints:**\n- HBM bandwidth: 3.35 TB/s (specs/hardware.yaml: h100_sxm.memory_bandwidth)\n\n"
-          "**Calculations:**\n- t = 140 GB / 3.35 TB/s = 41.8 ms\n\n**Conclusion:**\nDecode is memory bound.")
+NAPKIN = (
+    "**Assumptions & Constraints:**\n- HBM bandwidth: 3.35 TB/s (specs/hardware.yaml: h100_sxm.memory_bandwidth)\n\n"
+    "**Calculations:**\n- t = 140 GB / 3.35 TB/s = 41.8 ms\n\n**Conclusion:**\nDecode is memory bound."
+)
 
 
 def corpus_rows(n: int = 6) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "id": f"gen{i:03d}secret", "topic": "kv-cache-management", "track": "cloud", "zone": "diagnosis", "level": "L4",
-        "title": f"Decode stalls {i}", "scenario": f"A <b>serving</b> fleet & scenario {i}.", "question": "=Why is decode slow?",
-        "realistic_solution": "It is memory bound.", "common_mistake": "**The Pitfall:** Using peak FLOPs.", "napkin_math": NAPKIN,
-        "item_model": "imodel-zz", "backend": "offline-zz", "signature": f"sig-{i}",
-    } for i in range(n)])
+    return pd.DataFrame(
+        [
+            {
+                "id": f"gen{i:03d}secret",
+                "topic": "kv-cache-management",
+                "track": "cloud",
+                "zone": "diagnosis",
+                "level": "L4",
+                "title": f"Decode stalls {i}",
+                "scenario": f"A <b>serving</b> fleet & scenario {i}.",
+                "question": "=Why is decode slow?",
+                "realistic_solution": "It is memory bound.",
+                "common_mistake": "**The Pitfall:** Using peak FLOPs.",
+                "napkin_math": NAPKIN,
+                "item_model": "imodel-zz",
+                "backend": "offline-zz",
+                "signature": f"sig-{i}",
+            }
+            for i in range(n)
+        ]
+    )
 
 
 def calibration_file(tmp_path: Path) -> Path:
     path = tmp_path / "published.jsonl"
-    rows = [{"id": f"pub{i}", "track": "edge", "zone": "diagnosis", "level": "L3", "topic": "real-time-deadlines",
-             "title": f"Published {i}", "scenario": "Published scenario.", "question": "What breaks?",
-             "realistic_solution": "Contention.", "common_mistake": "Peak.", "napkin_math": "- 30 ms + 25 ms = 55 ms"} for i in range(3)]
+    rows = [
+        {
+            "id": f"pub{i}",
+            "track": "edge",
+            "zone": "diagnosis",
+            "level": "L3",
+            "topic": "real-time-deadlines",
+            "title": f"Published {i}",
+            "scenario": "Published scenario.",
+            "question": "What breaks?",
+            "realistic_solution": "Contention.",
+            "common_mistake": "Peak.",
+            "napkin_math": "- 30 ms + 25 ms = 55 ms",
+        }
+        for i in range(3)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -89,8 +126,23 @@ def test_sheet_is_blind_self_contained_and_keyed(data, tmp_path, capsys):
     assert {r["question"] for r in rows if r["title"].startswith("Decode")} == {" =Why is decode slow?"}
     assert "corpus, 2 calibration" in capsys.readouterr().out
     # the same draw again is refused (its key would be overwritten) unless forced
-    assert cli.main(["review", "export", "--seed", "4", "--out", str(out), "--calibration", "2",
-                     "--calibration-file", str(calibration_file(tmp_path))]) == 1
+    assert (
+        cli.main(
+            [
+                "review",
+                "export",
+                "--seed",
+                "4",
+                "--out",
+                str(out),
+                "--calibration",
+                "2",
+                "--calibration-file",
+                str(calibration_file(tmp_path)),
+            ]
+        )
+        == 1
+    )
     assert "already exported" in capsys.readouterr().err
 
 
@@ -102,7 +154,10 @@ def test_export_selection_errors(data, tmp_path, capsys):
     assert cli.main(["review", "export", "--where", "no_such_column = 1", "--out", str(tmp_path / "o")]) == 1
     assert "--where" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
-    assert cli.main(["review", "export", "--where", "title LIKE '%1' OR title LIKE '%2'", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        cli.main(["review", "export", "--where", "title LIKE '%1' OR title LIKE '%2'", "--out", str(tmp_path / "o")])
+        == 0
+    )
     assert "2 items" in capsys.readouterr().out
 
 
@@ -111,17 +166,25 @@ def test_hostile_review_files(data, tmp_path, capsys):
     sheet, items = key["sheet"], sorted(key["items"])
     a, b, c, d, e, f = items
     good = tmp_path / "good.json"
-    good.write_text(json.dumps({"sheet": sheet, "reviewer": "ana", "scores": [
-        _scores(a),
-        _scores(b, staff_worthy=0, reasons={"staff_worthy": "one formula at L4"}),
-        _scores("0123456789"),                                   # unknown item
-        _scores(c, grounding=None),                              # missing score
-        _scores(d, zone_fit=2),                                  # out of range
-        _scores(e, coherent=0),                                  # a 0 without a reason
-        _scores(a, topic_fit=0, reasons={"topic_fit": "x"}),     # ana scored item a twice
-        "not an object",
-        _scores(f, template_smell=3, reasons={"nosuch": "y"}),   # two problems, one error line
-    ]}))
+    good.write_text(
+        json.dumps(
+            {
+                "sheet": sheet,
+                "reviewer": "ana",
+                "scores": [
+                    _scores(a),
+                    _scores(b, staff_worthy=0, reasons={"staff_worthy": "one formula at L4"}),
+                    _scores("0123456789"),  # unknown item
+                    _scores(c, grounding=None),  # missing score
+                    _scores(d, zone_fit=2),  # out of range
+                    _scores(e, coherent=0),  # a 0 without a reason
+                    _scores(a, topic_fit=0, reasons={"topic_fit": "x"}),  # ana scored item a twice
+                    "not an object",
+                    _scores(f, template_smell=3, reasons={"nosuch": "y"}),  # two problems, one error line
+                ],
+            }
+        )
+    )
     wrong = tmp_path / "ben.json"
     wrong.write_text(json.dumps({"sheet": sheet, "reviewer": "ben", "scores": [_scores(c)]}))
     broken = tmp_path / "broken.json"
@@ -135,9 +198,15 @@ def test_hostile_review_files(data, tmp_path, capsys):
     assert f"{good}: scores[3] (item {c}): grounding missing" in text
     assert f"{good}: scores[4] (item {d}): zone_fit must be 0 or 1, got '2'" in text
     assert f"{good}: scores[5] (item {e}): coherent is 0 without a reason" in text
-    assert f"{good}: scores[6] (item {a}): reviewer ana scored this item twice in round 1 (first at {good}: scores[0])" in text
+    assert (
+        f"{good}: scores[6] (item {a}): reviewer ana scored this item twice in round 1 (first at {good}: scores[0])"
+        in text
+    )
     assert f"{good}: scores[7]: not an object" in text
-    assert f"{good}: scores[8] (item {f}): template_smell must be 0, 1 or 2, got '3'; reason for unknown criterion 'nosuch'" in text
+    assert (
+        f"{good}: scores[8] (item {f}): template_smell must be 0, 1 or 2, got '3'; reason for unknown criterion 'nosuch'"
+        in text
+    )
     assert f"{wrong}: the sheet was saved by reviewer 'ben', not --reviewer 'ana'" in text
     assert f"{broken}: not valid JSON" in text
     assert "2 review row(s) kept from 3 file(s), 9 error(s)" in captured.out
@@ -145,7 +214,9 @@ def test_hostile_review_files(data, tmp_path, capsys):
     table = pd.read_parquet(data / "warehouse" / "reviews" / "part.parquet")
     assert sorted(table["question_id"]) == sorted(key["items"][k]["question_id"] for k in (a, b))
     assert set(table["reviewer"]) == {"ana"} and set(table["round"]) == {1}
-    assert json.loads(table.set_index("question_id").loc[key["items"][b]["question_id"], "reasons"]) == {"staff_worthy": "one formula at L4"}
+    assert json.loads(table.set_index("question_id").loc[key["items"][b]["question_id"], "reasons"]) == {
+        "staff_worthy": "one formula at L4"
+    }
 
     # importing the same file again: every row is a second score in round 1, nothing written
     before = (data / "warehouse" / "reviews" / "part.parquet").read_bytes()
@@ -178,7 +249,10 @@ def test_csv_round_trip_and_atomic_table(data, tmp_path, capsys, monkeypatch):
         for c in ALL_SCORES:
             row[c] = "1"
         if i == 0:
-            row["math_correct"], row["reason_math_correct"] = "0", "41.8 ms is 140 GB / 3.35 TB/s, fine, but the batch is ignored"
+            row["math_correct"], row["reason_math_correct"] = (
+                "0",
+                "41.8 ms is 140 GB / 3.35 TB/s, fine, but the batch is ignored",
+            )
         if i == 1:
             row["topic_fit"] = "yes"
         if i == 2:
@@ -212,7 +286,9 @@ def test_csv_round_trip_and_atomic_table(data, tmp_path, capsys, monkeypatch):
     assert cli.main(["review", "import", str(filled), "--round", "1", "--reviewer", "cy"]) == 2
     assert "disk full" in capsys.readouterr().err
     assert (data / "warehouse" / "reviews" / "part.parquet").read_bytes() == before
-    assert not [p for p in (data / "warehouse" / "reviews").iterdir() if p.name not in ("part.parquet", ".lock")]  # no temp file left
+    assert not [
+        p for p in (data / "warehouse" / "reviews").iterdir() if p.name not in ("part.parquet", ".lock")
+    ]  # no temp file left
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)")
@@ -227,8 +303,9 @@ def test_browser_round_trip(data, tmp_path, capsys):
     requests: list[str] = []
     try:
         with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
-                                                            args=CHROMIUM_ARGS, accept_downloads=True)
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, accept_downloads=True
+            )
             try:
                 page = context.pages[0] if context.pages else context.new_page()
                 page.on("request", lambda r: requests.append(r.url))
@@ -277,8 +354,14 @@ def test_rejected_items_are_mixed_in_like_corpus_items(data, tmp_path, capsys):
     out, key = _export(data, tmp_path, "--n", "3", "--rejected", "2")
     sources = sorted(e["source"] for e in key["items"].values())
     assert sources == ["corpus"] * 3 + ["rejected"] * 2
-    assert {e["question_id"] for e in key["items"].values() if e["source"] == "rejected"} <= {"rej006secret", "rej007secret", "rej008secret"}
+    assert {e["question_id"] for e in key["items"].values() if e["source"] == "rejected"} <= {
+        "rej006secret",
+        "rej007secret",
+        "rej008secret",
+    }
     assert "secret" not in next(out.glob("*.html")).read_text()
     assert "2 rejected by the gate" in capsys.readouterr().out
-    assert cli.main(["review", "export", "--n", "1", "--rejected", "4", "--seed", "5", "--out", str(tmp_path / "o")]) == 1
+    assert (
+        cli.main(["review", "export", "--n", "1", "--rejected", "4", "--seed", "5", "--out", str(tmp_path / "o")]) == 1
+    )
     assert "asked for 4 rejected items, validated_questions holds 3 the gate rejected" in capsys.readouterr().err

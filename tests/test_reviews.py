@@ -48,15 +48,29 @@ def corpus_rows() -> pd.DataFrame:
     for c, (topic, track) in enumerate(CELLS):
         for i in range(5):
             n = c * 5 + i
-            rows.append({
-                "id": f"gen{n:03d}x", "topic": topic, "track": track, "zone": "diagnosis", "level": "L4",
-                "title": f"Generated title {n}", "scenario": f"Scenario text {n}.", "question": "Why is decode slow?",
-                "realistic_solution": "It is **memory** bound.", "common_mistake": MISTAKE, "napkin_math": OUR_NAPKIN,
-                # gen000x and gen001x share a signature: never both in one sample
-                "signature": "sig-shared" if n < 2 else f"sig{n:03d}",
-                "item_model": "imodelzz", "backend": "offlinezz", "competency_area": "memory" if topic.startswith("kv") else "precision",
-                "grounding_ok": True, "computability_ok": n % 2 == 0, "passed": True,
-            })
+            rows.append(
+                {
+                    "id": f"gen{n:03d}x",
+                    "topic": topic,
+                    "track": track,
+                    "zone": "diagnosis",
+                    "level": "L4",
+                    "title": f"Generated title {n}",
+                    "scenario": f"Scenario text {n}.",
+                    "question": "Why is decode slow?",
+                    "realistic_solution": "It is **memory** bound.",
+                    "common_mistake": MISTAKE,
+                    "napkin_math": OUR_NAPKIN,
+                    # gen000x and gen001x share a signature: never both in one sample
+                    "signature": "sig-shared" if n < 2 else f"sig{n:03d}",
+                    "item_model": "imodelzz",
+                    "backend": "offlinezz",
+                    "competency_area": "memory" if topic.startswith("kv") else "precision",
+                    "grounding_ok": True,
+                    "computability_ok": n % 2 == 0,
+                    "passed": True,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -72,12 +86,23 @@ def write_hive(root: Path, df: pd.DataFrame) -> Path:
 def calibration_rows() -> list[dict]:
     rows = []
     for i, track in enumerate(["cloud", "edge", "mobile", "tinyml", "cloud", "edge", "global", "global"]):
-        rows.append({
-            "id": f"pub{i:03d}y", "track": track, "level": "L3", "zone": "diagnosis" if i != 5 else "implement",
-            "topic": "real-time-deadlines", "title": f"The Published Problem {i}", "scenario": f"Published scenario {i}.",
-            "question": "What breaks?", "realistic_solution": "Resource contention.", "common_mistake": MISTAKE,
-            "napkin_math": PUBLISHED_NAPKIN, "status": "published", "source_path": f"vault/pub{i:03d}y.yaml",
-        })
+        rows.append(
+            {
+                "id": f"pub{i:03d}y",
+                "track": track,
+                "level": "L3",
+                "zone": "diagnosis" if i != 5 else "implement",
+                "topic": "real-time-deadlines",
+                "title": f"The Published Problem {i}",
+                "scenario": f"Published scenario {i}.",
+                "question": "What breaks?",
+                "realistic_solution": "Resource contention.",
+                "common_mistake": MISTAKE,
+                "napkin_math": PUBLISHED_NAPKIN,
+                "status": "published",
+                "source_path": f"vault/pub{i:03d}y.yaml",
+            }
+        )
     return rows
 
 
@@ -95,7 +120,10 @@ def draw(inputs, out: Path, seed: int = 5, n: int = 6, calibration: int = 4) -> 
 
 
 REJECTED_FAILURES = {
-    "rej000z": ["computability: answer 4.2 ms disagrees with recomputed 41.8 ms", "grounding: bandwidthzz not in hardware"],
+    "rej000z": [
+        "computability: answer 4.2 ms disagrees with recomputed 41.8 ms",
+        "grounding: bandwidthzz not in hardware",
+    ],
     "rej001z": ["structure: L6 item is one formula"],
     "rej002z": ["topic_fit: nearest topic is roofline"],
     "rej003z": ["coherence: figure 12 unused"],
@@ -111,12 +139,21 @@ def rejected_rows() -> pd.DataFrame:
         topic, track = CELLS[n % len(CELLS)]
         failed = {f.split(":")[0] for f in failures}
         row = {
-            "id": rid, "topic": topic, "track": track, "zone": "diagnosis", "level": "L4",
-            "title": f"Generated title {90 + n}", "scenario": f"Scenario text {90 + n}.", "question": "Why is decode slow?",
-            "realistic_solution": "It is **memory** bound.", "common_mistake": MISTAKE, "napkin_math": OUR_NAPKIN,
+            "id": rid,
+            "topic": topic,
+            "track": track,
+            "zone": "diagnosis",
+            "level": "L4",
+            "title": f"Generated title {90 + n}",
+            "scenario": f"Scenario text {90 + n}.",
+            "question": "Why is decode slow?",
+            "realistic_solution": "It is **memory** bound.",
+            "common_mistake": MISTAKE,
+            "napkin_math": OUR_NAPKIN,
             # rej000z and rej001z share a signature: never both in one sample
             "signature": "rsig-shared" if n < 2 else f"rsig{n:03d}",
-            "item_model": "imodelzz", "backend": "offlinezz",
+            "item_model": "imodelzz",
+            "backend": "offlinezz",
         }
         for c in ("grounding", "computability", "structure", "topic_fit", "coherence", "falsifiability"):
             row[f"{c}_ok"] = c not in failed
@@ -161,23 +198,57 @@ def test_sample_renders_blind_items_with_requested_counts(inputs, tmp_path):
 
     # nothing that names a row or tells the sources apart
     ids = [r["id"] for r in corpus_rows().to_dict("records")] + [r["id"] for r in calibration_rows()]
-    for marker in [*ids, "sig-shared", "imodelzz", "offlinezz", "source_path", "vault/", "specs/", "assumption:", "scenario:",
-                   "prefix misread", "Interpretation", "Result:", "staffml", "StaffML", "corpus", "signature"]:
+    for marker in [
+        *ids,
+        "sig-shared",
+        "imodelzz",
+        "offlinezz",
+        "source_path",
+        "vault/",
+        "specs/",
+        "assumption:",
+        "scenario:",
+        "prefix misread",
+        "Interpretation",
+        "Result:",
+        "staffml",
+        "StaffML",
+        "corpus",
+        "signature",
+    ]:
         assert marker not in items, marker
-    assert "`" not in items[items.index("## Item 1"):], "code markup left in an item"
+    assert "`" not in items[items.index("## Item 1") :], "code markup left in an item"
     assert not re.search(r"[ \t]+$", items, re.M), "trailing whitespace"
     # every item has the same shape
     for block in items.split("## Item ")[1:]:
-        assert re.findall(r"^- (\w+):", block.split("### Scenario")[0], re.M) == ["Topic", "Track", "Zone", "Level", "Title"]
-        assert re.findall(r"^### (.+)$", block, re.M) == ["Scenario", "Question", "Realistic solution", "Common mistake", "Napkin math"]
-        assert re.findall(r"^\*\*([^*]+):\*\*", block.split("### Napkin math")[1], re.M) == ["Assumptions & Constraints", "Calculations", "Conclusion"]
+        assert re.findall(r"^- (\w+):", block.split("### Scenario")[0], re.M) == [
+            "Topic",
+            "Track",
+            "Zone",
+            "Level",
+            "Title",
+        ]
+        assert re.findall(r"^### (.+)$", block, re.M) == [
+            "Scenario",
+            "Question",
+            "Realistic solution",
+            "Common mistake",
+            "Napkin math",
+        ]
+        assert re.findall(r"^\*\*([^*]+):\*\*", block.split("### Napkin math")[1], re.M) == [
+            "Assumptions & Constraints",
+            "Calculations",
+            "Conclusion",
+        ]
 
     # the key: ids, gate verdicts as booleans for corpus rows, preferred tracks for calibration
     corpus_ids = [e["id"] for e in key.values() if e["source"] == "corpus"]
     assert len(set(corpus_ids)) == 6 and not {"gen000x", "gen001x"} <= set(corpus_ids)
     for e in key.values():
         if e["source"] == "corpus":
-            assert isinstance(e["grounding_ok"], bool) and isinstance(e["computability_ok"], bool) and e["passed"] is True
+            assert (
+                isinstance(e["grounding_ok"], bool) and isinstance(e["computability_ok"], bool) and e["passed"] is True
+            )
         else:
             assert "passed" not in e
     tracks = {r["id"]: r["track"] for r in calibration_rows()}
@@ -189,11 +260,15 @@ def test_sample_renders_blind_items_with_requested_counts(inputs, tmp_path):
 
 def test_sample_draws_only_the_areas_asked_for(inputs, tmp_path):
     warehouse, cal = inputs
-    out = sample.sample(6, n=4, calibration=0, warehouse=warehouse, out=tmp_path / "r", calibration_file=cal, areas=["precision"])
+    out = sample.sample(
+        6, n=4, calibration=0, warehouse=warehouse, out=tmp_path / "r", calibration_file=cal, areas=["precision"]
+    )
     key = json.loads((out / "key.json").read_text())
     assert len(key) == 4 and all(e["id"].startswith("gen01") for e in key.values())  # rows 10-14: the precision cell
     with pytest.raises(sample.SampleError, match="--areas nosuch"):
-        sample.sample(7, n=2, calibration=0, warehouse=warehouse, out=tmp_path / "s", calibration_file=cal, areas=["nosuch"])
+        sample.sample(
+            7, n=2, calibration=0, warehouse=warehouse, out=tmp_path / "s", calibration_file=cal, areas=["nosuch"]
+        )
 
 
 def test_sample_is_deterministic_for_a_seed(inputs, tmp_path):
@@ -217,9 +292,13 @@ def test_sample_reads_a_single_corpus_file(tmp_path):
 def test_sample_errors_clearly(inputs, tmp_path):
     warehouse, cal = inputs
     with pytest.raises(sample.SampleError, match="calibration set not found"):
-        sample.sample(1, n=3, calibration=2, warehouse=warehouse, out=tmp_path / "x", calibration_file=tmp_path / "absent.jsonl")
+        sample.sample(
+            1, n=3, calibration=2, warehouse=warehouse, out=tmp_path / "x", calibration_file=tmp_path / "absent.jsonl"
+        )
     # no calibration asked: the file is not needed
-    out = sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "y", calibration_file=tmp_path / "absent.jsonl")
+    out = sample.sample(
+        1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "y", calibration_file=tmp_path / "absent.jsonl"
+    )
     assert {e["source"] for e in json.loads((out / "key.json").read_text()).values()} == {"corpus"}
     with pytest.raises(sample.SampleError, match="distinct signatures"):
         sample.sample(2, n=15, calibration=0, warehouse=warehouse, out=tmp_path / "z", calibration_file=cal)
@@ -237,11 +316,45 @@ def test_sample_errors_clearly(inputs, tmp_path):
 def test_main_cli(inputs, tmp_path, capsys):
     warehouse, cal = inputs
     out = tmp_path / "cli"
-    assert sample.main(["--seed", "4", "--n", "2", "--calibration", "1", "--warehouse", str(warehouse),
-                        "--calibration-file", str(cal), "--out", str(out)]) == 0
+    assert (
+        sample.main(
+            [
+                "--seed",
+                "4",
+                "--n",
+                "2",
+                "--calibration",
+                "1",
+                "--warehouse",
+                str(warehouse),
+                "--calibration-file",
+                str(cal),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "items.md").exists() and (out / "key.json").exists() and (out / "README.md").exists()
-    assert sample.main(["--seed", "4", "--n", "2", "--calibration", "1", "--warehouse", str(warehouse),
-                        "--calibration-file", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "cli2")]) == 2
+    assert (
+        sample.main(
+            [
+                "--seed",
+                "4",
+                "--n",
+                "2",
+                "--calibration",
+                "1",
+                "--warehouse",
+                str(warehouse),
+                "--calibration-file",
+                str(tmp_path / "none.jsonl"),
+                "--out",
+                str(tmp_path / "cli2"),
+            ]
+        )
+        == 2
+    )
     assert "calibration set not found" in capsys.readouterr().err
 
 
@@ -251,7 +364,9 @@ def _blocks(items_md: str) -> dict[str, str]:
 
 def test_sample_mixes_in_rejected_rows_without_a_marker(inputs_with_rejected, tmp_path):
     warehouse, cal = inputs_with_rejected
-    out = sample.sample(5, n=6, calibration=2, warehouse=warehouse, out=tmp_path / "r", calibration_file=cal, rejected=3)
+    out = sample.sample(
+        5, n=6, calibration=2, warehouse=warehouse, out=tmp_path / "r", calibration_file=cal, rejected=3
+    )
     items = (out / "items.md").read_text()
     key = json.loads((out / "key.json").read_text())
     assert len(key) == 11 and re.findall(r"^## Item (\d+)$", items, re.M) == [str(k) for k in range(1, 12)]
@@ -275,8 +390,21 @@ def test_sample_mixes_in_rejected_rows_without_a_marker(inputs_with_rejected, tm
         assert "passed" not in key[n] and "failures" not in key[n]
 
     # nothing in items.md tells a rejected item apart
-    for marker in [*REJECTED_FAILURES, *(f for fs in REJECTED_FAILURES.values() for f in fs), "rsig", "reasonzz",
-                   "bandwidthzz", "rejected", "Rejected", "failure", "passed", "_ok", "gate", "imodelzz", "offlinezz"]:
+    for marker in [
+        *REJECTED_FAILURES,
+        *(f for fs in REJECTED_FAILURES.values() for f in fs),
+        "rsig",
+        "reasonzz",
+        "bandwidthzz",
+        "rejected",
+        "Rejected",
+        "failure",
+        "passed",
+        "_ok",
+        "gate",
+        "imodelzz",
+        "offlinezz",
+    ]:
         assert marker not in items, marker
     # rejected and corpus rows built from one template render to the very same block
     # (up to numbers and the topic/track cell)
@@ -313,18 +441,59 @@ def test_sample_rejected_errors_clearly(inputs, tmp_path, capsys):
         sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "x", calibration_file=cal, rejected=1)
     write_validated(warehouse, corpus_rows(), rejected_rows())
     # 5 rejected rows, 4 with distinct signatures
-    with pytest.raises(sample.SampleError, match=r"--rejected 5, but .* holds only 5 rejected row\(s\) \(passed false\): 4 with distinct signatures"):
+    with pytest.raises(
+        sample.SampleError,
+        match=r"--rejected 5, but .* holds only 5 rejected row\(s\) \(passed false\): 4 with distinct signatures",
+    ):
         sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "y", calibration_file=cal, rejected=5)
     with pytest.raises(sample.SampleError, match="holds only 5 rejected"):
         sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "z", calibration_file=cal, rejected=50)
-    out = sample.sample(1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "w", calibration_file=cal, rejected=4)
+    out = sample.sample(
+        1, n=3, calibration=0, warehouse=warehouse, out=tmp_path / "w", calibration_file=cal, rejected=4
+    )
     assert sum(e["source"] == "rejected" for e in json.loads((out / "key.json").read_text()).values()) == 4
     # the CLI option
-    assert sample.main(["--seed", "6", "--n", "2", "--calibration", "1", "--rejected", "2", "--warehouse", str(warehouse),
-                        "--calibration-file", str(cal), "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        sample.main(
+            [
+                "--seed",
+                "6",
+                "--n",
+                "2",
+                "--calibration",
+                "1",
+                "--rejected",
+                "2",
+                "--warehouse",
+                str(warehouse),
+                "--calibration-file",
+                str(cal),
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     assert "2 rejected" in capsys.readouterr().out
-    assert sample.main(["--seed", "6", "--n", "2", "--calibration", "0", "--rejected", "9", "--warehouse", str(warehouse),
-                        "--out", str(tmp_path / "cli2")]) == 2
+    assert (
+        sample.main(
+            [
+                "--seed",
+                "6",
+                "--n",
+                "2",
+                "--calibration",
+                "0",
+                "--rejected",
+                "9",
+                "--warehouse",
+                str(warehouse),
+                "--out",
+                str(tmp_path / "cli2"),
+            ]
+        )
+        == 2
+    )
     assert "holds only 5 rejected row(s)" in capsys.readouterr().err
 
 
@@ -344,11 +513,17 @@ def test_both_sources_render_the_conclusion_alike():
     assert ours.endswith("**Conclusion:**\nDecode is memory bound at 41.8 ms per token.")
     assert published.endswith("**Conclusion:**\n55 ms. The frame misses its deadline.")
     assert "- Contention: 30 ms + 25 ms = 55 ms" in published
-    assert "- weights: 140 GB\n" in ours and "- HBM bandwidth: 3.35 TB/s\n" in ours and "- requests: 12 per second\n" in ours
+    assert (
+        "- weights: 140 GB\n" in ours
+        and "- HBM bandwidth: 3.35 TB/s\n" in ours
+        and "- requests: 12 per second\n" in ours
+    )
     # the numbered, nested variant some published rows use renders the same way
-    nested = ("1. **Assumptions & Constraints:**\n   - Frame budget: 33.3 ms\n2. **Calculations:**\n"
-              "   - Contention: 30 ms + 25 ms = 55 ms\n3. **Conclusion & Interpretation:**\n"
-              "   **Result: 55 ms.** The frame misses its deadline.")
+    nested = (
+        "1. **Assumptions & Constraints:**\n   - Frame budget: 33.3 ms\n2. **Calculations:**\n"
+        "   - Contention: 30 ms + 25 ms = 55 ms\n3. **Conclusion & Interpretation:**\n"
+        "   **Result: 55 ms.** The frame misses its deadline."
+    )
     assert sample.normalise_text(nested, "napkin_math") == published
 
 
@@ -367,10 +542,31 @@ def scored(item: int, smell: int = 0, **zeros: str) -> dict:
 
 def review_dir(tmp_path: Path, scores: list[dict]) -> Path:
     key = {
-        "1": {"source": "corpus", "id": "q1", "grounding_ok": True, "computability_ok": True, "hygiene_ok": True, "passed": True},
-        "2": {"source": "corpus", "id": "q2", "grounding_ok": True, "computability_ok": False, "hygiene_ok": True, "passed": True},
+        "1": {
+            "source": "corpus",
+            "id": "q1",
+            "grounding_ok": True,
+            "computability_ok": True,
+            "hygiene_ok": True,
+            "passed": True,
+        },
+        "2": {
+            "source": "corpus",
+            "id": "q2",
+            "grounding_ok": True,
+            "computability_ok": False,
+            "hygiene_ok": True,
+            "passed": True,
+        },
         "3": {"source": "staffml", "id": "s1"},
-        "4": {"source": "corpus", "id": "q3", "grounding_ok": False, "computability_ok": True, "hygiene_ok": True, "passed": True},
+        "4": {
+            "source": "corpus",
+            "id": "q3",
+            "grounding_ok": False,
+            "computability_ok": True,
+            "hygiene_ok": True,
+            "passed": True,
+        },
         "5": {"source": "staffml", "id": "s2"},
     }
     d = tmp_path / "review"
@@ -381,13 +577,16 @@ def review_dir(tmp_path: Path, scores: list[dict]) -> Path:
 
 
 def test_score_shares_and_gate_agreement(tmp_path, capsys):
-    d = review_dir(tmp_path, [
-        scored(1, smell=2, grounding="A100 bandwidth is not 3.35 TB/s", staff_worthy="one formula"),
-        scored(2, smell=1, math_correct="141/3.35 is 42 ms, not 4.2 ms"),
-        scored(3, smell=0, topic_fit="generic ridge point", staff_worthy="too easy"),
-        scored(4, smell=1),
-        scored(5, smell=1, staff_worthy="incoherent setup"),
-    ])
+    d = review_dir(
+        tmp_path,
+        [
+            scored(1, smell=2, grounding="A100 bandwidth is not 3.35 TB/s", staff_worthy="one formula"),
+            scored(2, smell=1, math_correct="141/3.35 is 42 ms, not 4.2 ms"),
+            scored(3, smell=0, topic_fit="generic ridge point", staff_worthy="too easy"),
+            scored(4, smell=1),
+            scored(5, smell=1, staff_worthy="incoherent setup"),
+        ],
+    )
     summary = score.score(d)
     corpus, published = summary["per_source"]["corpus"], summary["per_source"]["staffml"]
     assert corpus["items"] == 3 and published["items"] == 2
@@ -406,13 +605,18 @@ def test_score_shares_and_gate_agreement(tmp_path, capsys):
     # computability: gate T/F/T vs reviewer 1/0/1 -> all agree
     assert agree["math_correct"]["agreement"] == 1.0 and agree["math_correct"]["both_fail"] == 1
     # passed -> staff_worthy: gate T/T/T vs reviewer 0/1/1
-    assert agree["staff_worthy"]["agreement"] == pytest.approx(2 / 3, abs=1e-4) and agree["staff_worthy"]["gate"] == "passed"
+    assert (
+        agree["staff_worthy"]["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+        and agree["staff_worthy"]["gate"] == "passed"
+    )
     # columns without a counterpart (hygiene_ok) or absent from the key (topic_fit_ok ...) give no agreement
     assert set(agree) == {"grounding", "math_correct", "staff_worthy"}
     assert "topic_fit_ok" in summary["gate_columns_missing"]
 
     # reasons for 0s on corpus items only
-    assert summary["corpus_reasons"]["grounding"] == [{"item": 1, "id": "q1", "reason": "A100 bandwidth is not 3.35 TB/s"}]
+    assert summary["corpus_reasons"]["grounding"] == [
+        {"item": 1, "id": "q1", "reason": "A100 bandwidth is not 3.35 TB/s"}
+    ]
     assert [r["item"] for r in summary["corpus_reasons"]["staff_worthy"]] == [1]
     assert "topic_fit" not in summary["corpus_reasons"]
 
@@ -454,22 +658,39 @@ def test_score_rejects_duplicates_missing_and_bad_values(tmp_path, capsys):
 def test_score_gate_agreement_over_corpus_and_rejected_items(tmp_path):
     key = {
         "1": {"source": "corpus", "id": "q1", "grounding_ok": True, "passed": True},
-        "2": {"source": "rejected", "id": "r1", "grounding_ok": False, "passed": False,
-              "failures": ["grounding: bandwidth is not in the part's spec"]},
+        "2": {
+            "source": "rejected",
+            "id": "r1",
+            "grounding_ok": False,
+            "passed": False,
+            "failures": ["grounding: bandwidth is not in the part's spec"],
+        },
         "3": {"source": "staffml", "id": "s1"},
         "4": {"source": "corpus", "id": "q2", "grounding_ok": True, "passed": True},
-        "5": {"source": "rejected", "id": "r2", "grounding_ok": True, "passed": False, "failures": ["structure: one formula at L6"]},
-        "6": {"source": "rejected", "id": "r3", "grounding_ok": False, "passed": False, "failures": ["grounding: 45 nm energies"]},
+        "5": {
+            "source": "rejected",
+            "id": "r2",
+            "grounding_ok": True,
+            "passed": False,
+            "failures": ["structure: one formula at L6"],
+        },
+        "6": {
+            "source": "rejected",
+            "id": "r3",
+            "grounding_ok": False,
+            "passed": False,
+            "failures": ["grounding: 45 nm energies"],
+        },
         "7": {"source": "corpus", "id": "q3", "grounding_ok": True, "passed": True},
     }
     scores = [
-        scored(1),                                                        # gate pass, reviewer 1 (both)
+        scored(1),  # gate pass, reviewer 1 (both)
         scored(2, grounding="link rate used as HBM bandwidth", staff_worthy="wrong figures"),  # fail/0 on both
-        scored(3, staff_worthy="too easy"),                               # calibration: not gated
-        scored(4, staff_worthy="one formula at L6"),                      # passed, staff_worthy 0
-        scored(5, smell=2),                                               # rejected, reviewer passes all
-        scored(6, math_correct="recomputes to 12 ms"),                    # grounding fail but reviewer 1; staff_worthy 1
-        scored(7, grounding="A100 is not 3.35 TB/s"),                     # grounding pass, reviewer 0
+        scored(3, staff_worthy="too easy"),  # calibration: not gated
+        scored(4, staff_worthy="one formula at L6"),  # passed, staff_worthy 0
+        scored(5, smell=2),  # rejected, reviewer passes all
+        scored(6, math_correct="recomputes to 12 ms"),  # grounding fail but reviewer 1; staff_worthy 1
+        scored(7, grounding="A100 is not 3.35 TB/s"),  # grounding pass, reviewer 0
     ]
     d = tmp_path / "review"
     d.mkdir()
@@ -488,22 +709,34 @@ def test_score_gate_agreement_over_corpus_and_rejected_items(tmp_path):
     # grounding over 6 gated items: gate T,F,T,T,F,T (items 1,2,4,5,6,7) vs reviewer 1,0,1,1,1,0
     g = agree["grounding"]
     assert g["items"] == 6 and g["items_by_source"] == {"corpus": 3, "rejected": 3}
-    assert g["counts"] == {"gate_pass": {"reviewer_1": 3, "reviewer_0": 1}, "gate_fail": {"reviewer_1": 1, "reviewer_0": 1}}
+    assert g["counts"] == {
+        "gate_pass": {"reviewer_1": 3, "reviewer_0": 1},
+        "gate_fail": {"reviewer_1": 1, "reviewer_0": 1},
+    }
     assert g["agreement"] == pytest.approx(4 / 6)
     assert g["gate_pass_reviewer_fail"] == [7] and g["gate_fail_reviewer_pass"] == [6]
     assert [(x["item"], x["source"]) for x in g["disagreements"]] == [(6, "rejected"), (7, "corpus")]
     # passed -> staff_worthy: gate T,F,T,F,F,T (items 1,2,4,5,6,7) vs reviewer 1,0,0,1,1,1
     sw = agree["staff_worthy"]
-    assert sw["counts"] == {"gate_pass": {"reviewer_1": 2, "reviewer_0": 1}, "gate_fail": {"reviewer_1": 2, "reviewer_0": 1}}
+    assert sw["counts"] == {
+        "gate_pass": {"reviewer_1": 2, "reviewer_0": 1},
+        "gate_fail": {"reviewer_1": 2, "reviewer_0": 1},
+    }
     assert sw["agreement"] == pytest.approx(3 / 6)
     assert sw["gate_pass_reviewer_fail"] == [4] and sw["gate_fail_reviewer_pass"] == [5, 6]
     assert sw["both_pass"] == 2 and sw["both_fail"] == 1
 
     # reasons, per source; the calibration item's stay out
     assert summary["corpus_reasons"]["grounding"] == [{"item": 7, "id": "q3", "reason": "A100 is not 3.35 TB/s"}]
-    assert summary["rejected_reasons"]["grounding"] == [{"item": 2, "id": "r1", "reason": "link rate used as HBM bandwidth"}]
-    assert summary["rejected_items"][0] == {"item": 2, "id": "r1", "gate_failures": ["grounding: bandwidth is not in the part's spec"],
-                                            "reviewer_zeros": ["grounding", "staff_worthy"]}
+    assert summary["rejected_reasons"]["grounding"] == [
+        {"item": 2, "id": "r1", "reason": "link rate used as HBM bandwidth"}
+    ]
+    assert summary["rejected_items"][0] == {
+        "item": 2,
+        "id": "r1",
+        "gate_failures": ["grounding: bandwidth is not in the part's spec"],
+        "reviewer_zeros": ["grounding", "staff_worthy"],
+    }
 
     md = (d / "summary.md").read_text()
     assert "| criterion | corpus | staffml | corpus - staffml | rejected |" in md
@@ -544,4 +777,7 @@ def test_scored_calibration_items_are_redacted_from_the_committed_items(tmp_path
 
 def test_exponents_in_code_survive_the_markup_stripping():
     """`side ** 2` in a calculation is an exponent; stripping bold markup must not eat it."""
-    assert sample._inline("- MACs: `m = side ** 2 * c` = 9.4e8 and **bold**") == "- MACs: m = side ** 2 * c = 9.4e8 and bold"
+    assert (
+        sample._inline("- MACs: `m = side ** 2 * c` = 9.4e8 and **bold**")
+        == "- MACs: m = side ** 2 * c = 9.4e8 and bold"
+    )

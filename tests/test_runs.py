@@ -13,13 +13,21 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from staffml_dagster.runs import CODE_LOCATION, PID_TAG, owner_tags, pool_waits, process_alive, reclaim_dead_runs, watching_run
+from staffml_dagster.runs import (
+    CODE_LOCATION,
+    PID_TAG,
+    owner_tags,
+    pool_waits,
+    process_alive,
+    reclaim_dead_runs,
+    watching_run,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # a run with one asset in the `anthropic` pool that sleeps; the owner is tagged at launch (as
 # `staffml run` does) or from inside the step (as a run launched from the UI is)
-HOLDER = '''
+HOLDER = """
 import sys, time
 import dagster as dg
 from staffml_dagster.runs import owner_tags, record_owner
@@ -34,7 +42,7 @@ def holder(context):
 job = dg.Definitions(assets=[holder], jobs=[dg.define_asset_job("hold", [holder])]).resolve_job_def("hold")
 result = job.execute_in_process(instance=dg.DagsterInstance.get(), tags=owner_tags() if sys.argv[2] == "launch" else {})
 print("done", result.success, flush=True)
-'''
+"""
 
 
 @pytest.fixture
@@ -42,7 +50,8 @@ def home(tmp_path, monkeypatch):
     """A Dagster instance whose `anthropic` pool has one slot."""
     (tmp_path / "dagster.yaml").write_text(
         f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'storage'}\n"
-        "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+        "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n"
+    )
     (tmp_path / "holder.py").write_text(HOLDER)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     return tmp_path
@@ -50,8 +59,14 @@ def home(tmp_path, monkeypatch):
 
 def _start(home, seconds, owner="launch"):
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(home / "holder.py"), str(seconds), owner], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(home / "holder.py"), str(seconds), owner],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _wait_holding(proc, limit=120):
@@ -123,7 +138,9 @@ def test_live_run_is_left_alone_and_a_waiting_run_says_so(home):
             others = [r.run_id for r in instance.get_runs() if r.run_id != live.run_id]
             message = pool_waits(instance, others[0], "anthropic") if others else None
             time.sleep(0.5)
-        assert message and message.startswith("holder waits for a slot in pool 'anthropic' (1 of 1 held by run(s) " + live.run_id[:8])
+        assert message and message.startswith(
+            "holder waits for a slot in pool 'anthropic' (1 of 1 held by run(s) " + live.run_id[:8]
+        )
 
         said = []
         with watching_run(instance, lambda: others[0], "anthropic", said.append, every=0.2, catch_signals=False):
@@ -159,9 +176,22 @@ def test_staffml_run_reclaims_before_it_launches_anything(monkeypatch, home):
 
 
 def _staffml_run(home, data, *args):
-    env = {**os.environ, "DAGSTER_HOME": str(home), "STAFFML_DATA_DIR": str(data), "STAFFML_EMBEDDER": "tfidf", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "staffml_dagster.cli", "run", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=ROOT, start_new_session=True)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "STAFFML_DATA_DIR": str(data),
+        "STAFFML_EMBEDDER": "tfidf",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "staffml_dagster.cli", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -223,7 +253,9 @@ def test_staffml_run_is_in_the_ui_history_and_prints_progress(home, warehouse, c
     # the UI (make ui: workspace.yaml) lists a job's runs by its code location's label
     (origin,) = WorkspaceFileTarget([str(ROOT / "workspace.yaml")]).create_origins()
     assert origin.location_name == CODE_LOCATION
-    assert "-w workspace.yaml" in next(line for line in (ROOT / "Makefile").read_text().splitlines() if "dagster dev" in line)
+    assert "-w workspace.yaml" in next(
+        line for line in (ROOT / "Makefile").read_text().splitlines() if "dagster dev" in line
+    )
     label = f"{defs.get_repository_def().name}@{origin.location_name}"
     instance = dg.DagsterInstance.get()
     for job in ("design_stages", "questions_job", "corpus_job"):
@@ -248,4 +280,8 @@ def test_make_run_launches_the_everything_job_over_every_partition(monkeypatch, 
         cli.run_pipeline()
     keys = topic_track.get_partition_keys()
     ((job, tags),) = launched
-    assert job == "everything" and tags["dagster/asset_partition_range_start"] == keys[0] and tags["dagster/asset_partition_range_end"] == keys[-1]
+    assert (
+        job == "everything"
+        and tags["dagster/asset_partition_range_start"] == keys[0]
+        and tags["dagster/asset_partition_range_end"] == keys[-1]
+    )

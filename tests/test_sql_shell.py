@@ -17,13 +17,20 @@ def filled(warehouse):
     for topic, track, n in [("kv-cache-management", "cloud", 3), ("duty-cycling", "tinyml", 2)]:
         rows = pd.DataFrame({"id": [f"{topic}-{track}-{i}" for i in range(n)], "zone": "recall"})
         write_parquet_atomic(rows, warehouse / "questions" / f"topic={topic}" / f"track={track}" / "part.parquet")
-    write_parquet_atomic(pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "topic": "kv-cache-management"}), warehouse / "corpus" / "part.parquet")
+    write_parquet_atomic(
+        pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "topic": "kv-cache-management"}),
+        warehouse / "corpus" / "part.parquet",
+    )
     (warehouse / "corpus" / "notes.txt").write_text("not a table\n")
     return warehouse
 
 
 def _snapshot(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_selects_still_work(filled, capsys):
@@ -37,23 +44,32 @@ def test_selects_still_work(filled, capsys):
     assert main(["sql", "SELECT * FROM no_such_view"]) == 2
 
 
-@pytest.mark.parametrize("attack, reason", [
-    ("COPY (SELECT * FROM corpus LIMIT 1) TO '{wh}/corpus/part.parquet'", "COPY statements are refused"),
-    ("COPY (SELECT 'x' AS id, 'kv-cache-management' AS topic, 'cloud' AS track FROM corpus LIMIT 1) "
-     "TO '{wh}/questions' (FORMAT parquet, PARTITION_BY (topic, track), OVERWRITE)", "COPY statements are refused"),
-    ("ATTACH '{wh}/evil.duckdb' AS evil", "ATTACH statements are refused"),
-    ("INSTALL httpfs", "LOAD statements are refused"),
-    ("LOAD parquet", "LOAD statements are refused"),
-    ("SET enable_external_access = true", "SET statements are refused"),
-    ("CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
-    ("SELECT 1; COPY (SELECT 1) TO '{wh}/x.csv'", "COPY statements are refused"),
-    ("EXPLAIN ANALYZE COPY (SELECT * FROM corpus) TO '{wh}/corpus/part.parquet'", "COPY statements are refused"),
-    ("SELECT * FROM read_csv('/etc/passwd')", "outside the warehouse's Parquet files"),
-    ("SELECT * FROM read_text('/etc/passwd')", "outside the warehouse's Parquet files"),
-    ("SELECT * FROM glob('/etc/*')", "outside the warehouse's Parquet files"),
-    ("SELECT * FROM read_text('{wh}/corpus/notes.txt')", "outside the warehouse's Parquet files"),
-    ("SELECT * FROM read_text('{wh}/corpus/../../../../../../etc/passwd')", "outside the warehouse's Parquet files"),
-])
+@pytest.mark.parametrize(
+    "attack, reason",
+    [
+        ("COPY (SELECT * FROM corpus LIMIT 1) TO '{wh}/corpus/part.parquet'", "COPY statements are refused"),
+        (
+            "COPY (SELECT 'x' AS id, 'kv-cache-management' AS topic, 'cloud' AS track FROM corpus LIMIT 1) "
+            "TO '{wh}/questions' (FORMAT parquet, PARTITION_BY (topic, track), OVERWRITE)",
+            "COPY statements are refused",
+        ),
+        ("ATTACH '{wh}/evil.duckdb' AS evil", "ATTACH statements are refused"),
+        ("INSTALL httpfs", "LOAD statements are refused"),
+        ("LOAD parquet", "LOAD statements are refused"),
+        ("SET enable_external_access = true", "SET statements are refused"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
+        ("SELECT 1; COPY (SELECT 1) TO '{wh}/x.csv'", "COPY statements are refused"),
+        ("EXPLAIN ANALYZE COPY (SELECT * FROM corpus) TO '{wh}/corpus/part.parquet'", "COPY statements are refused"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "outside the warehouse's Parquet files"),
+        ("SELECT * FROM read_text('/etc/passwd')", "outside the warehouse's Parquet files"),
+        ("SELECT * FROM glob('/etc/*')", "outside the warehouse's Parquet files"),
+        ("SELECT * FROM read_text('{wh}/corpus/notes.txt')", "outside the warehouse's Parquet files"),
+        (
+            "SELECT * FROM read_text('{wh}/corpus/../../../../../../etc/passwd')",
+            "outside the warehouse's Parquet files",
+        ),
+    ],
+)
 def test_each_attack_is_refused_and_the_warehouse_is_untouched(filled, capsys, attack, reason):
     before = _snapshot(filled.parent)
     assert main(["sql", attack.format(wh=filled)]) == 2
@@ -65,13 +81,18 @@ def test_each_attack_is_refused_and_the_warehouse_is_untouched(filled, capsys, a
 
 def test_write_mode_copies_out_but_never_into_the_warehouse(filled, tmp_path, capsys):
     out = tmp_path / "exports"
-    assert main(["sql", "--write-to", str(out), f"COPY (SELECT * FROM corpus WHERE id < 'c') TO '{out}/two.parquet'"]) == 0
+    assert (
+        main(["sql", "--write-to", str(out), f"COPY (SELECT * FROM corpus WHERE id < 'c') TO '{out}/two.parquet'"]) == 0
+    )
     assert pd.read_parquet(out / "two.parquet")["id"].tolist() == ["a", "b"]
     before = _snapshot(filled)
     with pytest.raises(QueryRefused, match="outside"):
         run_query(f"COPY (SELECT * FROM corpus LIMIT 1) TO '{filled}/corpus/part.parquet'", write_dir=out)
     with pytest.raises(QueryRefused, match="outside"):
-        run_query(f"COPY (SELECT * FROM corpus) TO '{out}/../data/warehouse/corpus' (FORMAT parquet, PARTITION_BY (topic), OVERWRITE)", write_dir=out)
+        run_query(
+            f"COPY (SELECT * FROM corpus) TO '{out}/../data/warehouse/corpus' (FORMAT parquet, PARTITION_BY (topic), OVERWRITE)",
+            write_dir=out,
+        )
     with pytest.raises(QueryRefused, match="ATTACH statements are refused"):
         run_query(f"ATTACH '{out}/x.duckdb'", write_dir=out)
     with pytest.raises(QueryRefused, match="outside"):
@@ -83,6 +104,11 @@ def test_write_mode_copies_out_but_never_into_the_warehouse(filled, tmp_path, ca
 def test_write_folder_overlapping_the_warehouse_is_refused(filled, capsys, where):
     folder = {"warehouse": filled, "inside": filled / "questions", "parent": filled.parent}[where]
     before = _snapshot(filled)
-    assert main(["sql", "--write-to", str(folder), f"COPY (SELECT * FROM corpus LIMIT 1) TO '{filled}/corpus/part.parquet'"]) == 2
+    assert (
+        main(
+            ["sql", "--write-to", str(folder), f"COPY (SELECT * FROM corpus LIMIT 1) TO '{filled}/corpus/part.parquet'"]
+        )
+        == 2
+    )
     assert "overlaps the warehouse" in capsys.readouterr().err
     assert _snapshot(filled) == before

@@ -5,17 +5,33 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from staffml_dagster.storage import HiveParquetIOManager, connect_warehouse, read_partition, write_parquet_atomic
-from staffml_dagster.storage import atomic, parquet_io
+from staffml_dagster.storage import (
+    HiveParquetIOManager,
+    atomic,
+    connect_warehouse,
+    parquet_io,
+    read_partition,
+    write_parquet_atomic,
+)
 from staffml_dagster.storage.atomic import write_atomic
 
 PARTS = dg.MultiPartitionsDefinition(
-    {"topic": dg.StaticPartitionsDefinition(["kv-cache-management", "duty-cycling"]), "track": dg.StaticPartitionsDefinition(["cloud", "tinyml"])}
+    {
+        "topic": dg.StaticPartitionsDefinition(["kv-cache-management", "duty-cycling"]),
+        "track": dg.StaticPartitionsDefinition(["cloud", "tinyml"]),
+    }
 )
 
 
 def _frame(topic, track, n):
-    return pd.DataFrame({"id": [f"{topic}-{track}-{i}" for i in range(n)], "topic": topic, "track": track, "calc": [[{"name": "x", "value": float(i)}] for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "id": [f"{topic}-{track}-{i}" for i in range(n)],
+            "topic": topic,
+            "track": track,
+            "calc": [[{"name": "x", "value": float(i)}] for i in range(n)],
+        }
+    )
 
 
 @dg.asset(partitions_def=PARTS)
@@ -46,7 +62,10 @@ def test_partitioned_round_trip_and_layout(tmp_path):
     result = dg.materialize([things.to_source_asset(), all_things], resources={"io_manager": io})
     assert result.success
     combined = result.output_for_node("all_things")
-    assert sorted(set(zip(combined["topic"], combined["track"]))) == [("duty-cycling", "tinyml"), ("kv-cache-management", "cloud")]
+    assert sorted(set(zip(combined["topic"], combined["track"]))) == [
+        ("duty-cycling", "tinyml"),
+        ("kv-cache-management", "cloud"),
+    ]
     assert len(combined) == 6
 
     con = connect_warehouse(tmp_path)

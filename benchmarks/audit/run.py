@@ -47,7 +47,12 @@ from staffml_dagster.core.calc import fmt_quantity  # noqa: E402
 from staffml_dagster.interchange.audit import AUDIT_CRITERIA, audit_rows  # noqa: E402
 from staffml_dagster.interchange.importer import import_corpus  # noqa: E402
 from staffml_dagster.quality.criteria import (  # noqa: E402
-    _platform_figures, _platform_pattern, figure_attributions, figure_problem, is_family_name, platform_aliases,
+    _platform_figures,
+    _platform_pattern,
+    figure_attributions,
+    figure_problem,
+    is_family_name,
+    platform_aliases,
 )
 from staffml_dagster.specs import cached_specs  # noqa: E402
 
@@ -75,21 +80,32 @@ def plant_arithmetic(row: dict, rng: random.Random, specs) -> dict | None:
     text = row.get("napkin_math") or ""
     candidates = []
     for m in _RESULT.finditer(text):
-        clause_start = max(text.rfind("\n", 0, m.start()), text.rfind(":", 0, m.start()), text.rfind(";", 0, m.start()),
-                           text.rfind(". ", 0, m.start()), text.rfind("=", 0, m.start())) + 1
-        if _COMPUTES.search(text[clause_start:m.start()]):
+        clause_start = (
+            max(
+                text.rfind("\n", 0, m.start()),
+                text.rfind(":", 0, m.start()),
+                text.rfind(";", 0, m.start()),
+                text.rfind(". ", 0, m.start()),
+                text.rfind("=", 0, m.start()),
+            )
+            + 1
+        )
+        if _COMPUTES.search(text[clause_start : m.start()]):
             candidates.append(m)
     if not candidates:
         return None
     m = rng.choice(candidates)
     num = m.group("num")
-    planted = text[:m.start("num")] + _times(num, 10) + text[m.end("num"):]
+    planted = text[: m.start("num")] + _times(num, 10) + text[m.end("num") :]
     return {**row, "napkin_math": planted}
 
 
 def _single_aliases(specs) -> dict[str, list[str]]:
     """Per platform, the names that name it alone (no family or core name), without parentheses."""
-    return {pid: [n for n in names if not is_family_name(n, specs) and "(" not in n] for pid, names in platform_aliases(specs).items()}
+    return {
+        pid: [n for n in names if not is_family_name(n, specs) and "(" not in n]
+        for pid, names in platform_aliases(specs).items()
+    }
 
 
 def plant_hardware_figure(row: dict, rng: random.Random, specs) -> tuple[dict, str] | None:
@@ -97,15 +113,20 @@ def plant_hardware_figure(row: dict, rng: random.Random, specs) -> tuple[dict, s
     existing = []
     for key in ("scenario", "napkin_math", "realistic_solution"):
         for a in figure_attributions(row.get(key) or "", specs):
-            if (len(a.platforms) == 1 and not is_family_name(a.name, specs) and not a.other_part and not a.usage
-                    and figure_problem(a, specs, tol) is None):
+            if (
+                len(a.platforms) == 1
+                and not is_family_name(a.name, specs)
+                and not a.other_part
+                and not a.usage
+                and figure_problem(a, specs, tol) is None
+            ):
                 existing.append((key, a))
     if existing:
         key, a = rng.choice(existing)
         text = row[key]
         number = re.match(r"[\d,]*(?:\.\d+)?", a.text).group(0)
         changed = _times(number, 1.3) if "." in number else str(round(float(number.replace(",", "")) * 1.3))
-        return {**row, key: text[:a.start] + changed + text[a.start + len(number):]}, "existing figure"
+        return {**row, key: text[: a.start] + changed + text[a.start + len(number) :]}, "existing figure"
     track = row.get("track")
     platforms = specs.platforms_for(track) if track else specs.hardware.platforms
     names = _single_aliases(specs)
@@ -118,7 +139,11 @@ def plant_hardware_figure(row: dict, rng: random.Random, specs) -> tuple[dict, s
 
 def plant_truncated(row: dict, rng: random.Random, specs) -> dict | None:
     text = row["scenario"]
-    ends = [m.end() for m in re.finditer(r"\S+", text) if len(text) * 0.3 <= m.end() <= len(text) * 0.9 and text[m.end() - 1] not in ".?!"]
+    ends = [
+        m.end()
+        for m in re.finditer(r"\S+", text)
+        if len(text) * 0.3 <= m.end() <= len(text) * 0.9 and text[m.end() - 1] not in ".?!"
+    ]
     if not ends:
         return None
     numeric = [e for e in ends if re.search(r"\d%?$", text[:e])]
@@ -134,10 +159,14 @@ def plant_off_track(row: dict, rng: random.Random, specs) -> dict | None:
     foreign = rng.choice([p for p in specs.hardware.platforms if p.track != track and names[p.id]])
     name = rng.choice(names[foreign.id])
     pattern, owners = _platform_pattern(specs)
-    own = [m for m in pattern.finditer(row["scenario"]) if all(specs.platform_by_id[p].track == track for p in owners[m.group(1)])]
+    own = [
+        m
+        for m in pattern.finditer(row["scenario"])
+        if all(specs.platform_by_id[p].track == track for p in owners[m.group(1)])
+    ]
     if own:
         m = rng.choice(own)
-        return {**row, "scenario": row["scenario"][:m.start(1)] + name + row["scenario"][m.end(1):]}
+        return {**row, "scenario": row["scenario"][: m.start(1)] + name + row["scenario"][m.end(1) :]}
     return {**row, "scenario": row["scenario"].rstrip() + f" It was first prototyped on a {name}."}
 
 
@@ -145,7 +174,15 @@ def plant_common_mistake(row: dict, rng: random.Random, specs) -> dict:
     return {**row, "common_mistake": ""}
 
 
-_PLACEHOLDERS = ("[INSERT batch size]", "TODO", "{num_gpus}", "XXX", "<placeholder>", "[INSERT model]", "{{ platform }}")
+_PLACEHOLDERS = (
+    "[INSERT batch size]",
+    "TODO",
+    "{num_gpus}",
+    "XXX",
+    "<placeholder>",
+    "[INSERT model]",
+    "{{ platform }}",
+)
 
 
 def plant_placeholder(row: dict, rng: random.Random, specs) -> dict:
@@ -155,8 +192,14 @@ def plant_placeholder(row: dict, rng: random.Random, specs) -> dict:
     return {**row, "scenario": row["scenario"][:at] + f"The budget is {token} per request. " + row["scenario"][at:]}
 
 
-PLANTERS = {"arithmetic": plant_arithmetic, "hardware_figure": plant_hardware_figure, "truncated": plant_truncated,
-            "off_track": plant_off_track, "common_mistake": plant_common_mistake, "placeholder": plant_placeholder}
+PLANTERS = {
+    "arithmetic": plant_arithmetic,
+    "hardware_figure": plant_hardware_figure,
+    "truncated": plant_truncated,
+    "off_track": plant_off_track,
+    "common_mistake": plant_common_mistake,
+    "placeholder": plant_placeholder,
+}
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -206,21 +249,40 @@ def run(copies: int, seed: int) -> dict:
     for kind, counts in planted.items():
         total = sum(n for k, n in counts.items() if k.endswith("planted"))
         caught = sum(n for k, n in counts.items() if k.endswith("caught"))
-        kinds[kind] = {"planted": total, "caught": caught, "rate": round(caught / total, 3) if total else None,
-                       "questions_not_plantable": counts.get("not plantable", 0),
-                       "by_mode": {k: n for k, n in sorted(counts.items()) if ":" in k},
-                       "missed": missed[kind][:25], "goal_met": bool(total) and caught / total >= GOAL_CAUGHT}
-    clean_stats = {c: {"flagged": len(flagged[c]), "confirmed_real": len(flagged[c]) - len(false_alarms[c]),
-                       "false_alarms": len(false_alarms[c]), "false_alarm_rate": round(len(false_alarms[c]) / len(rows), 3),
-                       "false_alarm_ids": false_alarms[c], "goal_met": len(false_alarms[c]) / len(rows) <= GOAL_FALSE_ALARMS}
-                   for c in AUDIT_CRITERIA}
+        kinds[kind] = {
+            "planted": total,
+            "caught": caught,
+            "rate": round(caught / total, 3) if total else None,
+            "questions_not_plantable": counts.get("not plantable", 0),
+            "by_mode": {k: n for k, n in sorted(counts.items()) if ":" in k},
+            "missed": missed[kind][:25],
+            "goal_met": bool(total) and caught / total >= GOAL_CAUGHT,
+        }
+    clean_stats = {
+        c: {
+            "flagged": len(flagged[c]),
+            "confirmed_real": len(flagged[c]) - len(false_alarms[c]),
+            "false_alarms": len(false_alarms[c]),
+            "false_alarm_rate": round(len(false_alarms[c]) / len(rows), 3),
+            "false_alarm_ids": false_alarms[c],
+            "goal_met": len(false_alarms[c]) / len(rows) <= GOAL_FALSE_ALARMS,
+        }
+        for c in AUDIT_CRITERIA
+    }
     return {
         "corpus": "../shared/reference/staffml_questions_sample.jsonl (40 published StaffML questions; text not copied)",
-        "seed": seed, "copies_per_question": copies, "seconds": round(elapsed, 1),
+        "seed": seed,
+        "copies_per_question": copies,
+        "seconds": round(elapsed, 1),
         "goals": {"caught_per_kind": GOAL_CAUGHT, "false_alarms_per_criterion": GOAL_FALSE_ALARMS},
-        "clean": {"questions": len(rows), "findings": len(clean.findings), "arithmetic_statements_recomputed": clean.statements_checked,
-                  "arithmetic_unverifiable_questions": len(clean.arithmetic_unverifiable), "hardware_figures_checked": clean.figures_checked,
-                  "per_criterion": clean_stats},
+        "clean": {
+            "questions": len(rows),
+            "findings": len(clean.findings),
+            "arithmetic_statements_recomputed": clean.statements_checked,
+            "arithmetic_unverifiable_questions": len(clean.arithmetic_unverifiable),
+            "hardware_figures_checked": clean.figures_checked,
+            "per_criterion": clean_stats,
+        },
         "planted": kinds,
     }
 
@@ -238,12 +300,23 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"{'defect':18} {'caught':>14}   goal >= {GOAL_CAUGHT:.0%}")
     for kind, r in results["planted"].items():
-        print(f"{kind:18} {r['caught']:>5}/{r['planted']:<5} {r['rate']:.1%}  {'met' if r['goal_met'] else 'MISSED'}  {r['by_mode'] or ''}")
-    print(f"\nclean questions ({results['clean']['questions']}): false alarms per criterion (goal <= {GOAL_FALSE_ALARMS:.0%})")
+        print(
+            f"{kind:18} {r['caught']:>5}/{r['planted']:<5} {r['rate']:.1%}  {'met' if r['goal_met'] else 'MISSED'}  {r['by_mode'] or ''}"
+        )
+    print(
+        f"\nclean questions ({results['clean']['questions']}): false alarms per criterion (goal <= {GOAL_FALSE_ALARMS:.0%})"
+    )
     for c, r in results["clean"]["per_criterion"].items():
-        print(f"  {c:16} flagged {r['flagged']}, confirmed real {r['confirmed_real']}, false alarms {r['false_alarms']} ({r['false_alarm_rate']:.1%})")
+        print(
+            f"  {c:16} flagged {r['flagged']}, confirmed real {r['confirmed_real']}, false alarms {r['false_alarms']} ({r['false_alarm_rate']:.1%})"
+        )
     print(f"written: {args.out}")
-    return 0 if all(r["goal_met"] for r in results["planted"].values()) and all(r["goal_met"] for r in results["clean"]["per_criterion"].values()) else 1
+    return (
+        0
+        if all(r["goal_met"] for r in results["planted"].values())
+        and all(r["goal_met"] for r in results["clean"]["per_criterion"].values())
+        else 1
+    )
 
 
 if __name__ == "__main__":

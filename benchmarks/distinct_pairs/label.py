@@ -25,13 +25,29 @@ def join(folder: Path) -> list[dict]:
     rows = []
     for n, k in sorted(key.items(), key=lambda kv: int(kv[0])):
         verdict = labels["labels"][n]
-        rows.append({"pair": int(n), "kind": k["kind"], "label": verdict["label"], "reason": verdict["reason"],
-                     "a": k["a"], "b": k["b"]})
+        rows.append(
+            {
+                "pair": int(n),
+                "kind": k["kind"],
+                "label": verdict["label"],
+                "reason": verdict["reason"],
+                "a": k["a"],
+                "b": k["b"],
+            }
+        )
     for p in labels.get("paraphrases", []):
         a = key[str(p["pair"])]["a"]
         b = {**a, **{f: p[f] for f in TEXT}, "solution": a["solution"]}
-        rows.append({"pair": f"{p['pair']}-reworded", "kind": "wording-only variant", "label": "same",
-                     "reason": "the labeller rewrote A's title, scenario and question, keeping its figures and ask", "a": a, "b": b})
+        rows.append(
+            {
+                "pair": f"{p['pair']}-reworded",
+                "kind": "wording-only variant",
+                "label": "same",
+                "reason": "the labeller rewrote A's title, scenario and question, keeping its figures and ask",
+                "a": a,
+                "b": b,
+            }
+        )
     return rows
 
 
@@ -62,8 +78,12 @@ def report(rows: list[dict], embedder: str = "all-MiniLM-L6-v2") -> str:
     same_key = [reasoning(r["a"], specs) == reasoning(r["b"], specs) for r in rows]
     vectors = get_embedder(embedder).encode([text(r[s]) for r in rows for s in ("a", "b")])
     cos = [float(np.dot(vectors[2 * i], vectors[2 * i + 1])) for i in range(len(rows))]
-    lines = [f"{len(rows)} labelled pairs; text threshold {threshold} ({embedder})", "",
-             "| kind | label | pairs | reasoning key agrees | text cosine (min-max) | text agrees |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"{len(rows)} labelled pairs; text threshold {threshold} ({embedder})",
+        "",
+        "| kind | label | pairs | reasoning key agrees | text cosine (min-max) | text agrees |",
+        "|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault((r["kind"], r["label"]), []).append(i)

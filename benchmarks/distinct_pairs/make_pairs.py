@@ -31,8 +31,15 @@ from staffml_dagster.specs import load_specs  # noqa: E402
 
 
 def rendered(x) -> dict:
-    return {"title": x.title, "scenario": x.scenario, "question": x.question, "solution": x.realistic_solution,
-            "signature": x.reasoning, "setting": x.setting.key, "track": x.setting.track}
+    return {
+        "title": x.title,
+        "scenario": x.scenario,
+        "question": x.question,
+        "solution": x.realistic_solution,
+        "signature": x.reasoning,
+        "setting": x.setting.key,
+        "track": x.setting.track,
+    }
 
 
 def drafts_by_design(specs, rng: random.Random, per_design: int = 6) -> dict[tuple[str, str], list]:
@@ -97,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, (kind, x, y) in enumerate(pairs, 1):
         md.append(f"## Pair {i}\n")
         for name, q in (("A", x), ("B", y)):
-            md.append(f"### {name}: {q.title}\n\n{q.scenario}\n\n**Question.** {q.question}\n\n**Solution.** {q.realistic_solution}\n")
+            md.append(
+                f"### {name}: {q.title}\n\n{q.scenario}\n\n**Question.** {q.question}\n\n**Solution.** {q.realistic_solution}\n"
+            )
         key[str(i)] = {"kind": kind, "a": rendered(x), "b": rendered(y)}
     (a.out / "pairs.md").write_text("\n".join(md))
     (a.out / "key.json").write_text(json.dumps(key, indent=1))

@@ -40,8 +40,17 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: this checkout's package, 
     sys.path.insert(0, str(REPO_ROOT))
 
 from staffml_dagster.quality.review_text import (  # noqa: E402,F401  (re-exported: the house style lives in the package)
-    LABELS, META_FIELDS, PROVENANCE_PREFIXES, SECTIONS, _conclusion_line, _dedent_sections, _inline, _join_conclusion, _label,
-    _strip_provenance, normalise_text,
+    LABELS,
+    META_FIELDS,
+    PROVENANCE_PREFIXES,
+    SECTIONS,
+    _conclusion_line,
+    _dedent_sections,
+    _inline,
+    _join_conclusion,
+    _label,
+    _strip_provenance,
+    normalise_text,
 )
 
 REVIEWS_DIR = Path(__file__).resolve().parent
@@ -71,7 +80,9 @@ def read_corpus(warehouse: Path) -> pd.DataFrame:
     root = Path(warehouse) / "corpus"
     files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.is_dir() else []
     if not files:
-        raise SampleError(f"no corpus in {root}: expected {root}/**/*.parquet (run the pipeline first, or pass --warehouse)")
+        raise SampleError(
+            f"no corpus in {root}: expected {root}/**/*.parquet (run the pipeline first, or pass --warehouse)"
+        )
     df = _read_parquet(files)
     if "id" in df.columns:
         df = df.sort_values("id", kind="stable").reset_index(drop=True)
@@ -112,7 +123,9 @@ def read_rejected(warehouse: Path) -> pd.DataFrame:
     root = Path(warehouse) / "validated_questions"
     files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.is_dir() else []
     if not files:
-        raise SampleError(f"no validated questions in {root}: expected {root}/**/*.parquet for --rejected (run the pipeline first, or pass --warehouse)")
+        raise SampleError(
+            f"no validated questions in {root}: expected {root}/**/*.parquet for --rejected (run the pipeline first, or pass --warehouse)"
+        )
     df = _read_parquet(files)
     if "passed" not in df.columns:
         raise SampleError(f"{root} has no 'passed' column: cannot tell which rows the gate rejected")
@@ -130,13 +143,17 @@ def gate_columns(df: pd.DataFrame) -> list[str]:
 
 def read_calibration(path: Path) -> pd.DataFrame:
     """The published StaffML rows, sorted by id (the package's reader, with this script's hint)."""
-    from staffml_dagster.quality.review_rounds import ReviewError, read_calibration as read_rows
+    from staffml_dagster.quality.review_rounds import ReviewError
+    from staffml_dagster.quality.review_rounds import read_calibration as read_rows
 
     try:
         df = read_rows(path)
     except ReviewError as exc:
         hint = " (the published StaffML sample; pass --calibration-file PATH, or --calibration 0 to review without calibration items)"
-        raise SampleError(str(exc).replace("calibration file not found", "calibration set not found") + (hint if "not found" in str(exc) else "")) from exc
+        raise SampleError(
+            str(exc).replace("calibration file not found", "calibration set not found")
+            + (hint if "not found" in str(exc) else "")
+        ) from exc
     if "id" in df.columns:
         df = df.sort_values("id", kind="stable").reset_index(drop=True)
     return df
@@ -158,7 +175,9 @@ def draw_corpus(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return shuffled.head(n).reset_index(drop=True)
 
 
-def draw_rejected(df: pd.DataFrame, k: int, seed: int, drawn: pd.DataFrame | None = None, source: str = "validated_questions") -> pd.DataFrame:
+def draw_rejected(
+    df: pd.DataFrame, k: int, seed: int, drawn: pd.DataFrame | None = None, source: str = "validated_questions"
+) -> pd.DataFrame:
     """``k`` random rejected rows, never two with the same (non-empty) ``signature`` and none
     sharing an id or signature with the ``drawn`` corpus rows (a near-twin of another item
     would stand out). Raises SampleError saying how many rejected rows exist."""
@@ -226,8 +245,9 @@ def render_item(number: int, row: dict) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def build_review(corpus_rows: pd.DataFrame, calibration_rows: pd.DataFrame, seed: int,
-                 rejected_rows: pd.DataFrame | None = None) -> tuple[str, dict]:
+def build_review(
+    corpus_rows: pd.DataFrame, calibration_rows: pd.DataFrame, seed: int, rejected_rows: pd.DataFrame | None = None
+) -> tuple[str, dict]:
     """(items.md text, key) for the drawn rows, shuffled with ``seed``. Rejected rows are
     rendered exactly like corpus rows; only the key tells them apart."""
     gates = {"corpus": gate_columns(corpus_rows)}
@@ -328,8 +348,16 @@ def write_review(out: Path, items_md: str, key: dict, readme: str) -> None:
     (out / "README.md").write_text(readme, encoding="utf-8")
 
 
-def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehouse: Path, calibration: Path | None, out: Path,
-                n_rejected: int = 0) -> str:
+def readme_text(
+    seed: int,
+    date: str,
+    n_corpus: int,
+    n_calibration: int,
+    warehouse: Path,
+    calibration: Path | None,
+    out: Path,
+    n_rejected: int = 0,
+) -> str:
     rejected = f", {n_rejected} rejected by the gate" if n_rejected else ""
     return (
         f"# Blind review, seed {seed}\n\n"
@@ -346,9 +374,18 @@ def readme_text(seed: int, date: str, n_corpus: int, n_calibration: int, warehou
     )
 
 
-def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None = None, out: Path | None = None,
-           calibration_file: Path | None = DEFAULT_CALIBRATION, date: str | None = None, force: bool = False,
-           rejected: int = 0, areas: list[str] | None = None) -> Path:
+def sample(
+    seed: int,
+    n: int = 30,
+    calibration: int = 10,
+    warehouse: Path | None = None,
+    out: Path | None = None,
+    calibration_file: Path | None = DEFAULT_CALIBRATION,
+    date: str | None = None,
+    force: bool = False,
+    rejected: int = 0,
+    areas: list[str] | None = None,
+) -> Path:
     """Draw, render and write one review folder; returns its path. ``areas`` limits the corpus
     (and rejected) items to those competency areas (the per-area reviews)."""
     date = date or _dt.date.today().isoformat()
@@ -359,7 +396,9 @@ def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None
             raise SampleError(f"{out} already holds a review; choose another --out or pass --force")
         used = seed_used(out.parent, seed, out)
         if used:
-            raise SampleError(f"seed {seed} was already used ({', '.join(str(p) for p in used)}); the protocol asks for a new seed (or pass --force)")
+            raise SampleError(
+                f"seed {seed} was already used ({', '.join(str(p) for p in used)}); the protocol asks for a new seed (or pass --force)"
+            )
     if rejected < 0:
         raise SampleError(f"--rejected must be 0 or more, got {rejected}")
     corpus = read_corpus(warehouse)
@@ -372,16 +411,36 @@ def sample(seed: int, n: int = 30, calibration: int = 10, warehouse: Path | None
     rej_rows = pd.DataFrame()
     if rejected > 0:
         rej_all = read_rejected(warehouse)
-        rej_rows = draw_rejected(rej_all[rej_all["competency_area"].isin(areas)] if areas else rej_all, rejected, seed, drawn,
-                                 f"{warehouse}/validated_questions")
+        rej_rows = draw_rejected(
+            rej_all[rej_all["competency_area"].isin(areas)] if areas else rej_all,
+            rejected,
+            seed,
+            drawn,
+            f"{warehouse}/validated_questions",
+        )
     cal_rows = pd.DataFrame()
     if calibration > 0:
         if calibration_file is None:
             raise SampleError("no calibration file given; pass --calibration-file PATH or --calibration 0")
-        cal_rows = draw_calibration(read_calibration(calibration_file), calibration, seed, set(corpus["zone"].dropna().astype(str)))
+        cal_rows = draw_calibration(
+            read_calibration(calibration_file), calibration, seed, set(corpus["zone"].dropna().astype(str))
+        )
     items_md, key = build_review(drawn, cal_rows, seed, rej_rows)
-    write_review(out, items_md, key, readme_text(seed, date, len(drawn), len(cal_rows), warehouse, calibration_file if calibration > 0 else None, out,
-                                                 n_rejected=len(rej_rows)))
+    write_review(
+        out,
+        items_md,
+        key,
+        readme_text(
+            seed,
+            date,
+            len(drawn),
+            len(cal_rows),
+            warehouse,
+            calibration_file if calibration > 0 else None,
+            out,
+            n_rejected=len(rej_rows),
+        ),
+    )
     return out
 
 
@@ -389,18 +448,45 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, required=True, help="a seed not used by an earlier review")
     ap.add_argument("--n", type=int, default=30, help="corpus items (default 30)")
-    ap.add_argument("--calibration", type=int, default=10, help="published StaffML calibration items (default 10; 0 for none)")
-    ap.add_argument("--rejected", type=int, default=0,
-                    help="rows the gate rejected (validated_questions, passed false), rendered like corpus items (default 0)")
-    ap.add_argument("--warehouse", type=Path, default=None, help="warehouse folder (default: $STAFFML_DATA_DIR/warehouse or data/warehouse)")
-    ap.add_argument("--calibration-file", type=Path, default=DEFAULT_CALIBRATION, help=f"published StaffML rows, JSONL (default {DEFAULT_CALIBRATION})")
+    ap.add_argument(
+        "--calibration", type=int, default=10, help="published StaffML calibration items (default 10; 0 for none)"
+    )
+    ap.add_argument(
+        "--rejected",
+        type=int,
+        default=0,
+        help="rows the gate rejected (validated_questions, passed false), rendered like corpus items (default 0)",
+    )
+    ap.add_argument(
+        "--warehouse",
+        type=Path,
+        default=None,
+        help="warehouse folder (default: $STAFFML_DATA_DIR/warehouse or data/warehouse)",
+    )
+    ap.add_argument(
+        "--calibration-file",
+        type=Path,
+        default=DEFAULT_CALIBRATION,
+        help=f"published StaffML rows, JSONL (default {DEFAULT_CALIBRATION})",
+    )
     ap.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/reviews/<date>-seed<N>/)")
     ap.add_argument("--force", action="store_true", help="allow a reused seed or overwriting --out")
-    ap.add_argument("--areas", default=None, help="comma-separated competency areas to draw corpus items from (default: all)")
+    ap.add_argument(
+        "--areas", default=None, help="comma-separated competency areas to draw corpus items from (default: all)"
+    )
     args = ap.parse_args(argv)
     try:
-        out = sample(args.seed, args.n, args.calibration, args.warehouse, args.out, args.calibration_file, force=args.force,
-                     rejected=args.rejected, areas=[a.strip() for a in args.areas.split(",")] if args.areas else None)
+        out = sample(
+            args.seed,
+            args.n,
+            args.calibration,
+            args.warehouse,
+            args.out,
+            args.calibration_file,
+            force=args.force,
+            rejected=args.rejected,
+            areas=[a.strip() for a in args.areas.split(",")] if args.areas else None,
+        )
     except SampleError as exc:
         print(f"sample.py: error: {exc}", file=sys.stderr)
         return 2
@@ -408,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     n_cal = sum(1 for e in key.values() if e["source"] == "staffml")
     n_rej = sum(1 for e in key.values() if e["source"] == "rejected")
     rej = f", {n_rej} rejected" if n_rej else ""
-    print(f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal - n_rej} corpus, {n_cal} calibration{rej}), key.json, README.md")
+    print(
+        f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal - n_rej} corpus, {n_cal} calibration{rej}), key.json, README.md"
+    )
     print("give the reviewer items.md and REVIEW_RUBRIC.md only; never key.json")
     return 0
 

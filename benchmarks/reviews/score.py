@@ -132,7 +132,9 @@ def validate_scores(raw, key: dict[int, dict]) -> dict[int, dict]:
                 errors.append(f"{where}: reasons.{name} must be a string")
         for c in CRITERIA:
             if clean.get(c) == 0 and not (isinstance(reasons.get(c), str) and reasons[c].strip()):
-                errors.append(f"{where}: field '{c}' is 0 but reasons.{c} is missing (a one-line reason is required for every 0)")
+                errors.append(
+                    f"{where}: field '{c}' is 0 but reasons.{c} is missing (a one-line reason is required for every 0)"
+                )
         clean["reasons"] = {k: " ".join(v.split()) for k, v in reasons.items() if isinstance(v, str) and v.strip()}
         scores[item] = clean
     missing = sorted(set(key) - set(scores))
@@ -193,7 +195,13 @@ def summarise(scores: dict[int, dict], key: dict[int, dict]) -> dict:
             "gate_fail_reviewer_pass": reviewer_only,
             # every disagreeing item, with its source, for the reader
             "disagreements": [
-                {"item": i, "id": key[i].get("id"), "source": key[i]["source"], "gate": key[i][gate], "reviewer": scores[i][criterion]}
+                {
+                    "item": i,
+                    "id": key[i].get("id"),
+                    "source": key[i]["source"],
+                    "gate": key[i][gate],
+                    "reviewer": scores[i][criterion],
+                }
                 for i in sorted(gate_only + reviewer_only)
             ],
         }
@@ -203,17 +211,26 @@ def summarise(scores: dict[int, dict], key: dict[int, dict]) -> dict:
         "criteria": list(CRITERIA),
         "per_source": per_source,
         "corpus_vs_calibration": {
-            c: (None if per_source["corpus"]["pass_share"][c] is None or per_source["staffml"]["pass_share"][c] is None
-                else per_source["corpus"]["pass_share"][c] - per_source["staffml"]["pass_share"][c])
+            c: (
+                None
+                if per_source["corpus"]["pass_share"][c] is None or per_source["staffml"]["pass_share"][c] is None
+                else per_source["corpus"]["pass_share"][c] - per_source["staffml"]["pass_share"][c]
+            )
             for c in CRITERIA
         },
         "gate_agreement": agreement,
-        "gate_columns_missing": [g for g in GATE_TO_REVIEWER if not any(isinstance(key[i].get(g), bool) for i in gated_items)],
+        "gate_columns_missing": [
+            g for g in GATE_TO_REVIEWER if not any(isinstance(key[i].get(g), bool) for i in gated_items)
+        ],
         "corpus_reasons": _reasons(scores, key, corpus_items),
         "rejected_reasons": _reasons(scores, key, rejected_items),
         "rejected_items": [
-            {"item": i, "id": key[i].get("id"), "gate_failures": _failures(key[i].get("failures")),
-             "reviewer_zeros": [c for c in CRITERIA if scores[i][c] == 0]}
+            {
+                "item": i,
+                "id": key[i].get("id"),
+                "gate_failures": _failures(key[i].get("failures")),
+                "reviewer_zeros": [c for c in CRITERIA if scores[i][c] == 0],
+            }
             for i in rejected_items
         ],
     }
@@ -256,7 +273,12 @@ def render_markdown(summary: dict, title: str = "Review summary") -> str:
     shown = [s for s in SOURCES if s in ps]
     has_rejected = "rejected" in ps
     rejected_note = f", {ps['rejected']['items']} rejected by the gate" if has_rejected else ""
-    out = [f"# {title}", "", f"{summary['items']} items: {ps['corpus']['items']} corpus, {ps['staffml']['items']} published StaffML (calibration){rejected_note}.", ""]
+    out = [
+        f"# {title}",
+        "",
+        f"{summary['items']} items: {ps['corpus']['items']} corpus, {ps['staffml']['items']} published StaffML (calibration){rejected_note}.",
+        "",
+    ]
     header = "| criterion | corpus | staffml | corpus - staffml |" + (" rejected |" if has_rejected else "")
     out += ["## Share passing each criterion", "", header, "|---|---|---|---|" + ("---|" if has_rejected else "")]
     for c in CRITERIA:
@@ -275,32 +297,50 @@ def render_markdown(summary: dict, title: str = "Review summary") -> str:
     scope = " + ".join(f"{n} {s}" for s, n in n_gated.items())
     out += [f"## Gate vs reviewer (items with gate verdicts: {scope})", ""]
     if not has_rejected:
-        out += ["The sample has no rejected items and every corpus item passed the gate, so the agreement mostly restates the "
-                "reviewer's pass share: it cannot show whether the gate rejects what the reviewer rejects. Draw with "
-                "`sample.py --rejected K` for that.", ""]
+        out += [
+            "The sample has no rejected items and every corpus item passed the gate, so the agreement mostly restates the "
+            "reviewer's pass share: it cannot show whether the gate rejects what the reviewer rejects. Draw with "
+            "`sample.py --rejected K` for that.",
+            "",
+        ]
     if summary["gate_agreement"]:
-        out += ["Counts: gate verdict (pass/fail) x reviewer score (1/0); the two disagreement cells name the items (#number source).", "",
-                "| criterion | gate column | agreement | gate pass, reviewer 1 | gate pass, reviewer 0 | gate fail, reviewer 1 | gate fail, reviewer 0 |",
-                "|---|---|---|---|---|---|---|"]
+        out += [
+            "Counts: gate verdict (pass/fail) x reviewer score (1/0); the two disagreement cells name the items (#number source).",
+            "",
+            "| criterion | gate column | agreement | gate pass, reviewer 1 | gate pass, reviewer 0 | gate fail, reviewer 1 | gate fail, reviewer 0 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for c, a in summary["gate_agreement"].items():
             n = a["counts"]
             sources = {d["item"]: d["source"] for d in a.get("disagreements", [])}
-            out.append(f"| {c} | `{a['gate']}` | {_pct(a['agreement'])} ({a['items']} items) | {n['gate_pass']['reviewer_1']} "
-                       f"| {_disagreeing(a['gate_pass_reviewer_fail'], sources)} | {_disagreeing(a['gate_fail_reviewer_pass'], sources)} "
-                       f"| {n['gate_fail']['reviewer_0']} |")
+            out.append(
+                f"| {c} | `{a['gate']}` | {_pct(a['agreement'])} ({a['items']} items) | {n['gate_pass']['reviewer_1']} "
+                f"| {_disagreeing(a['gate_pass_reviewer_fail'], sources)} | {_disagreeing(a['gate_fail_reviewer_pass'], sources)} "
+                f"| {n['gate_fail']['reviewer_0']} |"
+            )
     else:
         out.append("key.json has no gate verdicts for the corpus or rejected items: no agreement to compute.")
     if summary["gate_columns_missing"]:
-        out += ["", "Gate columns absent from key.json: " + ", ".join(f"`{g}`" for g in summary["gate_columns_missing"]) + "."]
+        out += [
+            "",
+            "Gate columns absent from key.json: " + ", ".join(f"`{g}`" for g in summary["gate_columns_missing"]) + ".",
+        ]
     out.append("")
 
-    out += ["## Reviewer's reasons on corpus and rejected items" if has_rejected else "## Reviewer's reasons on corpus items", ""]
+    out += [
+        "## Reviewer's reasons on corpus and rejected items"
+        if has_rejected
+        else "## Reviewer's reasons on corpus items",
+        "",
+    ]
     merged: dict[str, list[tuple[str, dict]]] = {}
     for source, name in (("corpus", "corpus_reasons"), ("rejected", "rejected_reasons")):
         for c, rows in summary.get(name, {}).items():
             merged.setdefault(c, []).extend((source, r) for r in rows)
     if not merged:
-        out.append("No corpus or rejected item failed a criterion." if has_rejected else "No corpus item failed a criterion.")
+        out.append(
+            "No corpus or rejected item failed a criterion." if has_rejected else "No corpus item failed a criterion."
+        )
     for c in (*CRITERIA, SMELL):
         if c not in merged:
             continue
@@ -329,7 +369,9 @@ def score(directory: Path) -> dict:
     scores = validate_scores(load_json(directory / "scores.json"), key)
     summary = summarise(scores, key)
     (directory / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (directory / "summary.md").write_text(render_markdown(summary, f"Review summary: {directory.name}"), encoding="utf-8")
+    (directory / "summary.md").write_text(
+        render_markdown(summary, f"Review summary: {directory.name}"), encoding="utf-8"
+    )
     return summary
 
 
@@ -347,8 +389,10 @@ def redact_calibration(directory: Path) -> int:
         m = re.match(r"## Item (\d+)", block)
         entry = key.get(m.group(1)) if m else None
         if entry and entry.get("source") == "staffml" and "not reproduced" not in block:
-            block = (f"## Item {m.group(1)}\n\n(published StaffML question `{entry.get('id')}`, scored blind with the others; "
-                     "its text is not reproduced here: see ../shared/reference/staffml_questions_sample.jsonl)\n\n")
+            block = (
+                f"## Item {m.group(1)}\n\n(published StaffML question `{entry.get('id')}`, scored blind with the others; "
+                "its text is not reproduced here: see ../shared/reference/staffml_questions_sample.jsonl)\n\n"
+            )
             redacted += 1
         out.append(block)
     items.write_text("".join(out), encoding="utf-8")

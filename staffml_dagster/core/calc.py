@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 import operator
+import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -48,7 +48,13 @@ def round_sig(x: float, sig: int = SIG_FIGS) -> float:
     return round(x, sig - 1 - int(math.floor(math.log10(abs(x)))))
 
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Pow: operator.pow}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
 
 
 def _dimensionless(x) -> float:
@@ -99,7 +105,16 @@ def _exp(x):
     return math.exp(_dimensionless(x))
 
 
-FUNCTIONS = {"ceil": _ceil, "floor": _floor, "min": _min, "max": _max, "sqrt": _sqrt, "ln": _log, "log2": _log2, "exp": _exp}
+FUNCTIONS = {
+    "ceil": _ceil,
+    "floor": _floor,
+    "min": _min,
+    "max": _max,
+    "sqrt": _sqrt,
+    "ln": _log,
+    "log2": _log2,
+    "exp": _exp,
+}
 
 
 @lru_cache(maxsize=4096)
@@ -130,7 +145,12 @@ def evaluate(expression: str, env: dict[str, pint.Quantity]) -> pint.Quantity:
             return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -ev(node.operand)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS and not node.keywords:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in FUNCTIONS
+            and not node.keywords
+        ):
             return FUNCTIONS[node.func.id](*[ev(a) for a in node.args])
         raise CalcError(f"expression {expression!r} uses an unsupported construct: {ast.dump(node)[:60]}")
 
@@ -143,7 +163,14 @@ def evaluate(expression: str, env: dict[str, pint.Quantity]) -> pint.Quantity:
     return result if isinstance(result, pint.Quantity) else Q_(result, ureg.dimensionless)
 
 
-_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_COMPARE = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
 
 
 def evaluate_condition(expression: str, env: dict[str, pint.Quantity]) -> bool:
@@ -193,7 +220,7 @@ class Calc:
     _exact: dict[str, pint.Quantity] = field(default_factory=dict, repr=False)  # derived steps unrounded
 
     def _env(self) -> dict[str, pint.Quantity]:
-        for s in self.steps[len(self._quantities):]:
+        for s in self.steps[len(self._quantities) :]:
             self._quantities[s.name] = Q_(s.value, _unit(s.unit))
         return self._quantities
 
@@ -217,7 +244,9 @@ class Calc:
         value = _to(evaluate(expression, self._env()), unit, f"step {name}")
         exact = _to(evaluate(expression, {**self._env(), **self._exact}), unit, f"step {name}")
         if not math.isclose(value, exact, rel_tol=KNIFE_EDGE, abs_tol=1e-12):
-            raise KnifeEdge(f"step {name}: {fmt_number(value)} from the stated figures, {fmt_number(exact)} from the exact ones")
+            raise KnifeEdge(
+                f"step {name}: {fmt_number(value)} from the stated figures, {fmt_number(exact)} from the exact ones"
+            )
         self._exact[name] = Q_(exact, _unit(unit))
         stated = round_sig(value)
         self.steps.append(CalcStep(name, expression, stated, unit, label, "", "derived"))
@@ -245,7 +274,9 @@ class Calc:
             needed.add(name)
             step = by_name[name]
             if step.kind == "derived":
-                stack.extend(n.id for n in ast.walk(_parse(step.expression)) if isinstance(n, ast.Name) and n.id in by_name)
+                stack.extend(
+                    n.id for n in ast.walk(_parse(step.expression)) if isinstance(n, ast.Name) and n.id in by_name
+                )
         return [s for s in self.steps if s.name in needed]
 
 
@@ -266,10 +297,15 @@ def recompute(steps: list[dict], rel_tol: float = 0.01) -> list[str]:
             value = _to(q, unit, f"step {name}")
         except (CalcError, KeyError, ValueError, TypeError, pint.PintError) as exc:
             problems.append(f"step {name}: {exc}")
-            env[name] = Q_(float(raw.get("value", 0) or 0), parse_unit(str(raw.get("unit", ""))) if _unit_ok(raw.get("unit", "")) else ureg.dimensionless)
+            env[name] = Q_(
+                float(raw.get("value", 0) or 0),
+                parse_unit(str(raw.get("unit", ""))) if _unit_ok(raw.get("unit", "")) else ureg.dimensionless,
+            )
             continue
         if not math.isclose(value, stated, rel_tol=rel_tol, abs_tol=1e-12):
-            problems.append(f"step {name}: {expr} = {round_sig(value):g} {unit}, but the stated value is {stated:g} {unit}")
+            problems.append(
+                f"step {name}: {expr} = {round_sig(value):g} {unit}, but the stated value is {stated:g} {unit}"
+            )
         env[name] = Q_(stated, parse_unit(unit))
     return problems
 
@@ -312,8 +348,31 @@ def fmt_number(x: float, sig: int = SIG_FIGS) -> str:
     return f"{x:.{sig}g}"
 
 
-_PLURAL = {"day", "hour", "minute", "second", "week", "month", "year", "byte", "bit", "token", "cycle", "operation",
-           "sample", "request", "frame", "image", "step", "epoch", "query", "user", "device", "GPU", "node"}
+_PLURAL = {
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "week",
+    "month",
+    "year",
+    "byte",
+    "bit",
+    "token",
+    "cycle",
+    "operation",
+    "sample",
+    "request",
+    "frame",
+    "image",
+    "step",
+    "epoch",
+    "query",
+    "user",
+    "device",
+    "GPU",
+    "node",
+}
 _PER = {"s": "second", "h": "hour", "hr": "hour", "min": "minute", "d": "day", "ms": "millisecond"}
 
 

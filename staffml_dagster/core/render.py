@@ -20,7 +20,11 @@ def _provenance(source: str) -> str:
 def _with_values(expression: str, shown: dict[str, str]) -> str:
     """An expression with each step's name replaced by its value: '28.6 GFLOP / (30 TOPS × 40%)';
     a literal quantity written in quotes in the calc ('1 byte') reads without them."""
-    text = re.sub(r"'([^'\n]*)'|\b[A-Za-z_]\w*\b", lambda m: m.group(1) if m.group(1) is not None else shown.get(m.group(0), m.group(0)), expression)
+    text = re.sub(
+        r"'([^'\n]*)'|\b[A-Za-z_]\w*\b",
+        lambda m: m.group(1) if m.group(1) is not None else shown.get(m.group(0), m.group(0)),
+        expression,
+    )
     return text.replace("**", "^").replace("*", "×")
 
 
@@ -35,7 +39,9 @@ def napkin_math(steps: list[CalcStep], conclusion: str) -> str:
     for s in steps:
         if s.kind == "derived":
             worked, value = _with_values(s.expression, shown), fmt_quantity(s.value, s.unit)
-            lines.append(f"- {s.label}: {value}" if worked == value else f"- {s.label}: {worked} = {value}")  # no '141.1 GB = 141.1 GB'
+            lines.append(
+                f"- {s.label}: {value}" if worked == value else f"- {s.label}: {worked} = {value}"
+            )  # no '141.1 GB = 141.1 GB'
 
     lines += ["", "**Conclusion:**", conclusion]
     return "\n".join(lines)

@@ -85,8 +85,17 @@ class QuestionRow:
         so the same content always gets the same id; topic, track, zone and level come from the
         cell, the competency area and spec version from specs; it is created now."""
         key = {"zone": cell.zone, "level": cell.level, **{k: content[k] for k in ID_FIELDS}}
-        return cls(id=content_id(cell.track, cell.topic, key), topic=cell.topic, track=cell.track, zone=cell.zone, level=cell.level,
-                   competency_area=specs.topic_by_id[cell.topic].area, spec_version=specs.version, created_at=now_iso(), **content)
+        return cls(
+            id=content_id(cell.track, cell.topic, key),
+            topic=cell.topic,
+            track=cell.track,
+            zone=cell.zone,
+            level=cell.level,
+            competency_area=specs.topic_by_id[cell.topic].area,
+            spec_version=specs.version,
+            created_at=now_iso(),
+            **content,
+        )
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in QUESTION_COLUMNS}

@@ -34,8 +34,6 @@ def _checked(specs: Specs, models: list):
     return models
 
 
-
-
 @dataclass(frozen=True)
 class CellSpace:
     """What enumerating a cell found: its distinct reasonings and the settings planned."""
@@ -62,8 +60,16 @@ class ItemModelGenerator:
         with the first setting (in the seeded order) that reaches it; how many settings were
         planned to find them; and the seeded generator, to order them."""
         models = _checked(specs, models_for_topic(cell.topic, cell.track))
-        key = (specs.version, cell.topic, cell.track, cell.zone, cell.level, cell.seed, cell.accepted_signatures,
-               tuple((m.id, m.version) for m in models))
+        key = (
+            specs.version,
+            cell.topic,
+            cell.track,
+            cell.zone,
+            cell.level,
+            cell.seed,
+            cell.accepted_signatures,
+            tuple((m.id, m.version) for m in models),
+        )
         if key in _SPACES:  # measured by cell_capacity earlier in this process: the same enumeration
             first, planned, state = _SPACES[key]
             rng = random.Random()
@@ -117,15 +123,36 @@ class ItemModelGenerator:
         return rows
 
     def row(self, specs: Specs, cell: CellRequest, d: Draft) -> dict:
-        prompt_hash = hashlib.sha256(f"{self.version}|{specs.version}|{d.signature}".encode()).hexdigest()[:16]  # setting included
+        prompt_hash = hashlib.sha256(f"{self.version}|{specs.version}|{d.signature}".encode()).hexdigest()[
+            :16
+        ]  # setting included
         s = d.setting
         return QuestionRow.in_cell(
-            specs, cell,
-            title=d.title, scenario=d.scenario, question=d.question, realistic_solution=d.realistic_solution,
-            common_mistake=d.common_mistake, napkin_math=d.napkin_math, calc=[st.as_dict() for st in d.calc],
-            answer_value=float(d.answer.value), answer_unit=d.answer.unit, mistake_value=float(d.mistake_value), mistake_id=d.mistake_id,
-            platforms=[p.id for p in (s.platform, s.platform_b) if p is not None], workload=s.workload.id if s.workload else None,
-            scale_point=s.scale_point, item_model=d.item_model, framing=d.design, asked=d.answer.name, signature=d.reasoning,
-            claims=d.claims, distractors=d.distractors,
-            backend=self.name, model=None, generator_version=self.version, prompt_hash=prompt_hash, cost_usd=0.0,
+            specs,
+            cell,
+            title=d.title,
+            scenario=d.scenario,
+            question=d.question,
+            realistic_solution=d.realistic_solution,
+            common_mistake=d.common_mistake,
+            napkin_math=d.napkin_math,
+            calc=[st.as_dict() for st in d.calc],
+            answer_value=float(d.answer.value),
+            answer_unit=d.answer.unit,
+            mistake_value=float(d.mistake_value),
+            mistake_id=d.mistake_id,
+            platforms=[p.id for p in (s.platform, s.platform_b) if p is not None],
+            workload=s.workload.id if s.workload else None,
+            scale_point=s.scale_point,
+            item_model=d.item_model,
+            framing=d.design,
+            asked=d.answer.name,
+            signature=d.reasoning,
+            claims=d.claims,
+            distractors=d.distractors,
+            backend=self.name,
+            model=None,
+            generator_version=self.version,
+            prompt_hash=prompt_hash,
+            cost_usd=0.0,
         ).as_dict()

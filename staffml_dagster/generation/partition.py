@@ -15,7 +15,9 @@ def empty_questions() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in QUESTION_COLUMNS})
 
 
-def cell_targets(cells: pd.DataFrame, measured: pd.DataFrame | None, previous: pd.DataFrame | None, bound: int) -> pd.DataFrame:
+def cell_targets(
+    cells: pd.DataFrame, measured: pd.DataFrame | None, previous: pd.DataFrame | None, bound: int
+) -> pd.DataFrame:
     """How many questions each cell of a partition should hold.
 
     A measured cell takes its empirical capacity; an unmeasured one the interim
@@ -27,7 +29,11 @@ def cell_targets(cells: pd.DataFrame, measured: pd.DataFrame | None, previous: p
     if measured is not None and not measured.empty and "topic" in measured and len(out):
         # a run over many partitions hands every partition's measurements: keep this partition's
         measured = measured[(measured["topic"] == out.iloc[0]["topic"]) & (measured["track"] == out.iloc[0]["track"])]
-    capacity = {} if measured is None or measured.empty else {(r.zone, r.level): int(r.capacity) for r in measured.itertuples()}
+    capacity = (
+        {}
+        if measured is None or measured.empty
+        else {(r.zone, r.level): int(r.capacity) for r in measured.itertuples()}
+    )
     held = {} if previous is None or previous.empty else previous.groupby(keys).size().to_dict()
     targets = []
     for r in out.itertuples():
@@ -38,7 +44,9 @@ def cell_targets(cells: pd.DataFrame, measured: pd.DataFrame | None, previous: p
     return out
 
 
-def generate_partition(specs: Specs, backend: GeneratorBackend, cells: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+def generate_partition(
+    specs: Specs, backend: GeneratorBackend, cells: pd.DataFrame, seed: int | None = None
+) -> pd.DataFrame:
     """Questions for the cells of one partition (rows of the ``cells`` asset), each cell up to
     its ``target``. A cell the backend cannot fill stays short: the corpus size is what the
     design yields, not a quota."""
@@ -63,8 +71,14 @@ class OrderedGeneration:
     stopped: str | None
 
 
-def generate_in_order(specs: Specs, backend: GeneratorBackend, ordered_cells: pd.DataFrame, seed: int | None = None,
-                      stop_on: tuple[type[BaseException], ...] = (), on_cell: Callable[[], None] | None = None) -> OrderedGeneration:
+def generate_in_order(
+    specs: Specs,
+    backend: GeneratorBackend,
+    ordered_cells: pd.DataFrame,
+    seed: int | None = None,
+    stop_on: tuple[type[BaseException], ...] = (),
+    on_cell: Callable[[], None] | None = None,
+) -> OrderedGeneration:
     """Generate the cells of ``ordered_cells`` (topic, track, zone, level, target; any partitions)
     one after another in the given order. An exception of a type in ``stop_on`` (a spent budget)
     ends generation there: the cells generated so far keep their rows and the rest are listed as
@@ -78,7 +92,9 @@ def generate_in_order(specs: Specs, backend: GeneratorBackend, ordered_cells: pd
             rows[(topic, track, zone, level)] = []
         else:
             try:
-                rows[(topic, track, zone, level)] = backend.generate(specs, CellRequest(topic, track, zone, level, target, seed))
+                rows[(topic, track, zone, level)] = backend.generate(
+                    specs, CellRequest(topic, track, zone, level, target, seed)
+                )
             except stop_on as exc:
                 return OrderedGeneration(rows, [k[:4] for k in keys[i:]], str(exc))
         if on_cell is not None:

@@ -6,6 +6,14 @@ from staffml_dagster.interchange.importer import ImportLimits, ImportProblem, Im
 from staffml_dagster.interchange.review import import_coverage, review_imported
 
 __all__ = [
-    "FORMATS", "ImportLimits", "ImportProblem", "ImportResult", "corpus_rows", "export_corpus", "import_corpus",
-    "import_coverage", "review_imported", "write_import",
+    "FORMATS",
+    "ImportLimits",
+    "ImportProblem",
+    "ImportResult",
+    "corpus_rows",
+    "export_corpus",
+    "import_corpus",
+    "import_coverage",
+    "review_imported",
+    "write_import",
 ]

@@ -33,15 +33,37 @@ from pathlib import Path
 from staffml_dagster.core.calc import fmt_quantity
 from staffml_dagster.quality.arithmetic import check_arithmetic
 from staffml_dagster.quality.criteria import (
-    _TEMPLATE_TITLE, Attribution, _platform_figures, _platform_pattern, _text, _truncated, falsifiability, figure_attributions,
-    figure_problem, placeholder_residue,
+    _TEMPLATE_TITLE,
+    Attribution,
+    _platform_figures,
+    _platform_pattern,
+    _text,
+    _truncated,
+    falsifiability,
+    figure_attributions,
+    figure_problem,
+    placeholder_residue,
 )
 from staffml_dagster.specs import Specs
 from staffml_dagster.storage.atomic import write_atomic
 
-AUDIT_CRITERIA = ("arithmetic", "hardware_figure", "off_track", "truncated", "placeholder", "common_mistake", "duplicate", "unreadable")
+AUDIT_CRITERIA = (
+    "arithmetic",
+    "hardware_figure",
+    "off_track",
+    "truncated",
+    "placeholder",
+    "common_mistake",
+    "duplicate",
+    "unreadable",
+)
 TEXT_FIELDS = ("title", "scenario", "question", "realistic_solution", "common_mistake", "napkin_math")
-FIGURE_FIELDS = ("scenario", "question", "realistic_solution", "napkin_math")  # the common mistake may state wrong figures on purpose
+FIGURE_FIELDS = (
+    "scenario",
+    "question",
+    "realistic_solution",
+    "napkin_math",
+)  # the common mistake may state wrong figures on purpose
 PROSE_FIELDS = ("scenario", "question", "realistic_solution", "common_mistake")
 REPORT_JSONL = "report.jsonl"
 REPORT_HTML = "report.html"
@@ -79,11 +101,17 @@ class AuditResult:
 
     def summary(self) -> str:
         flagged = self.flagged_questions()
-        lines = [f"audited {self.questions} question(s) from {self.source}: {len(self.findings)} finding(s) in {len(flagged)} question(s)"]
+        lines = [
+            f"audited {self.questions} question(s) from {self.source}: {len(self.findings)} finding(s) in {len(flagged)} question(s)"
+        ]
         lines.append("per criterion: " + ", ".join(f"{c} {n}" for c, n in self.per_criterion().items()))
-        lines.append(f"arithmetic: {self.statements_checked} statement(s) recomputed; {len(self.arithmetic_unverifiable)} question(s) "
-                     f"with none parseable (unverifiable, not a finding)")
-        lines.append(f"hardware figures: {self.figures_checked} written beside a platform and checked against specs/hardware.yaml")
+        lines.append(
+            f"arithmetic: {self.statements_checked} statement(s) recomputed; {len(self.arithmetic_unverifiable)} question(s) "
+            f"with none parseable (unverifiable, not a finding)"
+        )
+        lines.append(
+            f"hardware figures: {self.figures_checked} written beside a platform and checked against specs/hardware.yaml"
+        )
         return "\n".join(lines)
 
 
@@ -99,7 +127,9 @@ def arithmetic_findings(row: Mapping) -> tuple[list[Finding], int]:
         check = check_arithmetic(_text(row, key))
         checked += len(check.statements)
         for s in check.wrong:
-            out.append(Finding(qid, "arithmetic", key, _clip(s.describe()), s.suggestion or None, _text(row, "source_path")))
+            out.append(
+                Finding(qid, "arithmetic", key, _clip(s.describe()), s.suggestion or None, _text(row, "source_path"))
+            )
     return out, checked
 
 
@@ -112,7 +142,16 @@ def figure_findings(row: Mapping, specs: Specs, tol: float) -> tuple[list[Findin
             checked += 1
             problem = figure_problem(attribution, specs, tol)
             if problem:
-                out.append(Finding(qid, "hardware_figure", key, _clip(problem), _figures_of(attribution, specs), _text(row, "source_path")))
+                out.append(
+                    Finding(
+                        qid,
+                        "hardware_figure",
+                        key,
+                        _clip(problem),
+                        _figures_of(attribution, specs),
+                        _text(row, "source_path"),
+                    )
+                )
     return out, checked
 
 
@@ -120,7 +159,11 @@ def _figures_of(attribution: Attribution, specs: Specs) -> str | None:
     """What specs/hardware.yaml says for the figure's dimension, per platform it names."""
     parts = []
     for pid in sorted(attribution.platforms):
-        same = [f for f in _platform_figures(specs.platform_by_id[pid]) if f.dimensionality == attribution.quantity.dimensionality]
+        same = [
+            f
+            for f in _platform_figures(specs.platform_by_id[pid])
+            if f.dimensionality == attribution.quantity.dimensionality
+        ]
         if same:
             parts.append(f"{pid}: " + ", ".join(fmt_quantity(float(f.magnitude), f"{f.units:~}") for f in same))
     return "specs say " + "; ".join(parts) if parts else None
@@ -142,13 +185,30 @@ def off_track_findings(row: Mapping, specs: Specs) -> list[Finding]:
                 continue  # a name some platform of the track also answers to is not off-track
             seen.add((key, m.group(1)))
             tracks = sorted({specs.platform_by_id[p].track for p in foreign})
-            out.append(Finding(qid, "off_track", key, f"'{m.group(1)}' is {'/'.join(tracks)} hardware in a {track} question",
-                               f"a {track} platform instead, e.g. {', '.join(own[:3])}", _text(row, "source_path")))
+            out.append(
+                Finding(
+                    qid,
+                    "off_track",
+                    key,
+                    f"'{m.group(1)}' is {'/'.join(tracks)} hardware in a {track} question",
+                    f"a {track} platform instead, e.g. {', '.join(own[:3])}",
+                    _text(row, "source_path"),
+                )
+            )
     listed = row.get("platforms")
     for pid in list(listed) if listed is not None and not isinstance(listed, str) else []:
         platform = specs.platform_by_id.get(str(pid))
         if platform is not None and platform.track != track:
-            out.append(Finding(qid, "off_track", "platforms", f"platform {pid} belongs to {platform.track}, not {track}", None, _text(row, "source_path")))
+            out.append(
+                Finding(
+                    qid,
+                    "off_track",
+                    "platforms",
+                    f"platform {pid} belongs to {platform.track}, not {track}",
+                    None,
+                    _text(row, "source_path"),
+                )
+            )
     return out
 
 
@@ -162,10 +222,16 @@ def text_findings(row: Mapping) -> list[Finding]:
     for key in TEXT_FIELDS:
         found = placeholder_residue(_text(row, key))
         if found:
-            out.append(Finding(qid, "placeholder", key, _clip(f"{key} contains {', '.join(repr(f) for f in found)}"), None, src))
+            out.append(
+                Finding(
+                    qid, "placeholder", key, _clip(f"{key} contains {', '.join(repr(f) for f in found)}"), None, src
+                )
+            )
     title = _text(row, "title")
     if _TEMPLATE_TITLE.search(title):
-        out.append(Finding(qid, "placeholder", "title", _clip(f"title looks generated from a template: {title!r}"), None, src))
+        out.append(
+            Finding(qid, "placeholder", "title", _clip(f"title looks generated from a template: {title!r}"), None, src)
+        )
     verdict = falsifiability({**row, "calc": None})
     if verdict.reason.startswith("no common mistake"):  # our "Pitfall" format is not asked of another corpus
         out.append(Finding(qid, "common_mistake", "common_mistake", _clip(verdict.reason), None, src))
@@ -182,13 +248,24 @@ def duplicate_findings(rows: list[Mapping]) -> list[Finding]:
         key = content_key(row)
         qid = _text(row, "id")
         if key in first:
-            out.append(Finding(qid, "duplicate", "scenario", f"same scenario, question and solution as {first[key]}", f"drop it or merge with {first[key]}", _text(row, "source_path")))
+            out.append(
+                Finding(
+                    qid,
+                    "duplicate",
+                    "scenario",
+                    f"same scenario, question and solution as {first[key]}",
+                    f"drop it or merge with {first[key]}",
+                    _text(row, "source_path"),
+                )
+            )
         else:
             first[key] = qid
     return out
 
 
-def audit_rows(rows: Iterable[Mapping], specs: Specs, source: str = "", unreadable: Iterable[tuple[str, str]] = ()) -> AuditResult:
+def audit_rows(
+    rows: Iterable[Mapping], specs: Specs, source: str = "", unreadable: Iterable[tuple[str, str]] = ()
+) -> AuditResult:
     """Every check over every row; ``unreadable`` are (file, reason) pairs the import refused."""
     rows = list(rows)
     tol = specs.quality.grounding_tolerance
@@ -228,7 +305,9 @@ def report_html(result: AuditResult) -> str:
     rows = "".join(f"<tr><td>{e(c)}</td><td class=n>{n}</td></tr>" for c, n in counts.items())
     findings = "".join(
         f"<tr><td class=c>{e(f.question_id)}</td><td class=c>{e(f.criterion)}</td><td>{e(f.field)}</td><td>{e(f.evidence)}</td>"
-        f"<td>{e(f.suggested_fix or '')}</td><td><code>{e(f.source_path)}</code></td></tr>" for f in result.findings)
+        f"<td>{e(f.suggested_fix or '')}</td><td><code>{e(f.source_path)}</code></td></tr>"
+        for f in result.findings
+    )
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
@@ -239,7 +318,8 @@ def report_html(result: AuditResult) -> str:
         f"{result.figures_checked} hardware figure(s) checked against specs/hardware.yaml.</p>"
         f"<h2>Findings per criterion</h2><table><tr><th>criterion</th><th>findings</th></tr>{rows}</table>"
         "<h2>Findings</h2><table><tr><th>question</th><th>criterion</th><th>field</th><th>evidence</th><th>suggested fix</th><th>source</th></tr>"
-        f"{findings or '<tr><td colspan=6>nothing found</td></tr>'}</table></body></html>\n")
+        f"{findings or '<tr><td colspan=6>nothing found</td></tr>'}</table></body></html>\n"
+    )
 
 
 def write_report(result: AuditResult, out_dir: Path) -> dict[str, Path]:

@@ -55,15 +55,21 @@ def corpus_rows(con=None) -> list[dict]:
 
     con = con or connect_warehouse()
     if "corpus" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}:
-        raise LookupError("the warehouse has no corpus table yet; materialize it first (staffml run, or corpus_job in the UI)")
+        raise LookupError(
+            "the warehouse has no corpus table yet; materialize it first (staffml run, or corpus_job in the UI)"
+        )
     return con.sql("SELECT * FROM corpus ORDER BY id").to_arrow_table().to_pylist()
 
 
 def _write_yaml_tree(records: list[dict], folder: Path) -> int:
     written: set[Path] = set()
     for record in records:
-        relative = Path(folder_name(record.get("track")), folder_name(record.get("level")), folder_name(record.get("zone")),
-                        f"{file_stem(str(record.get('id')))}.yaml")
+        relative = Path(
+            folder_name(record.get("track")),
+            folder_name(record.get("level")),
+            folder_name(record.get("zone")),
+            f"{file_stem(str(record.get('id')))}.yaml",
+        )
         if relative in written:
             raise ValueError(f"two questions would be written to {relative}: ids must be unique")
         written.add(relative)
@@ -92,8 +98,10 @@ def _check_out_dir(out_dir: Path) -> None:
 
     target, warehouse = out_dir.resolve(), warehouse_dir().resolve()
     if target == warehouse or warehouse in target.parents:
-        raise ExportRefused(f"--out {out_dir}: refused, it is inside the warehouse {warehouse}, whose files only the "
-                            "pipeline writes (an export there would replace the questions table); choose another folder")
+        raise ExportRefused(
+            f"--out {out_dir}: refused, it is inside the warehouse {warehouse}, whose files only the "
+            "pipeline writes (an export there would replace the questions table); choose another folder"
+        )
 
 
 def _carry_over(previous: Path, generation: Path, name: str) -> None:

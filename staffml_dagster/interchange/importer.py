@@ -36,7 +36,15 @@ import yaml
 
 from staffml_dagster.generation.backend import QUESTION_COLUMNS
 from staffml_dagster.interchange.staffml_format import (
-    IMPORT_COLUMNS, LEVEL_PATTERN, STAFFML_TRACKS, STAFFML_ZONES, FieldError, Vocabulary, plain, record_to_row, valid_id,
+    IMPORT_COLUMNS,
+    LEVEL_PATTERN,
+    STAFFML_TRACKS,
+    STAFFML_ZONES,
+    FieldError,
+    Vocabulary,
+    plain,
+    record_to_row,
+    valid_id,
 )
 from staffml_dagster.specs import Specs, find_non_finite
 from staffml_dagster.storage.atomic import write_atomic
@@ -76,7 +84,9 @@ class ImportResult:
     files_seen: int = 0
     files_ignored: int = 0  # other extensions
     unmapped: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    unmapped_files: dict[str, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    unmapped_files: dict[str, dict[str, list[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
     renamed: Counter = field(default_factory=Counter)  # (field, theirs, ours) -> count
     formats: Counter = field(default_factory=Counter)
 
@@ -96,15 +106,22 @@ class ImportResult:
             "formats": dict(self.formats),
             "errors": [{"where": e.where, "message": e.message} for e in self.errors],
             "renamed": [{"field": f, "from": a, "to": b, "count": n} for (f, a, b), n in sorted(self.renamed.items())],
-            "unmapped": {f: {v: {"count": n, "files": self.unmapped_files[f][v]} for v, n in c.most_common()} for f, c in self.unmapped.items()},
+            "unmapped": {
+                f: {v: {"count": n, "files": self.unmapped_files[f][v]} for v, n in c.most_common()}
+                for f, c in self.unmapped.items()
+            },
         }
 
     def summary(self, files_listed: int = 3) -> str:
-        lines = [f"imported {len(self.rows)} question(s) from {self.root} "
-                 f"({', '.join(f'{k} {v}' for k, v in sorted(self.formats.items())) or 'no question files'}); "
-                 f"{len(self.errors)} error(s), {self.files_ignored} other file(s) ignored"]
+        lines = [
+            f"imported {len(self.rows)} question(s) from {self.root} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.formats.items())) or 'no question files'}); "
+            f"{len(self.errors)} error(s), {self.files_ignored} other file(s) ignored"
+        ]
         if self.renamed:
-            lines.append("renamed: " + "; ".join(f"{f} {a} -> {b} x{n}" for (f, a, b), n in sorted(self.renamed.items())))
+            lines.append(
+                "renamed: " + "; ".join(f"{f} {a} -> {b} x{n}" for (f, a, b), n in sorted(self.renamed.items()))
+            )
         if self.unmapped:
             lines.append("unmapped (field left empty, source value kept in extra.source_values):")
             for fld, counts in sorted(self.unmapped.items()):
@@ -263,15 +280,25 @@ def discover(root: Path) -> tuple[list[Path], list[ImportProblem], int]:
         for d in sorted(dirnames):
             full = os.path.join(dirpath, d)
             if os.path.islink(full) and not _inside(os.path.realpath(full), real_root):
-                problems.append(ImportProblem(os.path.relpath(full, root), "symlink to a folder outside the import root; not followed"))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not os.path.islink(os.path.join(dirpath, d)))
+                problems.append(
+                    ImportProblem(
+                        os.path.relpath(full, root), "symlink to a folder outside the import root; not followed"
+                    )
+                )
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not os.path.islink(os.path.join(dirpath, d))
+        )
         for name in sorted(filenames):
             full = Path(dirpath) / name
             if name.startswith(".") or full.suffix.lower() not in SUFFIXES:
                 ignored += 1
                 continue
             if full.is_symlink() and not _inside(os.path.realpath(full), real_root):
-                problems.append(ImportProblem(str(full.relative_to(root)), "symlink to a file outside the import root; not followed"))
+                problems.append(
+                    ImportProblem(
+                        str(full.relative_to(root)), "symlink to a file outside the import root; not followed"
+                    )
+                )
                 continue
             files.append(full)
     return files, problems, ignored
@@ -282,7 +309,12 @@ def path_hints(path: Path) -> tuple[dict[str, str], str | None]:
     or ``<track>/<area>/<file>`` (schema 1.0)."""
     dirs = path.parent.parts
     zones = {*STAFFML_ZONES, "quantify", "debug"}
-    if len(dirs) >= 3 and dirs[-3].lower() in STAFFML_TRACKS and LEVEL_PATTERN.match(dirs[-2]) and dirs[-1].lower() in zones:
+    if (
+        len(dirs) >= 3
+        and dirs[-3].lower() in STAFFML_TRACKS
+        and LEVEL_PATTERN.match(dirs[-2])
+        and dirs[-1].lower() in zones
+    ):
         return {"track": dirs[-3], "level": dirs[-2], "zone": dirs[-1]}, "legacy"
     if len(dirs) >= 2 and dirs[-2].lower() in STAFFML_TRACKS:
         return {"track": dirs[-2], "competency_area": dirs[-1]}, "tree"
@@ -303,7 +335,9 @@ def _source_format(record: Mapping, kind: str, layout: str | None) -> str:
     return "yaml"
 
 
-def _question(obj: object, where: str, kind: str, hints: dict, layout: str | None, vocab: Vocabulary, limits: ImportLimits):
+def _question(
+    obj: object, where: str, kind: str, hints: dict, layout: str | None, vocab: Vocabulary, limits: ImportLimits
+):
     """Validate and map one question object; raises _Refused with the reason."""
     if not isinstance(obj, Mapping):
         raise _Refused(f"expected a question (a mapping of keys), got {type(obj).__name__}")
@@ -312,7 +346,9 @@ def _question(obj: object, where: str, kind: str, hints: dict, layout: str | Non
         raise _Refused(f"nesting deeper than {limits.max_depth} levels ({depth})")
     infinite = find_non_finite(obj)  # before plain(), which would turn NaN into a silent null
     if infinite is not None:
-        raise _Refused(f"{'.'.join(str(k) for k in infinite)}: not a finite number (inf or NaN); every figure must be a real value")
+        raise _Refused(
+            f"{'.'.join(str(k) for k in infinite)}: not a finite number (inf or NaN); every figure must be a real value"
+        )
     try:
         record = plain(obj)
     except TypeError as exc:
@@ -320,8 +356,10 @@ def _question(obj: object, where: str, kind: str, hints: dict, layout: str | Non
     if "id" not in record or record["id"] in (None, ""):
         raise _Refused("missing required key 'id'")
     if not valid_id(record["id"]):
-        raise _Refused(f"id {str(record['id'])[:80]!r} is not a valid question id: letters, digits, '_', '.', '+', '-' only, "
-                       "not starting with '.' or '-', no '..', at most 160 characters")
+        raise _Refused(
+            f"id {str(record['id'])[:80]!r} is not a valid question id: letters, digits, '_', '.', '+', '-' only, "
+            "not starting with '.' or '-', no '..', at most 160 characters"
+        )
     if record.get("scenario") in (None, ""):
         raise _Refused("missing required key 'scenario'")
     version = record.get("schema_version")
@@ -353,7 +391,12 @@ def _bundle_entries(path: Path, kind: str, limits: ImportLimits, rel: str) -> It
         for i, obj in enumerate(data):
             size = len(json.dumps(obj, ensure_ascii=False).encode())
             if size > limits.max_file_bytes:  # one entry is held to what one question file may weigh
-                yield f"{rel}[{i}]", _Refused(f"entry of {size:,} bytes is above the limit of {limits.max_file_bytes:,} bytes for one question")
+                yield (
+                    f"{rel}[{i}]",
+                    _Refused(
+                        f"entry of {size:,} bytes is above the limit of {limits.max_file_bytes:,} bytes for one question"
+                    ),
+                )
                 continue
             yield f"{rel}[{i}]", obj
         return

@@ -29,8 +29,11 @@ from staffml_dagster.specs import Specs
 
 CELL_KEYS = ["topic", "track", "zone", "level"]
 DEDUP_COLUMNS = ["duplicate_of", "duplicate_kind", "duplicate_similarity"]
-_DUPLICATE_WORDING = {"exact": "same content as", "near": "near-duplicate (cosine {sim:.2f}) of",
-                      "same solution path": "same solution path and parameters as"}
+_DUPLICATE_WORDING = {
+    "exact": "same content as",
+    "near": "near-duplicate (cosine {sim:.2f}) of",
+    "same solution path": "same solution path and parameters as",
+}
 # what the dedup needs of a generated question
 GENERATED_COLUMNS = ["id", *CELL_KEYS, "scenario", "question", "realistic_solution", "signature"]
 
@@ -54,11 +57,18 @@ def _fail(df: pd.DataFrame, mask: pd.Series | np.ndarray, criterion: str, reason
         df.iat[pos, df.columns.get_loc(f"{criterion}_reason")] = f"{before}; {reason}" if before else reason
 
 
-def duplicates_of_generated(imported: pd.DataFrame, generated: pd.DataFrame, threshold: float,
-                            imported_vectors: dict[str, np.ndarray], generated_vectors: dict[str, np.ndarray]) -> pd.DataFrame:
+def duplicates_of_generated(
+    imported: pd.DataFrame,
+    generated: pd.DataFrame,
+    threshold: float,
+    imported_vectors: dict[str, np.ndarray],
+    generated_vectors: dict[str, np.ndarray],
+) -> pd.DataFrame:
     """For each imported question: the generated question it duplicates (``exact`` content
     or ``near`` by the distinctness rule of its cell), else None. One row per imported id."""
-    out = pd.DataFrame({"id": imported["id"].values, "duplicate_of": None, "duplicate_kind": None, "duplicate_similarity": np.nan})
+    out = pd.DataFrame(
+        {"id": imported["id"].values, "duplicate_of": None, "duplicate_kind": None, "duplicate_similarity": np.nan}
+    )
     if imported.empty or generated is None or generated.empty:
         return out
     exact = {}
@@ -87,8 +97,13 @@ def duplicates_of_generated(imported: pd.DataFrame, generated: pd.DataFrame, thr
     return out
 
 
-def review_imported(imported: pd.DataFrame, specs: Specs, embedder: Embedder, generated: pd.DataFrame | None = None,
-                    generated_vectors: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+def review_imported(
+    imported: pd.DataFrame,
+    specs: Specs,
+    embedder: Embedder,
+    generated: pd.DataFrame | None = None,
+    generated_vectors: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """The imported rows with a verdict and a reason per criterion, ``failures``,
     ``passed`` and the dedup columns. ``generated_vectors`` (id -> stored embedding of the
     same model) are used where given; missing generated vectors are computed here."""
@@ -104,7 +119,12 @@ def review_imported(imported: pd.DataFrame, specs: Specs, embedder: Embedder, ge
     out = validate_questions(filled, specs, vectors=vectors)
     out[CELL_KEYS] = imported[CELL_KEYS]
     has_unmapped = imported["unmapped"].map(lambda u: u is not None and len(u) > 0)
-    _fail(out, has_unmapped, "specificity", [f"no counterpart in specs/ for {', '.join(u)}" for u in imported.loc[has_unmapped, "unmapped"]])
+    _fail(
+        out,
+        has_unmapped,
+        "specificity",
+        [f"no counterpart in specs/ for {', '.join(u)}" for u in imported.loc[has_unmapped, "unmapped"]],
+    )
 
     generated = generated if generated is not None else pd.DataFrame(columns=GENERATED_COLUMNS)
     if len(generated):
@@ -116,13 +136,21 @@ def review_imported(imported: pd.DataFrame, specs: Specs, embedder: Embedder, ge
             rows = in_cells[in_cells["id"].isin(missing)].to_dict("records")
             known = {**known, **dict(zip(missing, embedder.encode([distinct_text(r) for r in rows])))}
         generated_vectors = known
-    dups = duplicates_of_generated(imported, generated, specs.quality.similarity_threshold, vectors, generated_vectors or {})
+    dups = duplicates_of_generated(
+        imported, generated, specs.quality.similarity_threshold, vectors, generated_vectors or {}
+    )
     for column in DEDUP_COLUMNS:
         out[column] = dups[column].values
     is_dup = out["duplicate_of"].notna()
-    _fail(out, is_dup, "distinctness", [
-        f"{_DUPLICATE_WORDING[r.duplicate_kind].format(sim=r.duplicate_similarity)} generated question {r.duplicate_of}"
-        for r in out[is_dup].itertuples()])
+    _fail(
+        out,
+        is_dup,
+        "distinctness",
+        [
+            f"{_DUPLICATE_WORDING[r.duplicate_kind].format(sim=r.duplicate_similarity)} generated question {r.duplicate_of}"
+            for r in out[is_dup].itertuples()
+        ],
+    )
     return _finish(out)
 
 
@@ -143,7 +171,9 @@ def import_coverage(reviewed: pd.DataFrame, cells: pd.DataFrame) -> ImportCovera
     def count(keys: list[str]) -> pd.DataFrame:
         rows = reviewed.dropna(subset=keys) if len(reviewed) else reviewed
         if rows.empty:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in keys}).assign(imported=pd.Series(dtype=int), passed=pd.Series(dtype=int))
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in keys}).assign(
+                imported=pd.Series(dtype=int), passed=pd.Series(dtype=int)
+            )
         counted = rows.groupby(keys).agg(imported=("id", "size"), passed=("passed", "sum")).reset_index()
         return counted.sort_values(["imported", *keys], ascending=[False] + [True] * len(keys), ignore_index=True)
 

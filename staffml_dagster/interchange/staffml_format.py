@@ -43,8 +43,19 @@ SCHEMA_VERSION = "1.0"
 # --------------------------------------------------------------------------- their vocabulary
 
 STAFFML_TRACKS = ("cloud", "edge", "mobile", "tinyml", "global")
-STAFFML_ZONES = ("recall", "analyze", "design", "implement", "fluency", "diagnosis", "specification",
-                 "optimization", "evaluation", "realization", "mastery")
+STAFFML_ZONES = (
+    "recall",
+    "analyze",
+    "design",
+    "implement",
+    "fluency",
+    "diagnosis",
+    "specification",
+    "optimization",
+    "evaluation",
+    "realization",
+    "mastery",
+)
 # their zone -> ours where the name differs; every other zone name maps to itself
 ZONE_RENAMES = {"implement": "quantify"}
 EXPORT_ZONE_NAMES = {ours: theirs for theirs, ours in ZONE_RENAMES.items()}
@@ -205,7 +216,9 @@ def _claims(record: Mapping) -> list[dict] | None:
             raise FieldError(f"claims[{i}]", "expected a mapping with exactly name, expression and holds")
         if not isinstance(claim["holds"], bool):
             raise FieldError(f"claims[{i}].holds", f"expected true or false, got {claim['holds']!r:.40}")
-        out.append({"name": _string(claim, "name"), "expression": _string(claim, "expression"), "holds": claim["holds"]})
+        out.append(
+            {"name": _string(claim, "name"), "expression": _string(claim, "expression"), "holds": claim["holds"]}
+        )
     return out
 
 
@@ -227,7 +240,9 @@ def record_to_row(record: Mapping, vocab: Vocabulary, hints: Mapping[str, str] |
     if details is None:
         details = {}
     if not isinstance(details, Mapping):
-        raise FieldError("details", f"expected a mapping of solution, mistake and napkin math, got {type(details).__name__}")
+        raise FieldError(
+            "details", f"expected a mapping of solution, mistake and napkin math, got {type(details).__name__}"
+        )
     details = dict(details)
     for key in DETAIL_FIELDS:
         if key in details:

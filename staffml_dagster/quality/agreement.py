@@ -94,7 +94,9 @@ def fleiss_kappa(counts: Sequence[Sequence[float]]) -> float | None:
     per_item = c.sum(axis=1)
     m = per_item[0]
     if not np.all(per_item == m):
-        raise ValueError(f"every item must have the same number of ratings for Fleiss' kappa; got {sorted(set(per_item.tolist()))}")
+        raise ValueError(
+            f"every item must have the same number of ratings for Fleiss' kappa; got {sorted(set(per_item.tolist()))}"
+        )
     if m < 2:
         raise ValueError("Fleiss' kappa needs at least two ratings per item")
     p_items = ((c * c).sum(axis=1) - m) / (m * (m - 1))
@@ -104,7 +106,7 @@ def fleiss_kappa(counts: Sequence[Sequence[float]]) -> float | None:
 
 @dataclass(frozen=True)
 class KappaEstimate:
-    method: str            # "cohen" (two raters) | "fleiss" (more)
+    method: str  # "cohen" (two raters) | "fleiss" (more)
     items: int
     raters: int
     kappa: float | None
@@ -130,8 +132,9 @@ def _kappa_terms(codes: np.ndarray, k: int, idx: np.ndarray) -> tuple[np.ndarray
     return observed, (shares * shares).sum(axis=1)
 
 
-def kappa_estimate(ratings, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                   confidence: float = CONFIDENCE) -> KappaEstimate:
+def kappa_estimate(
+    ratings, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE
+) -> KappaEstimate:
     """Kappa of an items x raters matrix of labels (no missing values), Cohen for two raters,
     Fleiss for more, with a percentile bootstrap interval over items. Resamples whose kappa is
     undefined are left out; with fewer than half defined, the interval is None."""
@@ -174,8 +177,16 @@ def gate_ratings(validated: pd.DataFrame) -> pd.DataFrame:
         if column not in validated.columns or "id" not in validated.columns:
             continue
         part = validated[["id", column]].dropna()
-        frames.append(pd.DataFrame({"item": part["id"].astype(str), "rater": GATE, "criterion": criterion,
-                                    "score": part[column].astype(bool).astype(int)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "item": part["id"].astype(str),
+                    "rater": GATE,
+                    "criterion": criterion,
+                    "score": part[column].astype(bool).astype(int),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True) if frames else empty_ratings()
 
 
@@ -188,25 +199,47 @@ def review_ratings(reviews: pd.DataFrame, rater: str | None = None) -> pd.DataFr
         if criterion not in reviews.columns:
             continue
         part = reviews.dropna(subset=[criterion])
-        frames.append(pd.DataFrame({
-            "item": part["question_id"].astype(str),
-            "rater": rater if rater else HUMAN_PREFIX + part["reviewer"].astype(str),
-            "criterion": criterion, "score": part[criterion].astype(int),
-            "round": part["round"].astype(int) if "round" in part.columns else 0,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "item": part["question_id"].astype(str),
+                    "rater": rater if rater else HUMAN_PREFIX + part["reviewer"].astype(str),
+                    "criterion": criterion,
+                    "score": part[criterion].astype(int),
+                    "round": part["round"].astype(int) if "round" in part.columns else 0,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True) if frames else empty_ratings()
 
 
 def empty_ratings() -> pd.DataFrame:
-    return pd.DataFrame({"item": pd.Series(dtype=str), "rater": pd.Series(dtype=str), "criterion": pd.Series(dtype=str),
-                         "score": pd.Series(dtype=int)})
+    return pd.DataFrame(
+        {
+            "item": pd.Series(dtype=str),
+            "rater": pd.Series(dtype=str),
+            "criterion": pd.Series(dtype=str),
+            "score": pd.Series(dtype=int),
+        }
+    )
 
 
-AGREEMENT_COLUMNS = ["criterion", "raters", "method", "items", "kappa", "ci_low", "ci_high", "observed_agreement", "constant_raters"]
+AGREEMENT_COLUMNS = [
+    "criterion",
+    "raters",
+    "method",
+    "items",
+    "kappa",
+    "ci_low",
+    "ci_high",
+    "observed_agreement",
+    "constant_raters",
+]
 
 
-def agreement_table(ratings: pd.DataFrame, min_items: int = 2, resamples: int = BOOTSTRAP_RESAMPLES,
-                    seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+def agreement_table(
+    ratings: pd.DataFrame, min_items: int = 2, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> pd.DataFrame:
     """Per criterion: Cohen's kappa for every pair of raters and, with three or more raters,
     Fleiss' kappa over all of them, each on the items the raters in it have all scored (at
     least ``min_items``). ``raters`` reads "gate vs human:ana" or "all (gate, judge, ...)"."""
@@ -227,9 +260,19 @@ def agreement_table(ratings: pd.DataFrame, min_items: int = 2, resamples: int = 
             # a rater who gave every shared item the same score agrees no better than chance by
             # construction (Cohen's kappa is 0 whatever the other says): said, not hidden
             constant = ", ".join(r for r in group if shared[r].nunique() == 1)
-            rows.append({"criterion": criterion, "raters": label, "method": est.method, "items": est.items, "kappa": est.kappa,
-                         "ci_low": est.ci_low, "ci_high": est.ci_high, "observed_agreement": est.observed_agreement,
-                         "constant_raters": constant})
+            rows.append(
+                {
+                    "criterion": criterion,
+                    "raters": label,
+                    "method": est.method,
+                    "items": est.items,
+                    "kappa": est.kappa,
+                    "ci_low": est.ci_low,
+                    "ci_high": est.ci_high,
+                    "observed_agreement": est.observed_agreement,
+                    "constant_raters": constant,
+                }
+            )
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
 
@@ -244,7 +287,11 @@ def agreement_by_round(human: pd.DataFrame, others: pd.DataFrame | None = None, 
     frames = []
     for rnd in sorted(human["round"].dropna().unique()) if "round" in human.columns else []:
         this = human[human["round"] == rnd].drop(columns=["round"])
-        both = pd.concat([this, others.drop(columns=["round"], errors="ignore")], ignore_index=True) if others is not None else this
+        both = (
+            pd.concat([this, others.drop(columns=["round"], errors="ignore")], ignore_index=True)
+            if others is not None
+            else this
+        )
         table = agreement_table(both, **kwargs)
         table.insert(0, "round", int(rnd))
         frames.append(table)
@@ -270,10 +317,21 @@ def disagreements(ratings: pd.DataFrame, top: int = 10) -> pd.DataFrame:
                 zeros = sorted(crit.loc[crit["score"] == 0, "rater"].unique(), key=_rater_order)
                 split.append(f"{criterion} (0: {', '.join(zeros)})")
         if shares:
-            rows.append({"item": item, "disagreement": float(np.mean(shares)), "criteria_split": len(split),
-                         "split": "; ".join(split), "raters": int(part["rater"].nunique())})
+            rows.append(
+                {
+                    "item": item,
+                    "disagreement": float(np.mean(shares)),
+                    "criteria_split": len(split),
+                    "split": "; ".join(split),
+                    "raters": int(part["rater"].nunique()),
+                }
+            )
     out = pd.DataFrame(rows, columns=["item", "disagreement", "criteria_split", "split", "raters"])
-    return out.sort_values(["disagreement", "criteria_split", "item"], ascending=[False, False, True]).head(top).reset_index(drop=True)
+    return (
+        out.sort_values(["disagreement", "criteria_split", "item"], ascending=[False, False, True])
+        .head(top)
+        .reset_index(drop=True)
+    )
 
 
 # --------------------------------------------------------------------------- the report over gate, judge and reviewers
@@ -304,8 +362,14 @@ def convergence(by_round: pd.DataFrame) -> pd.DataFrame:
     if by_round.empty:
         return pd.DataFrame(columns=["round", "criterion", "comparison", "kappa", "pairs"])
     df = by_round.assign(comparison=by_round["raters"].map(_comparison)).dropna(subset=["comparison", "kappa"])
-    out = df.groupby(["round", "criterion", "comparison"], sort=False).agg(kappa=("kappa", "mean"), pairs=("kappa", "size")).reset_index()
-    return out.sort_values(["comparison", "criterion", "round"], key=lambda s: s.map(_criterion_rank) if s.name == "criterion" else s).reset_index(drop=True)
+    out = (
+        df.groupby(["round", "criterion", "comparison"], sort=False)
+        .agg(kappa=("kappa", "mean"), pairs=("kappa", "size"))
+        .reset_index()
+    )
+    return out.sort_values(
+        ["comparison", "criterion", "round"], key=lambda s: s.map(_criterion_rank) if s.name == "criterion" else s
+    ).reset_index(drop=True)
 
 
 def _criterion_rank(c: str) -> int:
@@ -314,15 +378,21 @@ def _criterion_rank(c: str) -> int:
 
 @dataclass
 class AgreementReport:
-    overall: pd.DataFrame        # agreement_table over every rater, reviewers at their latest round
-    by_round: pd.DataFrame       # agreement_by_round
-    convergence: pd.DataFrame    # convergence(by_round)
+    overall: pd.DataFrame  # agreement_table over every rater, reviewers at their latest round
+    by_round: pd.DataFrame  # agreement_by_round
+    convergence: pd.DataFrame  # convergence(by_round)
     disagreements: pd.DataFrame  # the items raters split on most
     raters: list[str]
 
 
-def agreement_report(validated: pd.DataFrame, reviews: pd.DataFrame, judge: pd.DataFrame | None = None, top: int = 15,
-                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> AgreementReport:
+def agreement_report(
+    validated: pd.DataFrame,
+    reviews: pd.DataFrame,
+    judge: pd.DataFrame | None = None,
+    top: int = 15,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> AgreementReport:
     """Everything the review_agreement asset shows. ``validated``: the gate's verdicts (id and
     ``*_ok``/``passed`` columns); ``reviews``: the reviews table; ``judge``: the judge's verdicts
     (``question_id`` and a column per criterion; null scores are no rating)."""
@@ -336,11 +406,16 @@ def agreement_report(validated: pd.DataFrame, reviews: pd.DataFrame, judge: pd.D
     everyone = pd.concat([others_df, human_latest], ignore_index=True)
     reviewed = set(human_latest["item"])
     overall = agreement_table(everyone, resamples=resamples, seed=seed)
-    by_round = agreement_by_round(human_all, others_df, resamples=resamples, seed=seed) if len(human_all) else \
-        pd.DataFrame(columns=["round", *AGREEMENT_COLUMNS])
+    by_round = (
+        agreement_by_round(human_all, others_df, resamples=resamples, seed=seed)
+        if len(human_all)
+        else pd.DataFrame(columns=["round", *AGREEMENT_COLUMNS])
+    )
     # the next round's candidates: items a reviewer has seen first (people settle them), then the rest
     worst = disagreements(everyone[everyone["item"].isin(reviewed)] if reviewed else everyone, top=top)
-    return AgreementReport(overall, by_round, convergence(by_round), worst, sorted(everyone["rater"].unique(), key=_rater_order))
+    return AgreementReport(
+        overall, by_round, convergence(by_round), worst, sorted(everyone["rater"].unique(), key=_rater_order)
+    )
 
 
 def _fmt(x) -> str:
@@ -351,29 +426,49 @@ def agreement_markdown(report: AgreementReport) -> str:
     """The report as Markdown: kappa per criterion and rater pair, convergence, disagreements."""
     out = []
     if report.overall.empty:
-        return ("No agreement to compute yet: it needs two raters on the same items (the gate's verdicts and a review "
-                "round: `staffml review export`, then `staffml review import FILE --round 1 --reviewer NAME`).")
-    out += [f"Raters: {', '.join(report.raters)}. Cohen's kappa for two raters, Fleiss' for all together; 95% bootstrap "
-            "interval over items. Reviewers at their latest round. A rater marked * gave every shared item the same score "
-            "(e.g. the gate on corpus items, which all passed it): its kappa is 0 by construction, so review items it "
-            "rejected too (`staffml review export --rejected K`).", "",
-            "| criterion | raters | method | items | kappa | 95% CI | all agree |", "|---|---|---|---|---|---|---|"]
+        return (
+            "No agreement to compute yet: it needs two raters on the same items (the gate's verdicts and a review "
+            "round: `staffml review export`, then `staffml review import FILE --round 1 --reviewer NAME`)."
+        )
+    out += [
+        f"Raters: {', '.join(report.raters)}. Cohen's kappa for two raters, Fleiss' for all together; 95% bootstrap "
+        "interval over items. Reviewers at their latest round. A rater marked * gave every shared item the same score "
+        "(e.g. the gate on corpus items, which all passed it): its kappa is 0 by construction, so review items it "
+        "rejected too (`staffml review export --rejected K`).",
+        "",
+        "| criterion | raters | method | items | kappa | 95% CI | all agree |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in report.overall.itertuples():
         raters = r.raters
         for name in filter(None, str(r.constant_raters or "").split(", ")):
             raters = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w])", f"{name}*", raters)
-        out.append(f"| {r.criterion} | {raters} | {r.method} | {r.items} | {_fmt(r.kappa)} | "
-                   f"{_fmt(r.ci_low)} to {_fmt(r.ci_high)} | {r.observed_agreement:.0%} |")
+        out.append(
+            f"| {r.criterion} | {raters} | {r.method} | {r.items} | {_fmt(r.kappa)} | "
+            f"{_fmt(r.ci_low)} to {_fmt(r.ci_high)} | {r.observed_agreement:.0%} |"
+        )
     if not report.convergence.empty:
         rounds = sorted(report.convergence["round"].unique())
-        out += ["", "Convergence: mean kappa per round.", "",
-                "| comparison | criterion | " + " | ".join(f"round {r}" for r in rounds) + " |", "|---|---|" + "---|" * len(rounds)]
-        pivot = report.convergence.pivot_table(index=["comparison", "criterion"], columns="round", values="kappa", sort=False)
+        out += [
+            "",
+            "Convergence: mean kappa per round.",
+            "",
+            "| comparison | criterion | " + " | ".join(f"round {r}" for r in rounds) + " |",
+            "|---|---|" + "---|" * len(rounds),
+        ]
+        pivot = report.convergence.pivot_table(
+            index=["comparison", "criterion"], columns="round", values="kappa", sort=False
+        )
         for (comparison, criterion), row in pivot.iterrows():
             out.append(f"| {comparison} | {criterion} | " + " | ".join(_fmt(row.get(r)) for r in rounds) + " |")
     if not report.disagreements.empty:
-        out += ["", "Most disagreement (for the next round: `staffml review export --ids ...`).", "",
-                "| question | disagreement | split |", "|---|---|---|"]
+        out += [
+            "",
+            "Most disagreement (for the next round: `staffml review export --ids ...`).",
+            "",
+            "| question | disagreement | split |",
+            "|---|---|---|",
+        ]
         for r in report.disagreements.itertuples():
             out.append(f"| {r.item} | {r.disagreement:.2f} | {r.split.replace('|', '/')} |")
     return "\n".join(out)

@@ -121,13 +121,49 @@ _units("1/s", "fps", "FPS", "QPS", "qps", "RPS", "rps", "TPS")
 _units("USD", "USD", "dollars", "dollar")
 
 _MULTIPLIER_LETTERS = {"K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
-_BILLION_OF = {"param", "params", "parameter", "parameters", "model", "models", "LLM", "token", "tokens", "weights"}  # 70B model; else 4B is bytes
+_BILLION_OF = {
+    "param",
+    "params",
+    "parameter",
+    "parameters",
+    "model",
+    "models",
+    "LLM",
+    "token",
+    "tokens",
+    "weights",
+}  # 70B model; else 4B is bytes
 _DECIMAL_INFORMATION = {"kB": 1, "MB": 2, "GB": 3, "TB": 4}  # KB may be written for KiB: 7,680 B = 7.5 KB
 _MULTIPLIER_WORDS = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
 _APPROX_WORDS = {"about", "approximately", "approx", "roughly", "around", "nearly", "almost", "~"}
-_FUNCTIONS = {"sqrt": math.sqrt, "min": min, "max": max, "log2": math.log2, "log10": math.log10,
-              "ceil": math.ceil, "floor": math.floor, "exp": math.exp}
-_NOT_NOISE = _FUNCTIONS.keys() | {"per", "of", "and", "or", "vs", "versus", "than", "is", "are", "was", "so", "then", "which", "that", "to", "if"}
+_FUNCTIONS = {
+    "sqrt": math.sqrt,
+    "min": min,
+    "max": max,
+    "log2": math.log2,
+    "log10": math.log10,
+    "ceil": math.ceil,
+    "floor": math.floor,
+    "exp": math.exp,
+}
+_NOT_NOISE = _FUNCTIONS.keys() | {
+    "per",
+    "of",
+    "and",
+    "or",
+    "vs",
+    "versus",
+    "than",
+    "is",
+    "are",
+    "was",
+    "so",
+    "then",
+    "which",
+    "that",
+    "to",
+    "if",
+}
 
 
 @lru_cache(maxsize=2048)
@@ -259,12 +295,25 @@ class _Parser:
                 self.operators += 1
                 right = self.unary()
                 value = value * right if tok.text == "*" else value / right
-            elif (tok is not None and tok.kind == "word" and tok.text == "of" and self.numbers and self.numbers[-1].percent
-                  and (nxt := self.peek(1)) is not None and nxt.kind in ("num", "dollar", "tilde")):
+            elif (
+                tok is not None
+                and tok.kind == "word"
+                and tok.text == "of"
+                and self.numbers
+                and self.numbers[-1].percent
+                and (nxt := self.peek(1)) is not None
+                and nxt.kind in ("num", "dollar", "tilde")
+            ):
                 self.take()  # "10% of 5,000 QPS"
                 self.operators += 1
                 value = value * self.unary()
-            elif tok is not None and tok.kind == "lp" and tok.glued and self.i and self.t[self.i - 1].kind in ("num", "rp"):
+            elif (
+                tok is not None
+                and tok.kind == "lp"
+                and tok.glued
+                and self.i
+                and self.t[self.i - 1].kind in ("num", "rp")
+            ):
                 self.operators += 1
                 value = value * self.unary()  # 2(8-1)
             else:
@@ -293,7 +342,10 @@ class _Parser:
         if tok.kind == "tilde":
             number_at = len(self.numbers)
             value = self.atom()
-            self.numbers[number_at:] = [Number(n.value, n.unit, n.half_ulp, n.decimal, True, n.text, n.percent) for n in self.numbers[number_at:]]
+            self.numbers[number_at:] = [
+                Number(n.value, n.unit, n.half_ulp, n.decimal, True, n.text, n.percent)
+                for n in self.numbers[number_at:]
+            ]
             return value
         if tok.kind == "lp":
             value = self.expression()
@@ -346,7 +398,13 @@ class _Parser:
         nxt = self.peek()
         # a glued multiplier letter (43.7M, 500K, 3.2G) or a multiplier word (15 million)
         after = self.peek(1)
-        if nxt is not None and nxt.kind == "word" and nxt.glued and nxt.text == "B" and not (after is not None and after.kind == "word" and after.text in _BILLION_OF):
+        if (
+            nxt is not None
+            and nxt.kind == "word"
+            and nxt.glued
+            and nxt.text == "B"
+            and not (after is not None and after.kind == "word" and after.text in _BILLION_OF)
+        ):
             pass  # 4B, 31,360B: bytes, taken as a unit below
         elif nxt is not None and nxt.kind == "word" and nxt.glued and nxt.text in _MULTIPLIER_LETTERS:
             factor = _MULTIPLIER_LETTERS[self.take().text]
@@ -361,7 +419,12 @@ class _Parser:
             value, half = value / 100, half / 100
         # up to three words: units multiply, "per X" divides, count nouns weigh 1
         words = 0
-        while words < 3 and (nxt := self.peek()) is not None and nxt.kind == "word" and nxt.text not in _NOT_NOISE - {"per"}:
+        while (
+            words < 3
+            and (nxt := self.peek()) is not None
+            and nxt.kind == "word"
+            and nxt.text not in _NOT_NOISE - {"per"}
+        ):
             if nxt.text == "per":
                 after = self.peek(1)
                 if after is None or after.kind != "word":
@@ -414,7 +477,11 @@ def _parse_prefix(tokens: list[Token]) -> tuple[pint.Quantity, _Parser, int] | N
 def _parse_suffix(tokens: list[Token]) -> tuple[pint.Quantity, _Parser, int] | None:
     """The longest expression the tokens end with (the computed side of the first ``=``),
     starting at a number, a parenthesis, a function, ``$``, ``~`` or a sign."""
-    starts = [i for i, t in enumerate(tokens) if t.kind in ("num", "hex", "lp", "dollar", "tilde", "op") or (t.kind == "word" and t.text in _FUNCTIONS)]
+    starts = [
+        i
+        for i, t in enumerate(tokens)
+        if t.kind in ("num", "hex", "lp", "dollar", "tilde", "op") or (t.kind == "word" and t.text in _FUNCTIONS)
+    ]
     for start in starts:
         if len(tokens) - start > MAX_TOKENS:
             continue
@@ -477,7 +544,9 @@ def clean(text: str) -> str:
     text = text[:MAX_TEXT]
     text = re.sub(r"(?m)^\s*(?:[-*•]|\d+[.)])\s+", "", text)  # list markers are not minus signs
     text = re.sub(r"\*\*|__|`", " ", text)
-    text = text.replace("×", "*").replace("·", "*").replace("⋅", "*").replace("÷", "/").replace("−", "-").replace("–", "-")
+    text = (
+        text.replace("×", "*").replace("·", "*").replace("⋅", "*").replace("÷", "/").replace("−", "-").replace("–", "-")
+    )
     text = re.sub(r"\b0x[0-9A-Fa-f]+\b", lambda m: str(int(m.group(0), 16)), text)
     text = re.sub(r"(?<=\d)x(?=\d)", "*", text)  # 640x640x3
     text = re.sub(r"(?<=[\w%)])\s+[xX]\s+(?=[\d(~$.]|sqrt|min|max)", " * ", text)  # 2 x 4, 100M x 0.0001s
@@ -513,8 +582,15 @@ def _tolerance(stated: Number | None, numbers: list[Number], stated_value: float
     return tol
 
 
-def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quantity, rhs_parser: _Parser, approx: bool,
-             stated_text: str = "") -> Statement | None:
+def _compare(
+    text: str,
+    lhs: pint.Quantity,
+    lhs_parser: _Parser,
+    rhs: pint.Quantity,
+    rhs_parser: _Parser,
+    approx: bool,
+    stated_text: str = "",
+) -> Statement | None:
     """Compare a computed side with a stated side; None when they cannot be compared."""
     single = rhs_parser.numbers[0] if len(rhs_parser.numbers) == 1 and rhs_parser.operators == 0 else None
     approx = approx or any(n.approx for n in rhs_parser.numbers)
@@ -525,7 +601,13 @@ def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quant
     bare = lhs_parser.operators == 0 and len(lhs_parser.numbers) == 1
     if bare:  # "32GB total = 32000MB": a conversion, checked only between explicit units
         a, b = lhs_parser.numbers[0], rhs_parser.numbers[0]
-        if single is None or a.unit is None or b.unit is None or a.unit.dimensionality != b.unit.dimensionality or lhs.dimensionless:
+        if (
+            single is None
+            or a.unit is None
+            or b.unit is None
+            or a.unit.dimensionality != b.unit.dimensionality
+            or lhs.dimensionless
+        ):
             return None
     stated_value = float(rhs.magnitude)
     if lhs.dimensionality == rhs.dimensionality:
@@ -537,24 +619,49 @@ def _compare(text: str, lhs: pint.Quantity, lhs_parser: _Parser, rhs: pint.Quant
             binary = computed * (1000 / 1024) ** power
             if abs(binary - stated_value) <= tol:
                 computed, ok = binary, True
-        return Statement(text, computed, stated_value, unit_text, tol, ok, "units", suggestion=_suggest(computed, single, unit_text),
-                         stated_text=stated_text)
+        return Statement(
+            text,
+            computed,
+            stated_value,
+            unit_text,
+            tol,
+            ok,
+            "units",
+            suggestion=_suggest(computed, single, unit_text),
+            stated_text=stated_text,
+        )
     # units that do not line up: as written (units dropped), then in base units
     plain = _plain(lhs_parser)
     stated_plain = single.value if single is not None else stated_value
     base_lhs, base_rhs = float(lhs.to_base_units().magnitude), float(rhs.to_base_units().magnitude)
-    tol_rel = _tolerance(single, lhs_parser.numbers, stated_plain, approx or lhs_approx) / abs(stated_plain) if stated_plain else 0.0
+    tol_rel = (
+        _tolerance(single, lhs_parser.numbers, stated_plain, approx or lhs_approx) / abs(stated_plain)
+        if stated_plain
+        else 0.0
+    )
     readings = [("as written", plain, stated_plain), ("base units", base_lhs, base_rhs)]
     if lhs.dimensionless and rhs.dimensionality == ureg.byte.dimensionality:  # 16*16*32 INT8 = 8 KB: one byte each
         in_bytes = float(rhs.to(ureg.byte).magnitude)
-        readings += [("bytes", float(lhs.magnitude), in_bytes), ("bytes", float(lhs.magnitude), in_bytes * 1.024 ** _DECIMAL_INFORMATION.get(unit_text, 0))]
+        readings += [
+            ("bytes", float(lhs.magnitude), in_bytes),
+            ("bytes", float(lhs.magnitude), in_bytes * 1.024 ** _DECIMAL_INFORMATION.get(unit_text, 0)),
+        ]
     for how, c, s in readings:
         if c is not None and s and abs(c - s) <= tol_rel * abs(s) * 1.0001:
             return Statement(text, c, s, unit_text, tol_rel * abs(s), True, how, stated_text=stated_text)
     if plain is None:
         return None
-    return Statement(text, plain, stated_plain, unit_text, tol_rel * abs(stated_plain), False, "as written",
-                     suggestion=f"{_suggest(plain, single, '')} (units do not line up: {lhs.units:~} vs {rhs.units:~})", stated_text=stated_text)
+    return Statement(
+        text,
+        plain,
+        stated_plain,
+        unit_text,
+        tol_rel * abs(stated_plain),
+        False,
+        "as written",
+        suggestion=f"{_suggest(plain, single, '')} (units do not line up: {lhs.units:~} vs {rhs.units:~})",
+        stated_text=stated_text,
+    )
 
 
 def _plain(parser: _Parser) -> float | None:
@@ -597,27 +704,36 @@ def check_equations(text: str) -> list[Statement]:
         first = _parse_suffix(tokens[0])
         if first is not None:
             value, parser, start = first
-            before = tokens[0][max(0, start - 3):start]
+            before = tokens[0][max(0, start - 3) : start]
             cut = any(t.kind == "op" for t in before)  # "compute 40ms + sync 15ms = ...": cut mid-expression
             bare = parser.operators == 0
             # a lone figure starts a statement only after a label ("Available: 32GB total = 32000MB")
             if bare and start and tokens[0][start - 1].text not in (":",):
                 cut = True
             if not cut:
-                prev = (value, parser, sides[0][tokens[0][start].start:].strip())
+                prev = (value, parser, sides[0][tokens[0][start].start :].strip())
         for k, sep in enumerate(seps, 1):
             side = tokens[k]
             lead_approx = False
-            while side and (side[0].kind == "tilde" or (side[0].kind == "word" and side[0].text.lower() in _APPROX_WORDS)):
+            while side and (
+                side[0].kind == "tilde" or (side[0].kind == "word" and side[0].text.lower() in _APPROX_WORDS)
+            ):
                 lead_approx = True
                 side = side[1:]
             right = _parse_prefix(side)
             if prev is not None and right is not None:
                 value, parser, end = right
-                stated_text = sides[k][side[0].start:side[end - 1].end].strip()
+                stated_text = sides[k][side[0].start : side[end - 1].end].strip()
                 try:
-                    statement = _compare(f"{prev[2]} {sep} {'~' if lead_approx else ''}{stated_text}", prev[0], prev[1], value, parser,
-                                         lead_approx or sep in _APPROX_SEPARATORS, stated_text)
+                    statement = _compare(
+                        f"{prev[2]} {sep} {'~' if lead_approx else ''}{stated_text}",
+                        prev[0],
+                        prev[1],
+                        value,
+                        parser,
+                        lead_approx or sep in _APPROX_SEPARATORS,
+                        stated_text,
+                    )
                 except (pint.PintError, TypeError, ValueError, OverflowError, ZeroDivisionError):
                     statement = None  # operands pint cannot relate: unverifiable
                 if statement is not None:
@@ -633,10 +749,25 @@ def check_equations(text: str) -> list[Statement]:
 _Q = r"(?<![\d,.])~?\$?\d[\d,]{0,24}(?:\.\d{1,12})?[KMGkB]?(?:\s?[A-Za-zµμ]{1,12}(?:/[A-Za-z]{1,12})?)?"
 _P = r"(?<![\d.])\d{1,6}(?:\.\d{1,6})?"
 _WORD_PATTERNS = (
-    ("margin", re.compile(rf"(?P<a>{_Q})\s+(?:out\s+)?of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})[^.;\n=]{{0,40}}?\b(?:leaves|leaving|left|gives|giving|is|=)\s+"
-                          rf"(?:only\s+|about\s+|roughly\s+|~)?(?P<c>{_P})\s?%\s*(?:of\s+)?(?:margin|headroom|spare|free|slack|unused|remaining)")),
-    ("share", re.compile(rf"(?P<a>{_Q})\s+(?:is|are|represents|uses|consumes|takes)\s+(?P<approx>only\s+|about\s+|roughly\s+|~|approximately\s+)?(?P<c>{_P})\s?%\s+of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})")),
-    ("share", re.compile(rf"(?P<a>{_Q})\s+(?:out\s+)?of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})\s*\((?P<approx>~|about\s+)?(?P<c>{_P})\s?%")),
+    (
+        "margin",
+        re.compile(
+            rf"(?P<a>{_Q})\s+(?:out\s+)?of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})[^.;\n=]{{0,40}}?\b(?:leaves|leaving|left|gives|giving|is|=)\s+"
+            rf"(?:only\s+|about\s+|roughly\s+|~)?(?P<c>{_P})\s?%\s*(?:of\s+)?(?:margin|headroom|spare|free|slack|unused|remaining)"
+        ),
+    ),
+    (
+        "share",
+        re.compile(
+            rf"(?P<a>{_Q})\s+(?:is|are|represents|uses|consumes|takes)\s+(?P<approx>only\s+|about\s+|roughly\s+|~|approximately\s+)?(?P<c>{_P})\s?%\s+of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})"
+        ),
+    ),
+    (
+        "share",
+        re.compile(
+            rf"(?P<a>{_Q})\s+(?:out\s+)?of\s+(?:the\s+|a\s+|an\s+)?(?P<b>{_Q})\s*\((?P<approx>~|about\s+)?(?P<c>{_P})\s?%"
+        ),
+    ),
 )
 
 
@@ -671,8 +802,20 @@ def check_percentages_in_words(text: str) -> list[Statement]:
             if approx:
                 tol = max(tol * 2, abs(stated) * APPROX_TOLERANCE)
             ok = abs(computed - stated) <= tol
-            out.append(Statement(m.group(0).strip(), computed, stated, "%", tol, ok, "units", "percentage in words",
-                                 suggestion=f"{fmt_number(computed * 100, 3)}%", stated_text=f"{c}%"))
+            out.append(
+                Statement(
+                    m.group(0).strip(),
+                    computed,
+                    stated,
+                    "%",
+                    tol,
+                    ok,
+                    "units",
+                    "percentage in words",
+                    suggestion=f"{fmt_number(computed * 100, 3)}%",
+                    stated_text=f"{c}%",
+                )
+            )
     return out
 
 

@@ -34,26 +34,35 @@ def questions_per_topic(questions: pd.DataFrame, applicability: pd.DataFrame) ->
 
 @dataclass
 class Coverage:
-    cells: pd.DataFrame          # one row per cell: target, capacity, filled, at_capacity, overfilled
+    cells: pd.DataFrame  # one row per cell: target, capacity, filled, at_capacity, overfilled
     by_topic: pd.Series
     by_track: pd.Series
     by_zone: pd.Series
     by_level: pd.Series
-    partitions: pd.DataFrame     # one row per applicable (topic, track) with its count
+    partitions: pd.DataFrame  # one row per applicable (topic, track) with its count
     stats: dict
 
 
 SATURATED = {"exhausted", "coverage", "novelty"}  # stop reasons that mean the cell's space is found
 
 
-def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFrame, native: pd.DataFrame | None = None,
-             measured: pd.DataFrame | None = None) -> Coverage:
+def coverage(
+    corpus: pd.DataFrame,
+    cells: pd.DataFrame,
+    applicability: pd.DataFrame,
+    native: pd.DataFrame | None = None,
+    measured: pd.DataFrame | None = None,
+) -> Coverage:
     """Fill per cell and balance. ``native`` (topic, track, native_item_models) says how many item
     models compute each partition's own mechanism; a partition with none is empty by design.
     ``measured`` (the cell_capacity rows) makes a measured cell's target its capacity."""
     keys = ["topic", "track", "zone", "level"]
     counts = corpus.groupby(keys).size().rename("filled") if len(corpus) else pd.Series(dtype=int, name="filled")
-    table = cells[keys + ["target", "theoretical_capacity"]].merge(counts.reset_index(), on=keys, how="left") if len(cells) else pd.DataFrame(columns=keys + ["target", "theoretical_capacity", "filled"])
+    table = (
+        cells[keys + ["target", "theoretical_capacity"]].merge(counts.reset_index(), on=keys, how="left")
+        if len(cells)
+        else pd.DataFrame(columns=keys + ["target", "theoretical_capacity", "filled"])
+    )
     table["filled"] = table["filled"].fillna(0).astype(int)
     if measured is not None and len(measured) and len(table):
         table = table.merge(measured[keys + ["capacity", "stop_reason"]], on=keys, how="left")
@@ -61,8 +70,14 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     table["at_target"] = table["filled"] >= table["target"]
     table["overfilled"] = table["filled"] > table["theoretical_capacity"]
     applicable = pd.DataFrame(applicable_pairs(applicability), columns=["topic", "track"])
-    per_partition = corpus.groupby(["topic", "track"]).size().rename("questions") if len(corpus) else pd.Series(dtype=int, name="questions")
-    partitions = applicable.merge(per_partition.reset_index(), on=["topic", "track"], how="left").fillna({"questions": 0})
+    per_partition = (
+        corpus.groupby(["topic", "track"]).size().rename("questions")
+        if len(corpus)
+        else pd.Series(dtype=int, name="questions")
+    )
+    partitions = applicable.merge(per_partition.reset_index(), on=["topic", "track"], how="left").fillna(
+        {"questions": 0}
+    )
     partitions["questions"] = partitions["questions"].astype(int)
     if native is not None:
         partitions = partitions.merge(native, on=["topic", "track"], how="left").fillna({"native_item_models": 0})
@@ -70,14 +85,20 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     by_topic = questions_per_topic(corpus, applicability)
     by_track = corpus.groupby("track").size() if len(corpus) else pd.Series(dtype=int)
     by_zone = corpus.groupby("zone").size() if len(corpus) else pd.Series(dtype=int)
-    by_level = corpus.groupby("level").size().reindex(LEVEL_ORDER, fill_value=0) if len(corpus) else pd.Series(dtype=int)
+    by_level = (
+        corpus.groupby("level").size().reindex(LEVEL_ORDER, fill_value=0) if len(corpus) else pd.Series(dtype=int)
+    )
     stats = {
         "questions": int(len(corpus)),
         "cells": int(len(table)),
         "completeness": float(table["at_target"].mean()) if len(table) else 0.0,
         "overfilled_cells": int(table["overfilled"].sum()),
         "empty_partitions": int((partitions["questions"] == 0).sum()),
-        **({"partitions_without_native_item_model": int((partitions["native_item_models"] == 0).sum())} if native is not None else {}),
+        **(
+            {"partitions_without_native_item_model": int((partitions["native_item_models"] == 0).sum())}
+            if native is not None
+            else {}
+        ),
         "cv_topics": cv(by_topic),
         "cv_tracks": cv(by_track),
         "cv_zones": cv(by_zone),
@@ -87,12 +108,19 @@ def coverage(corpus: pd.DataFrame, cells: pd.DataFrame, applicability: pd.DataFr
     if "capacity" in table:
         stats["capacity_total"] = int(table["capacity"].fillna(0).sum())
         stats["cells_measured"] = int(table["capacity"].notna().sum())
-        stats["cells_saturated_share"] = float(table["stop_reason"].isin(SATURATED).sum() / len(table)) if len(table) else 0.0
+        stats["cells_saturated_share"] = (
+            float(table["stop_reason"].isin(SATURATED).sum() / len(table)) if len(table) else 0.0
+        )
     return Coverage(table, by_topic, by_track, by_zone, by_level, partitions, stats)
 
 
-def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0, greyed: pd.DataFrame | None = None,
-                groups: list[str] | None = None) -> bytes:
+def heatmap_png(
+    matrix: pd.DataFrame,
+    title: str,
+    width: float = 6.0,
+    greyed: pd.DataFrame | None = None,
+    groups: list[str] | None = None,
+) -> bytes:
     """A count heatmap for the asset's metadata, column labels on top and every count written in
     its cell; ``greyed`` (same shape, True where a pair does not apply) draws those pairs grey
     instead of as zero; ``groups`` (one label per row, rows of a group adjacent, e.g. the
@@ -127,7 +155,15 @@ def heatmap_png(matrix: pd.DataFrame, title: str, width: float = 6.0, greyed: pd
             end = starts[k + 1] if k + 1 < len(starts) else len(groups)
             if start:
                 ax.axhline(start - 0.5, color="white", linewidth=2)
-            ax.text(len(matrix.columns) - 0.4, (start + end - 1) / 2, groups[start], ha="left", va="center", fontsize=8, fontweight="bold")
+            ax.text(
+                len(matrix.columns) - 0.4,
+                (start + end - 1) / 2,
+                groups[start],
+                ha="left",
+                va="center",
+                fontsize=8,
+                fontweight="bold",
+            )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -144,13 +180,17 @@ def inapplicable_matrix(applicability: pd.DataFrame, topics: list[str], tracks: 
 def topic_track_matrix(corpus: pd.DataFrame, topics: list[str], tracks: list[str]) -> pd.DataFrame:
     if corpus.empty:
         return pd.DataFrame(0, index=topics, columns=tracks)
-    return corpus.pivot_table(index="topic", columns="track", values="id", aggfunc="count", fill_value=0).reindex(index=topics, columns=tracks, fill_value=0)
+    return corpus.pivot_table(index="topic", columns="track", values="id", aggfunc="count", fill_value=0).reindex(
+        index=topics, columns=tracks, fill_value=0
+    )
 
 
 def zone_level_matrix(corpus: pd.DataFrame, zones: list[str]) -> pd.DataFrame:
     if corpus.empty:
         return pd.DataFrame(0, index=zones, columns=LEVEL_ORDER)
-    return corpus.pivot_table(index="zone", columns="level", values="id", aggfunc="count", fill_value=0).reindex(index=zones, columns=LEVEL_ORDER, fill_value=0)
+    return corpus.pivot_table(index="zone", columns="level", values="id", aggfunc="count", fill_value=0).reindex(
+        index=zones, columns=LEVEL_ORDER, fill_value=0
+    )
 
 
 def data_uri(png: bytes) -> str:
@@ -180,7 +220,11 @@ def evidence_section(evidence: pd.DataFrame) -> list[str]:
     flagged = evidence[evidence["physics_without_evidence"].astype(bool)]
     applicable = evidence[evidence["applicable"].astype(bool)]
     columns = ["topic", "track", "native_item_models", "attempts", "passed", "pass_share", "evidence", "justification"]
-    table = lambda df: df[columns].assign(pass_share=df["pass_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")).to_html(index=False)
+    table = lambda df: (
+        df[columns]
+        .assign(pass_share=df["pass_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}"))
+        .to_html(index=False)
+    )
     return [
         "<h2>Applicability: physics and evidence</h2>",
         f"<p>{len(applicable)} of {len(evidence)} (topic, track) pairs are applicable by physics (every pair's justification "
@@ -196,7 +240,11 @@ def evidence_section(evidence: pd.DataFrame) -> list[str]:
 
 def gaps_section(gaps: pd.DataFrame) -> list[str]:
     """HTML: the open gaps (cells below their measured capacity) in the order they are filled."""
-    counts = gaps.groupby("priority").size().rename("gaps").rename_axis("priority").reset_index() if len(gaps) else pd.DataFrame(columns=["priority", "gaps"])
+    counts = (
+        gaps.groupby("priority").size().rename("gaps").rename_axis("priority").reset_index()
+        if len(gaps)
+        else pd.DataFrame(columns=["priority", "gaps"])
+    )
     return [
         f"<h2>Open gaps, most important first ({len(gaps)})</h2>",
         "<p>A gap is a cell below its measured capacity. Mastery and optimization zones come first, then the gaps of "
@@ -227,17 +275,30 @@ def review_section_html(agreement: pd.DataFrame | None) -> str:
     """The coverage page's "Reviews" section, from the last review_agreement materialization."""
     head = "<h2>Reviews: does the gate agree with people?</h2>"
     if agreement is None or agreement.empty:
-        return (head + "<p>No review agreement yet: export a review sheet (<code>staffml review export</code>), import the "
-                "filled ones (<code>staffml review import</code>) and materialize <code>review_agreement</code>.</p>")
+        return (
+            head + "<p>No review agreement yet: export a review sheet (<code>staffml review export</code>), import the "
+            "filled ones (<code>staffml review import</code>) and materialize <code>review_agreement</code>.</p>"
+        )
     table = review_kappa_table(agreement)
     if table.empty:
         return head + "<p>No pair of raters shares enough items yet.</p>"
-    return (head + "<p>Mean Cohen's kappa per rubric criterion; 0.6 or more is substantial agreement. Intervals, rounds and "
-            "the items raters split on: <code>review_agreement.md</code> beside this page.</p>" + table.to_html(na_rep="-", float_format=lambda v: f"{v:.2f}"))
+    return (
+        head
+        + "<p>Mean Cohen's kappa per rubric criterion; 0.6 or more is substantial agreement. Intervals, rounds and "
+        "the items raters split on: <code>review_agreement.md</code> beside this page.</p>"
+        + table.to_html(na_rep="-", float_format=lambda v: f"{v:.2f}")
+    )
 
 
-def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evidence: pd.DataFrame | None = None,
-                 gaps: pd.DataFrame | None = None, reviews_html: str | None = None, overview_html: str | None = None) -> Path:
+def write_report(
+    cov: Coverage,
+    pictures: dict[str, bytes],
+    directory: Path,
+    evidence: pd.DataFrame | None = None,
+    gaps: pd.DataFrame | None = None,
+    reviews_html: str | None = None,
+    overview_html: str | None = None,
+) -> Path:
     """Write coverage.html, the PNGs (beside it, not in it), the per-cell table and, when given, the
     overview (balance and heatmaps, see :func:`overview_section`), the applicability evidence, the
     ranked open gaps and the reviews' agreement; atomically per file. The page is self-contained:
@@ -248,12 +309,18 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     write_parquet_atomic(cov.cells, directory / "coverage_cells.parquet")
     if gaps is not None:
         write_parquet_atomic(gaps, directory / "coverage_gaps.parquet")
-    stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.3f}</td></tr>" if isinstance(v, float) else f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in cov.stats.items())
+    stats = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v:.3f}</td></tr>"
+        if isinstance(v, float)
+        else f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>"
+        for k, v in cov.stats.items()
+    )
     under = cov.cells[~cov.cells["at_target"]].head(200)
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>StaffML corpus coverage</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}",
-        HEATMAP_CSS, "</style></head><body>",
+        HEATMAP_CSS,
+        "</style></head><body>",
         "<h1>Corpus coverage</h1>",
     ]
     if overview_html:
@@ -261,7 +328,14 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
     body += ["<h2>All figures</h2><table class='stats'>", stats, "</table>"]
     if "capacity_total" in cov.stats:
         body.append(f"<h2>Capacity</h2><p>{html.escape(capacity_sentence(cov.stats))}</p>")
-        reasons = cov.cells["stop_reason"].fillna("not measured").value_counts().rename("cells").to_frame().rename_axis("stop reason")
+        reasons = (
+            cov.cells["stop_reason"]
+            .fillna("not measured")
+            .value_counts()
+            .rename("cells")
+            .to_frame()
+            .rename_axis("stop reason")
+        )
         body.append(reasons.to_html())
     if gaps is not None:
         body += gaps_section(gaps)
@@ -270,9 +344,13 @@ def write_report(cov: Coverage, pictures: dict[str, bytes], directory: Path, evi
         body.append(series.rename("questions").to_frame().rename_axis(label).to_html())
     if "native_item_models" in cov.partitions:
         body.append("<h2>Partitions: questions and the native item models that serve them</h2>")
-        body.append("<p>A partition whose topic has no item model computing its own mechanism stays empty: "
-                    "its questions wait for that item model rather than borrowing another topic's computation.</p>")
-        body.append(cov.partitions.sort_values(["native_item_models", "questions", "topic", "track"]).to_html(index=False))
+        body.append(
+            "<p>A partition whose topic has no item model computing its own mechanism stays empty: "
+            "its questions wait for that item model rather than borrowing another topic's computation.</p>"
+        )
+        body.append(
+            cov.partitions.sort_values(["native_item_models", "questions", "topic", "track"]).to_html(index=False)
+        )
     if evidence is not None:
         body += evidence_section(evidence)
     if reviews_html:
@@ -361,24 +439,47 @@ def partition_fill(cov: Coverage, applicability: pd.DataFrame) -> pd.DataFrame:
     unmeasured), the fill share and its state: ``inapplicable``, ``empty`` (applicable, no validated
     question) or ``filled``."""
     keys = ["topic", "track"]
-    capacity = cov.cells.groupby(keys)["target"].sum().rename("capacity") if len(cov.cells) else pd.Series(dtype=int, name="capacity")
-    questions = cov.cells.groupby(keys)["filled"].sum().rename("questions") if len(cov.cells) else pd.Series(dtype=int, name="questions")
+    capacity = (
+        cov.cells.groupby(keys)["target"].sum().rename("capacity")
+        if len(cov.cells)
+        else pd.Series(dtype=int, name="capacity")
+    )
+    questions = (
+        cov.cells.groupby(keys)["filled"].sum().rename("questions")
+        if len(cov.cells)
+        else pd.Series(dtype=int, name="questions")
+    )
     columns = keys + ["applicable"] + (["justification"] if "justification" in applicability else [])
-    table = applicability[columns].merge(capacity.reset_index(), on=keys, how="left").merge(questions.reset_index(), on=keys, how="left")
+    table = (
+        applicability[columns]
+        .merge(capacity.reset_index(), on=keys, how="left")
+        .merge(questions.reset_index(), on=keys, how="left")
+    )
     table["applicable"] = table["applicable"].astype(bool)
     table[["capacity", "questions"]] = table[["capacity", "questions"]].fillna(0).astype(int)
     table["fill"] = [q / c if c else (1.0 if q else 0.0) for q, c in zip(table["questions"], table["capacity"])]
-    table["state"] = ["inapplicable" if not a else ("empty" if q == 0 else "filled") for a, q in zip(table["applicable"], table["questions"])]
+    table["state"] = [
+        "inapplicable" if not a else ("empty" if q == 0 else "filled")
+        for a, q in zip(table["applicable"], table["questions"])
+    ]
     return table
 
 
 def legend_html() -> str:
     """The key of both heatmaps: the fill bands, an empty applicable partition, an inapplicable one."""
-    items = [f"<span><span class='swatch' style='background:{bg}'></span>{html.escape(label)}</span>" for _, label, bg, _ in FILL_BANDS]
+    items = [
+        f"<span><span class='swatch' style='background:{bg}'></span>{html.escape(label)}</span>"
+        for _, label, bg, _ in FILL_BANDS
+    ]
     items.append(f"<span><span class='swatch' style='{EMPTY_STYLE}'></span>applicable, empty (0 validated)</span>")
-    items.append(f"<span><span class='swatch' style='{INAPPLICABLE_STYLE}'></span>not applicable (physics; or a zone not asked at that level)</span>")
-    return ("<div class='legend' id='legend'><b>Fill against measured capacity:</b> " + "".join(items) +
-            "<span>each cell reads <i>validated / capacity</i></span></div>")
+    items.append(
+        f"<span><span class='swatch' style='{INAPPLICABLE_STYLE}'></span>not applicable (physics; or a zone not asked at that level)</span>"
+    )
+    return (
+        "<div class='legend' id='legend'><b>Fill against measured capacity:</b> "
+        + "".join(items)
+        + "<span>each cell reads <i>validated / capacity</i></span></div>"
+    )
 
 
 def _cell_td(state: str, questions: int, capacity: int, fill: float, title: str) -> str:
@@ -387,12 +488,19 @@ def _cell_td(state: str, questions: int, capacity: int, fill: float, title: str)
     if state == "empty":
         return f"<td class='cell empty' style='{EMPTY_STYLE}' title='{html.escape(title)}'>0 / {capacity}</td>"
     label, background, text = fill_band(fill)
-    return (f"<td class='cell filled' data-fill='{fill:.3f}' style='background:{background};color:{text}' "
-            f"title='{html.escape(title)} ({label})'>{questions} / {capacity}</td>")
+    return (
+        f"<td class='cell filled' data-fill='{fill:.3f}' style='background:{background};color:{text}' "
+        f"title='{html.escape(title)} ({label})'>{questions} / {capacity}</td>"
+    )
 
 
-def topic_track_heatmap_html(fill: pd.DataFrame, topics: list[tuple[str, str, str]], tracks: list[tuple[str, str]],
-                             areas: list[str], max_topic_share: float) -> str:
+def topic_track_heatmap_html(
+    fill: pd.DataFrame,
+    topics: list[tuple[str, str, str]],
+    tracks: list[tuple[str, str]],
+    areas: list[str],
+    max_topic_share: float,
+) -> str:
     """Validated questions per (topic, track) against capacity, topics grouped by competency area
     (``topics``: id, display name, area; ``tracks``: id, display name), tracks across the top, a
     total per topic (flagged above ``max_topic_share`` of the corpus or under half the mean) and
@@ -402,46 +510,69 @@ def topic_track_heatmap_html(fill: pd.DataFrame, topics: list[tuple[str, str, st
     total = int(fill["questions"].sum())
     mean = float(per_topic.reindex([t[0] for t in topics], fill_value=0).mean()) if topics else 0.0
     head = "".join(f"<th scope='col' class='track'>{html.escape(name)}</th>" for _, name in tracks)
-    rows = [f"<table class='heat' id='topic-track'><thead><tr><th>competency area / topic</th>{head}<th>topic total (share)</th></tr></thead>"]
+    rows = [
+        f"<table class='heat' id='topic-track'><thead><tr><th>competency area / topic</th>{head}<th>topic total (share)</th></tr></thead>"
+    ]
     for area in areas:
         members = [t for t in topics if t[2] == area]
         if not members:
             continue
         area_total = int(sum(per_topic.get(t[0], 0) for t in members))
         share = area_total / total if total else 0.0
-        rows.append(f"<tbody class='area' data-area='{html.escape(area)}'><tr class='area'><th colspan='{len(tracks) + 2}'>"
-                    f"{html.escape(area)} <small>({len(members)} topics, {area_total:,} questions, {share:.1%})</small></th></tr>")
+        rows.append(
+            f"<tbody class='area' data-area='{html.escape(area)}'><tr class='area'><th colspan='{len(tracks) + 2}'>"
+            f"{html.escape(area)} <small>({len(members)} topics, {area_total:,} questions, {share:.1%})</small></th></tr>"
+        )
         for topic_id, name, _ in members:
             cells = []
             for track_id, track_name in tracks:
                 row = by_key.loc[(topic_id, track_id)] if (topic_id, track_id) in by_key.index else None
                 if row is None:
-                    cells.append(_cell_td("inapplicable", 0, 0, 0.0, f"{name} on {track_name}: not in the applicability matrix"))
+                    cells.append(
+                        _cell_td("inapplicable", 0, 0, 0.0, f"{name} on {track_name}: not in the applicability matrix")
+                    )
                     continue
-                title = f"{name} on {track_name}: " + (str(row.get("justification", "not applicable")) if row["state"] == "inapplicable"
-                                                        else f"{row['questions']} validated of a capacity of {row['capacity']}")
-                cells.append(_cell_td(row["state"], int(row["questions"]), int(row["capacity"]), float(row["fill"]), title))
+                title = f"{name} on {track_name}: " + (
+                    str(row.get("justification", "not applicable"))
+                    if row["state"] == "inapplicable"
+                    else f"{row['questions']} validated of a capacity of {row['capacity']}"
+                )
+                cells.append(
+                    _cell_td(row["state"], int(row["questions"]), int(row["capacity"]), float(row["fill"]), title)
+                )
             n = int(per_topic.get(topic_id, 0))
             topic_share = n / total if total else 0.0
             flag = topic_share > max_topic_share or n < mean / 2
-            why = (f" above {max_topic_share:.0%}" if topic_share > max_topic_share else "") + (" under half the mean" if n < mean / 2 else "")
-            rows.append(f"<tr><th scope='row' class='topic' title='{html.escape(topic_id)}'>{html.escape(name)}</th>{''.join(cells)}"
-                        f"<td class='total{' flag' if flag else ''}' title='{html.escape(why.strip()) or 'within the balance thresholds'}'>{n} ({topic_share:.1%})</td></tr>")
+            why = (f" above {max_topic_share:.0%}" if topic_share > max_topic_share else "") + (
+                " under half the mean" if n < mean / 2 else ""
+            )
+            rows.append(
+                f"<tr><th scope='row' class='topic' title='{html.escape(topic_id)}'>{html.escape(name)}</th>{''.join(cells)}"
+                f"<td class='total{' flag' if flag else ''}' title='{html.escape(why.strip()) or 'within the balance thresholds'}'>{n} ({topic_share:.1%})</td></tr>"
+            )
         rows.append("</tbody>")
     foot = []
     for track_id, _ in tracks:
         on_track = fill[fill["track"] == track_id]
         foot.append(f"<td>{int(on_track['questions'].sum()):,} / {int(on_track['capacity'].sum()):,}</td>")
-    rows.append(f"<tfoot><tr><th>track total</th>{''.join(foot)}<td>{total:,} / {int(fill['capacity'].sum()):,}</td></tr></tfoot></table>")
+    rows.append(
+        f"<tfoot><tr><th>track total</th>{''.join(foot)}<td>{total:,} / {int(fill['capacity'].sum()):,}</td></tr></tfoot></table>"
+    )
     return "\n".join(rows)
 
 
 def zone_level_heatmap_html(cells: pd.DataFrame, zones: list[str], levels: list[str] = LEVEL_ORDER) -> str:
     """Validated questions per zone x level against the summed capacity of its cells; a zone x
     level pair without cells (the zone is not asked at that level) is greyed."""
-    agg = cells.groupby(["zone", "level"]).agg(filled=("filled", "sum"), capacity=("target", "sum")) if len(cells) else pd.DataFrame(columns=["filled", "capacity"])
+    agg = (
+        cells.groupby(["zone", "level"]).agg(filled=("filled", "sum"), capacity=("target", "sum"))
+        if len(cells)
+        else pd.DataFrame(columns=["filled", "capacity"])
+    )
     head = "".join(f"<th scope='col'>{html.escape(level)}</th>" for level in levels)
-    rows = [f"<table class='heat' id='zone-level'><thead><tr><th>zone</th>{head}<th>zone total</th></tr></thead><tbody>"]
+    rows = [
+        f"<table class='heat' id='zone-level'><thead><tr><th>zone</th>{head}<th>zone total</th></tr></thead><tbody>"
+    ]
     for zone in zones:
         tds = []
         for level in levels:
@@ -451,9 +582,15 @@ def zone_level_heatmap_html(cells: pd.DataFrame, zones: list[str], levels: list[
             filled, capacity = int(agg.loc[(zone, level), "filled"]), int(agg.loc[(zone, level), "capacity"])
             state = "empty" if filled == 0 else "filled"
             share = filled / capacity if capacity else 1.0
-            tds.append(_cell_td(state, filled, capacity, share, f"{zone} at {level}: {filled} validated of a capacity of {capacity}"))
+            tds.append(
+                _cell_td(
+                    state, filled, capacity, share, f"{zone} at {level}: {filled} validated of a capacity of {capacity}"
+                )
+            )
         zone_total = int(agg.loc[zone, "filled"].sum()) if zone in agg.index.get_level_values(0) else 0
-        rows.append(f"<tr><th scope='row' class='topic'>{html.escape(zone)}</th>{''.join(tds)}<td class='total'>{zone_total:,}</td></tr>")
+        rows.append(
+            f"<tr><th scope='row' class='topic'>{html.escape(zone)}</th>{''.join(tds)}<td class='total'>{zone_total:,}</td></tr>"
+        )
     rows.append("</tbody></table>")
     return "\n".join(rows)
 
@@ -461,37 +598,69 @@ def zone_level_heatmap_html(cells: pd.DataFrame, zones: list[str], levels: list[
 def balance_html(stats: dict, balance_max_cv: float, max_topic_share: float) -> str:
     """sigma/mu across topics, tracks, zones and levels, and the largest topic's share, beside the
     thresholds the blocking corpus checks apply (specs/quality.yaml)."""
+
     def verdict(ok: bool) -> str:
         return "<td class='pass'>pass</td>" if ok else "<td class='fail'>fail</td>"
 
     rows = [
-        ("σ/μ of questions per topic", f"{stats['cv_topics']:.3f}", f"&lt; {balance_max_cv:g} (balance_max_cv)", verdict(stats["cv_topics"] < balance_max_cv)),
-        ("largest topic's share of the corpus", f"{stats['max_topic_share']:.1%}", f"≤ {max_topic_share:.0%} (max_topic_share)", verdict(stats["max_topic_share"] <= max_topic_share)),
+        (
+            "σ/μ of questions per topic",
+            f"{stats['cv_topics']:.3f}",
+            f"&lt; {balance_max_cv:g} (balance_max_cv)",
+            verdict(stats["cv_topics"] < balance_max_cv),
+        ),
+        (
+            "largest topic's share of the corpus",
+            f"{stats['max_topic_share']:.1%}",
+            f"≤ {max_topic_share:.0%} (max_topic_share)",
+            verdict(stats["max_topic_share"] <= max_topic_share),
+        ),
         ("σ/μ of questions per track", f"{stats['cv_tracks']:.3f}", "reported, no threshold", "<td></td>"),
         ("σ/μ of questions per zone", f"{stats['cv_zones']:.3f}", "reported, no threshold", "<td></td>"),
         ("σ/μ of questions per level", f"{stats['cv_levels']:.3f}", "reported, no threshold", "<td></td>"),
-        ("applicable partitions with no validated question", f"{stats['empty_partitions']}", "0 (corpus_partitions)", verdict(stats["empty_partitions"] == 0)),
+        (
+            "applicable partitions with no validated question",
+            f"{stats['empty_partitions']}",
+            "0 (corpus_partitions)",
+            verdict(stats["empty_partitions"] == 0),
+        ),
     ]
-    body = "".join(f"<tr><th>{name}</th><td class='figure'>{value}</td><td>{threshold}</td>{v}</tr>" for name, value, threshold, v in rows)
-    return ("<table class='balance' id='balance'><thead><tr><th>balance</th><th>value</th><th>threshold (specs/quality.yaml)</th><th></th></tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+    body = "".join(
+        f"<tr><th>{name}</th><td class='figure'>{value}</td><td>{threshold}</td>{v}</tr>"
+        for name, value, threshold, v in rows
+    )
+    return (
+        "<table class='balance' id='balance'><thead><tr><th>balance</th><th>value</th><th>threshold (specs/quality.yaml)</th><th></th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
-def overview_section(cov: Coverage, applicability: pd.DataFrame, topics: list[tuple[str, str, str]], tracks: list[tuple[str, str]],
-                     areas: list[str], zones: list[str], balance_max_cv: float, max_topic_share: float) -> str:
+def overview_section(
+    cov: Coverage,
+    applicability: pd.DataFrame,
+    topics: list[tuple[str, str, str]],
+    tracks: list[tuple[str, str]],
+    areas: list[str],
+    zones: list[str],
+    balance_max_cv: float,
+    max_topic_share: float,
+) -> str:
     """The top of the coverage page: the balance figures against their thresholds, the legend, the
     (topic, track) heatmap grouped by competency area and the zone x level heatmap."""
     fill = partition_fill(cov, applicability)
     counts = fill["state"].value_counts()
-    return "\n".join([
-        "<h2>Balance against the blocking thresholds</h2>", balance_html(cov.stats, balance_max_cv, max_topic_share),
-        "<h2>Validated questions per topic and track</h2>",
-        f"<p>{int(counts.get('filled', 0))} partitions hold questions, {int(counts.get('empty', 0))} applicable partitions hold none, "
-        f"{int(counts.get('inapplicable', 0))} are not applicable by physics. Topics are grouped by competency area; a topic total "
-        f"in red is above {max_topic_share:.0%} of the corpus or under half the mean topic. Hover a cell for its justification or counts.</p>",
-        legend_html(),
-        topic_track_heatmap_html(fill, topics, tracks, areas, max_topic_share),
-        "<h2>Validated questions per zone and level</h2>",
-        "<p>Against the summed capacity of the zone's cells at that level; greyed where the zone is not asked at the level.</p>",
-        zone_level_heatmap_html(cov.cells, zones),
-    ])
+    return "\n".join(
+        [
+            "<h2>Balance against the blocking thresholds</h2>",
+            balance_html(cov.stats, balance_max_cv, max_topic_share),
+            "<h2>Validated questions per topic and track</h2>",
+            f"<p>{int(counts.get('filled', 0))} partitions hold questions, {int(counts.get('empty', 0))} applicable partitions hold none, "
+            f"{int(counts.get('inapplicable', 0))} are not applicable by physics. Topics are grouped by competency area; a topic total "
+            f"in red is above {max_topic_share:.0%} of the corpus or under half the mean topic. Hover a cell for its justification or counts.</p>",
+            legend_html(),
+            topic_track_heatmap_html(fill, topics, tracks, areas, max_topic_share),
+            "<h2>Validated questions per zone and level</h2>",
+            "<p>Against the summed capacity of the zone's cells at that level; greyed where the zone is not asked at the level.</p>",
+            zone_level_heatmap_html(cov.cells, zones),
+        ]
+    )

@@ -20,13 +20,16 @@ from staffml_dagster.quality.agreement import latest_reviews
 CRITERION = "staff_worthy"
 
 
-def staff_worthy_ids(reviews: pd.DataFrame | None, judge: pd.DataFrame | None = None,
-                     trusted: dict[str, str] | None = None) -> dict[str, str]:
+def staff_worthy_ids(
+    reviews: pd.DataFrame | None, judge: pd.DataFrame | None = None, trusted: dict[str, str] | None = None
+) -> dict[str, str]:
     """Question id -> who rated it staff-worthy."""
     out: dict[str, str] = {}
     humans = set()
     if reviews is not None and len(reviews):
-        latest = latest_reviews(reviews[reviews["source"].astype(str) == "corpus"] if "source" in reviews.columns else reviews)
+        latest = latest_reviews(
+            reviews[reviews["source"].astype(str) == "corpus"] if "source" in reviews.columns else reviews
+        )
         for qid, part in latest.groupby("question_id"):
             humans.add(str(qid))
             if (part[CRITERION].astype(int) == 1).all():

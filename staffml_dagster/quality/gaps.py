@@ -31,7 +31,9 @@ def _ordered(table: pd.DataFrame, critical: set[str], priority_zones: list[str])
     df["filled"] = df["filled"].astype(int)
     df["missing"] = (df["target"] - df["filled"]).clip(lower=0)
     per_topic = df.groupby("topic")[["filled", "target"]].sum()
-    fill = (per_topic["filled"].clip(upper=per_topic["target"]) / per_topic["target"].where(per_topic["target"] > 0)).fillna(1.0)
+    fill = (
+        per_topic["filled"].clip(upper=per_topic["target"]) / per_topic["target"].where(per_topic["target"] > 0)
+    ).fillna(1.0)
     df["topic_fill"] = df["topic"].map(fill).astype(float)
     df["critical"] = df["topic"].isin(critical)
     zone_rank = {z: i for i, z in enumerate(priority_zones)}
@@ -39,11 +41,21 @@ def _ordered(table: pd.DataFrame, critical: set[str], priority_zones: list[str])
     df["priority"] = [0 if z and c else 1 if z else 2 if c else 3 for z, c in zip(in_zone, df["critical"])]
     df["_zone_rank"] = df["zone"].map(zone_rank).fillna(len(zone_rank)).astype(int)
     df["_level"] = df["level"].map({lv: i for i, lv in enumerate(LEVEL_ORDER)}).fillna(len(LEVEL_ORDER)).astype(int)
-    df = df.sort_values(["priority", "_zone_rank", "topic_fill", "missing", "topic", "track", "zone", "_level"],
-                        ascending=[True, True, True, False, True, True, True, True], kind="mergesort")
+    df = df.sort_values(
+        ["priority", "_zone_rank", "topic_fill", "missing", "topic", "track", "zone", "_level"],
+        ascending=[True, True, True, False, True, True, True, True],
+        kind="mergesort",
+    )
     df["why"] = [
-        ", ".join(p for p in (f"{r.zone} zone" if r.priority in (0, 1) else "",
-                              f"critical topic {r.topic_fill:.0%} filled" if r.critical else "") if p) or "open gap"
+        ", ".join(
+            p
+            for p in (
+                f"{r.zone} zone" if r.priority in (0, 1) else "",
+                f"critical topic {r.topic_fill:.0%} filled" if r.critical else "",
+            )
+            if p
+        )
+        or "open gap"
         for r in df.itertuples()
     ]
     return df.drop(columns=["_zone_rank", "_level"]).reset_index(drop=True)

@@ -38,7 +38,9 @@ class JudgeClient(Protocol):
     model: str
     price: object
 
-    def cached_call(self, key: str, params: dict, meta: Mapping, what: str, stat: str = ...) -> tuple[dict, float, bool]: ...
+    def cached_call(
+        self, key: str, params: dict, meta: Mapping, what: str, stat: str = ...
+    ) -> tuple[dict, float, bool]: ...
 
 
 JUDGE_VERSION = "judge/1"
@@ -46,8 +48,20 @@ JUDGE_TOOL_NAME = "submit_review"
 SMELL = "template_smell"
 TRUST_THRESHOLD = 0.6
 TRUST_MIN_ITEMS = 20
-JUDGE_COLUMNS = ["question_id", "topic", "track", *RUBRIC_CRITERIA, SMELL, "reasons", "model", "cost_usd", "cached", "error",
-                 "judged_at", "judge_version"]
+JUDGE_COLUMNS = [
+    "question_id",
+    "topic",
+    "track",
+    *RUBRIC_CRITERIA,
+    SMELL,
+    "reasons",
+    "model",
+    "cost_usd",
+    "cached",
+    "error",
+    "judged_at",
+    "judge_version",
+]
 
 
 class Verdict(BaseModel):
@@ -58,7 +72,9 @@ class Verdict(BaseModel):
 
 class SmellVerdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    score: int = Field(ge=0, le=2, description="0 reads as written by a person, 1 somewhat formulaic, 2 assembled from templates")
+    score: int = Field(
+        ge=0, le=2, description="0 reads as written by a person, 1 somewhat formulaic, 2 assembled from templates"
+    )
     reason: str = Field(min_length=1, max_length=400)
 
 
@@ -106,7 +122,9 @@ def _params(backend: JudgeClient, system: str, user: str) -> dict:
         "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": [{"type": "text", "text": user}]}],
         "tools": [JUDGE_TOOL],
-        "tool_choice": {"type": "tool", "name": JUDGE_TOOL_NAME} if backend.price.forced_tool_choice else {"type": "auto"},
+        "tool_choice": {"type": "tool", "name": JUDGE_TOOL_NAME}
+        if backend.price.forced_tool_choice
+        else {"type": "auto"},
     }
     if backend.price.thinking == "disabled":
         params["thinking"] = {"type": "disabled"}
@@ -115,7 +133,11 @@ def _params(backend: JudgeClient, system: str, user: str) -> dict:
 
 def parse_review(message: dict) -> tuple[JudgeReview | None, str | None]:
     """The review in a reply, or (None, why not)."""
-    blocks = [b for b in message.get("content") or [] if isinstance(b, dict) and b.get("type") == "tool_use" and b.get("name") == JUDGE_TOOL_NAME]
+    blocks = [
+        b
+        for b in message.get("content") or []
+        if isinstance(b, dict) and b.get("type") == "tool_use" and b.get("name") == JUDGE_TOOL_NAME
+    ]
     if len(blocks) != 1:
         return None, f"expected one {JUDGE_TOOL_NAME} call, got {len(blocks)}"
     try:
@@ -129,24 +151,46 @@ def judge_question(backend: JudgeClient, row: dict, system: str | None = None) -
     """One question's verdict row (JUDGE_COLUMNS); BudgetExceeded propagates."""
     system = system or judge_prompt()
     user = item_block(row)
-    out = {"question_id": str(row["id"]), "topic": row.get("topic"), "track": row.get("track"), "model": backend.model,
-           "cost_usd": 0.0, "cached": True, "error": None, "judge_version": JUDGE_VERSION,
-           "judged_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    out = {
+        "question_id": str(row["id"]),
+        "topic": row.get("topic"),
+        "track": row.get("track"),
+        "model": backend.model,
+        "cost_usd": 0.0,
+        "cached": True,
+        "error": None,
+        "judge_version": JUDGE_VERSION,
+        "judged_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     problem = None
     for attempt in range(2):
-        text = user if attempt == 0 else f"{user}\n\nYour previous reply could not be read: {problem}. Call `{JUDGE_TOOL_NAME}` once, with every criterion."
+        text = (
+            user
+            if attempt == 0
+            else f"{user}\n\nYour previous reply could not be read: {problem}. Call `{JUDGE_TOOL_NAME}` once, with every criterion."
+        )
         phash = hashlib.sha256(json.dumps([backend.model, system, text]).encode()).hexdigest()
-        key = hashlib.sha256(json.dumps([backend.model, phash, f"judge.{attempt}", JUDGE_TOOL_HASH]).encode()).hexdigest()
-        meta = {"cell": f"{row.get('topic')}|{row.get('track')}", "sample": f"judge:{row['id']}.{attempt}", "prompt_hash": phash,
-                "tool_hash": JUDGE_TOOL_HASH}
-        message, cost, cached = backend.cached_call(key, _params(backend, system, text), meta, f"judge {row['id']}", stat="judge_calls")
+        key = hashlib.sha256(
+            json.dumps([backend.model, phash, f"judge.{attempt}", JUDGE_TOOL_HASH]).encode()
+        ).hexdigest()
+        meta = {
+            "cell": f"{row.get('topic')}|{row.get('track')}",
+            "sample": f"judge:{row['id']}.{attempt}",
+            "prompt_hash": phash,
+            "tool_hash": JUDGE_TOOL_HASH,
+        }
+        message, cost, cached = backend.cached_call(
+            key, _params(backend, system, text), meta, f"judge {row['id']}", stat="judge_calls"
+        )
         out["cost_usd"] += cost
         out["cached"] = out["cached"] and cached
         review, problem = parse_review(message)
         if review is not None:
             scores = review.model_dump()
             out.update({c: scores[c]["score"] for c in (*RUBRIC_CRITERIA, SMELL)})
-            out["reasons"] = json.dumps({c: scores[c]["reason"] for c in (*RUBRIC_CRITERIA, SMELL)}, ensure_ascii=False, sort_keys=True)
+            out["reasons"] = json.dumps(
+                {c: scores[c]["reason"] for c in (*RUBRIC_CRITERIA, SMELL)}, ensure_ascii=False, sort_keys=True
+            )
             return out
     out.update({c: None for c in (*RUBRIC_CRITERIA, SMELL)})
     out["reasons"] = "{}"
@@ -173,7 +217,9 @@ def judge_questions(backend: JudgeClient, questions: pd.DataFrame) -> pd.DataFra
 # --------------------------------------------------------------------------- where the judge may block
 
 
-def trusted_criteria(agreement: pd.DataFrame, threshold: float = TRUST_THRESHOLD, min_items: int = TRUST_MIN_ITEMS) -> dict[str, str]:
+def trusted_criteria(
+    agreement: pd.DataFrame, threshold: float = TRUST_THRESHOLD, min_items: int = TRUST_MIN_ITEMS
+) -> dict[str, str]:
     """Criterion -> why it is trusted, for every criterion where the judge's kappa with each
     human reviewer who scored at least ``min_items`` of the same items is >= ``threshold``
     (round "all" of the review_agreement table). No reviewer, no trust."""
@@ -186,7 +232,9 @@ def trusted_criteria(agreement: pd.DataFrame, threshold: float = TRUST_THRESHOLD
         if pairs.empty or pairs["kappa"].isna().any():
             continue
         if (pairs["kappa"] >= threshold).all():
-            trusted[criterion] = ", ".join(f"{r.raters.split(' vs ')[1]} kappa {r.kappa:.2f} on {r.items}" for r in pairs.itertuples())
+            trusted[criterion] = ", ".join(
+                f"{r.raters.split(' vs ')[1]} kappa {r.kappa:.2f} on {r.items}" for r in pairs.itertuples()
+            )
     return trusted
 
 

@@ -48,7 +48,18 @@ SMELL = "template_smell"
 SMELL_VALUES = (0, 1, 2)
 SOURCES = ("corpus", "rejected", "calibration")
 REVIEWS_TABLE = "reviews"
-REVIEW_COLUMNS = ["question_id", "reviewer", "round", "source", "sheet", *RUBRIC_CRITERIA, SMELL, "reasons", "file", "imported_at"]
+REVIEW_COLUMNS = [
+    "question_id",
+    "reviewer",
+    "round",
+    "source",
+    "sheet",
+    *RUBRIC_CRITERIA,
+    SMELL,
+    "reasons",
+    "file",
+    "imported_at",
+]
 MAX_FILE_BYTES = 5_000_000
 MAX_REASON_CHARS = 500
 REVIEWER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
@@ -76,8 +87,15 @@ class ReviewError(ValueError):
 # --------------------------------------------------------------------------- drawing
 
 
-def draw_items(corpus: pd.DataFrame, n: int | None, seed: int, calibration: pd.DataFrame | None = None,
-               calibration_n: int = 0, rejected: pd.DataFrame | None = None, rejected_n: int = 0) -> pd.DataFrame:
+def draw_items(
+    corpus: pd.DataFrame,
+    n: int | None,
+    seed: int,
+    calibration: pd.DataFrame | None = None,
+    calibration_n: int = 0,
+    rejected: pd.DataFrame | None = None,
+    rejected_n: int = 0,
+) -> pd.DataFrame:
     """``n`` random corpus rows (all when None), ``rejected_n`` rows the gate rejected (rendered
     like corpus rows, so that agreement can show whether the gate rejects what people reject)
     and ``calibration_n`` published rows, preferring calibration items on our tracks and zones (a
@@ -96,8 +114,10 @@ def draw_items(corpus: pd.DataFrame, n: int | None, seed: int, calibration: pd.D
         pool = rejected if rejected is not None else pd.DataFrame()
         pool = pool[~pool["id"].isin(set(rows["id"]))] if len(pool) else pool
         if rejected_n > len(pool):
-            raise ReviewError(f"asked for {rejected_n} rejected items, validated_questions holds {len(pool)} the gate rejected"
-                              + (" in the selection" if len(pool) else ""))
+            raise ReviewError(
+                f"asked for {rejected_n} rejected items, validated_questions holds {len(pool)} the gate rejected"
+                + (" in the selection" if len(pool) else "")
+            )
         picked = pool.sort_values("id", kind="stable").sample(n=rejected_n, random_state=seed)
         rows = pd.concat([rows, picked.assign(source="rejected")], ignore_index=True)
     if calibration_n > 0:
@@ -108,7 +128,9 @@ def draw_items(corpus: pd.DataFrame, n: int | None, seed: int, calibration: pd.D
             raise ReviewError(f"the calibration file lacks field(s) {', '.join(missing)}")
         cal = calibration.sort_values("id", kind="stable")
         preferred = cal["track"].isin(PREFERRED_TRACKS) & cal["zone"].isin(set(corpus["zone"].dropna()))
-        ordered = pd.concat([cal[preferred].sample(frac=1.0, random_state=seed), cal[~preferred].sample(frac=1.0, random_state=seed)])
+        ordered = pd.concat(
+            [cal[preferred].sample(frac=1.0, random_state=seed), cal[~preferred].sample(frac=1.0, random_state=seed)]
+        )
         if calibration_n > len(ordered):
             raise ReviewError(f"asked for {calibration_n} calibration items, the calibration file holds {len(ordered)}")
         rows = pd.concat([rows, ordered.head(calibration_n).assign(source="calibration")], ignore_index=True)
@@ -224,7 +246,8 @@ def render_html(sheet: Sheet) -> str:
     network request), every text HTML-escaped."""
     e = html.escape
     out = [
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
         "script-src 'unsafe-inline'; img-src data:\">",
         f"<title>Review sheet {e(sheet.sheet)}</title><style>{_PAGE_STYLE}</style></head>",
@@ -240,29 +263,43 @@ def render_html(sheet: Sheet) -> str:
     ]
     for item in sheet.items:
         k = e(item["item"])
-        out.append(f'<article class="item" data-item="{k}" data-number="{item["number"]}"><h2>Item {item["number"]}</h2>')
-        out.append('<ul class="meta">' + "".join(f"<li>{e(name)}: {e(item[f])}</li>" for f, name in META_FIELDS) + "</ul>")
+        out.append(
+            f'<article class="item" data-item="{k}" data-number="{item["number"]}"><h2>Item {item["number"]}</h2>'
+        )
+        out.append(
+            '<ul class="meta">' + "".join(f"<li>{e(name)}: {e(item[f])}</li>" for f, name in META_FIELDS) + "</ul>"
+        )
         for f, name in SECTIONS:
             out.append(f'<h3>{e(name)}</h3><div class="text">{_labels_bold(e(item[f]))}</div>')
         for c in (*RUBRIC_CRITERIA, SMELL):
             values = SMELL_VALUES if c == SMELL else (1, 0)
             radios = "".join(f'<label><input type="radio" name="{k}.{c}" value="{v}"> {v}</label> ' for v in values)
             hint = "reason (optional)" if c == SMELL else "reason (required for a 0)"
-            out.append(f'<fieldset data-criterion="{c}"><legend>{c}</legend><p>{e(CRITERION_HELP[c])}</p>{radios}'
-                       f'<input class="reason" type="text" maxlength="{MAX_REASON_CHARS}" name="{k}.{c}.reason" placeholder="{hint}">'
-                       "</fieldset>")
+            out.append(
+                f'<fieldset data-criterion="{c}"><legend>{c}</legend><p>{e(CRITERION_HELP[c])}</p>{radios}'
+                f'<input class="reason" type="text" maxlength="{MAX_REASON_CHARS}" name="{k}.{c}.reason" placeholder="{hint}">'
+                "</fieldset>"
+            )
         out.append("</article>")
     out += [
         '<p><button id="save" type="button">Save scores</button><span id="status"></span></p>',
         f'<script type="application/json" id="criteria">{json.dumps(list(RUBRIC_CRITERIA))}</script>',
-        f"<script>{_PAGE_SCRIPT}</script>", "</body></html>",
+        f"<script>{_PAGE_SCRIPT}</script>",
+        "</body></html>",
     ]
     return "\n".join(out) + "\n"
 
 
 CSV_TEXT_COLUMNS = [f for f, _ in META_FIELDS] + [f for f, _ in SECTIONS]
 CSV_SCORE_COLUMNS = [*RUBRIC_CRITERIA, SMELL]
-CSV_COLUMNS = ["sheet", "item", "number", *CSV_TEXT_COLUMNS, *CSV_SCORE_COLUMNS, *[f"reason_{c}" for c in CSV_SCORE_COLUMNS]]
+CSV_COLUMNS = [
+    "sheet",
+    "item",
+    "number",
+    *CSV_TEXT_COLUMNS,
+    *CSV_SCORE_COLUMNS,
+    *[f"reason_{c}" for c in CSV_SCORE_COLUMNS],
+]
 
 
 def _cell(text: str) -> str:
@@ -304,7 +341,11 @@ def write_sheet(sheet: Sheet, out_dir: Path, data: Path, force: bool = False) ->
     try:
         (staging / html_path.name).write_text(render_html(sheet), encoding="utf-8")
         (staging / csv_path.name).write_text(render_csv(sheet), encoding="utf-8")
-        key = {"sheet": sheet.sheet, "items": sheet.key, "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        key = {
+            "sheet": sheet.sheet,
+            "items": sheet.key,
+            "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         write_atomic(key_path, json.dumps(key, indent=2))
         os.replace(staging / html_path.name, html_path)
         os.replace(staging / csv_path.name, csv_path)
@@ -332,7 +373,7 @@ def load_key(path: Path) -> dict:
 @dataclass
 class RawRow:
     file: str
-    row: str          # "row 3" (CSV, counting the header as row 1) or "scores[2]" (JSON)
+    row: str  # "row 3" (CSV, counting the header as row 1) or "scores[2]" (JSON)
     sheet: str | None
     values: dict
 
@@ -364,9 +405,13 @@ def read_review_file(path: Path) -> tuple[list[RawRow], str | None]:
         rows = []
         for number, rec in enumerate(reader, 2):
             values = {c: (rec.get(c) or "").strip() for c in ("item", *CSV_SCORE_COLUMNS)}
-            if not any(values[c] for c in CSV_SCORE_COLUMNS) and not any((rec.get(f"reason_{c}") or "").strip() for c in CSV_SCORE_COLUMNS):
+            if not any(values[c] for c in CSV_SCORE_COLUMNS) and not any(
+                (rec.get(f"reason_{c}") or "").strip() for c in CSV_SCORE_COLUMNS
+            ):
                 continue  # not scored
-            values["reasons"] = {c: rec[f"reason_{c}"] for c in CSV_SCORE_COLUMNS if (rec.get(f"reason_{c}") or "").strip()}
+            values["reasons"] = {
+                c: rec[f"reason_{c}"] for c in CSV_SCORE_COLUMNS if (rec.get(f"reason_{c}") or "").strip()
+            }
             rows.append(RawRow(str(path), f"row {number}", (rec.get("sheet") or "").strip() or None, values))
         return rows, None
     try:
@@ -377,8 +422,10 @@ def read_review_file(path: Path) -> tuple[list[RawRow], str | None]:
         raise ReviewError(f"{path}: expected the saved review page, an object {{sheet, reviewer, scores: [...]}}")
     sheet = doc.get("sheet") if isinstance(doc.get("sheet"), str) else None
     reviewer = doc.get("reviewer") if isinstance(doc.get("reviewer"), str) and doc.get("reviewer").strip() else None
-    rows = [RawRow(str(path), f"scores[{i}]", sheet, entry if isinstance(entry, dict) else {"__not_object__": True})
-            for i, entry in enumerate(doc["scores"])]
+    rows = [
+        RawRow(str(path), f"scores[{i}]", sheet, entry if isinstance(entry, dict) else {"__not_object__": True})
+        for i, entry in enumerate(doc["scores"])
+    ]
     return rows, reviewer.strip() if reviewer else None
 
 
@@ -405,8 +452,14 @@ class ReviewImport:
     files: int
 
 
-def validate_reviews(raw: list[RawRow], key: dict[str, dict], reviewer: str, round_: int,
-                     existing: pd.DataFrame | None = None, now: str | None = None) -> ReviewImport:
+def validate_reviews(
+    raw: list[RawRow],
+    key: dict[str, dict],
+    reviewer: str,
+    round_: int,
+    existing: pd.DataFrame | None = None,
+    now: str | None = None,
+) -> ReviewImport:
     """Clean review rows; one error per bad row naming its file and row, the rest kept.
     ``key`` maps sheet id -> loaded key. ``existing`` is the reviews table so far: an item this
     reviewer already has in this round is scored twice."""
@@ -442,7 +495,9 @@ def validate_reviews(raw: list[RawRow], key: dict[str, dict], reviewer: str, rou
             if s is None:
                 problems.append(f"{c} missing")
             elif s == "bad":
-                problems.append(f"{c} must be {', '.join(map(str, allowed[:-1]))} or {allowed[-1]}, got {str(v.get(c))[:20]!r}")
+                problems.append(
+                    f"{c} must be {', '.join(map(str, allowed[:-1]))} or {allowed[-1]}, got {str(v.get(c))[:20]!r}"
+                )
             else:
                 clean[c] = s
         reasons = v.get("reasons") or {}
@@ -469,9 +524,19 @@ def validate_reviews(raw: list[RawRow], key: dict[str, dict], reviewer: str, rou
             errors.append(f"{where}: " + "; ".join(problems))
             continue
         seen[qid] = f"first at {r.file}: {r.row}"
-        rows.append({"question_id": qid, "reviewer": reviewer, "round": round_, "source": entry.get("source", "corpus"),
-                     "sheet": r.sheet, **clean, "reasons": json.dumps(kept_reasons, sort_keys=True, ensure_ascii=False),
-                     "file": Path(r.file).name, "imported_at": now})
+        rows.append(
+            {
+                "question_id": qid,
+                "reviewer": reviewer,
+                "round": round_,
+                "source": entry.get("source", "corpus"),
+                "sheet": r.sheet,
+                **clean,
+                "reasons": json.dumps(kept_reasons, sort_keys=True, ensure_ascii=False),
+                "file": Path(r.file).name,
+                "imported_at": now,
+            }
+        )
     df = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
     for c in CSV_SCORE_COLUMNS:
         df[c] = df[c].astype("int64")
@@ -499,19 +564,24 @@ def write_reviews(new: pd.DataFrame, warehouse: Path) -> Path:
     merged = pd.concat([existing, new], ignore_index=True) if len(existing) else new
     dup = merged.duplicated(["question_id", "reviewer", "round"], keep=False)
     if dup.any():
-        raise ReviewError(f"refusing to write duplicate (question_id, reviewer, round) rows: {merged.loc[dup, 'question_id'].tolist()[:5]}")
+        raise ReviewError(
+            f"refusing to write duplicate (question_id, reviewer, round) rows: {merged.loc[dup, 'question_id'].tolist()[:5]}"
+        )
     path = reviews_path(warehouse)
     write_parquet_atomic(merged.sort_values(["round", "reviewer", "question_id"]).reset_index(drop=True), path)
     return path
 
 
-def import_review_files(files: list[Path], reviewer: str, round_: int, data: Path, warehouse: Path,
-                        key_path: Path | None = None) -> tuple[ReviewImport, Path | None]:
+def import_review_files(
+    files: list[Path], reviewer: str, round_: int, data: Path, warehouse: Path, key_path: Path | None = None
+) -> tuple[ReviewImport, Path | None]:
     """Read, validate and store filled sheets. File-level problems (unreadable, the wrong
     reviewer) are errors too and that file's rows are skipped; returns the import and the
     table's path (None when nothing was written)."""
     if not REVIEWER_RE.fullmatch(reviewer or ""):
-        raise ReviewError(f"--reviewer {reviewer!r}: use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ReviewError(
+            f"--reviewer {reviewer!r}: use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
         raise ReviewError(f"--round must be a whole number from 1, got {round_!r}")
     raw: list[RawRow] = []
@@ -588,15 +658,34 @@ def select_rejected(con, where: str | None = None) -> pd.DataFrame:
         raise ReviewError(f"--where {where!r} on validated_questions: {exc}") from None
 
 
-def export_review_sheet(out_dir: Path, data: Path, con, n: int | None, seed: int, where: str | None = None,
-                        ids: list[str] | None = None, calibration_n: int = 0, calibration_file: Path | None = None,
-                        shuffle: bool = True, force: bool = False, date: str | None = None, rejected_n: int = 0) -> tuple[Sheet, dict[str, Path]]:
+def export_review_sheet(
+    out_dir: Path,
+    data: Path,
+    con,
+    n: int | None,
+    seed: int,
+    where: str | None = None,
+    ids: list[str] | None = None,
+    calibration_n: int = 0,
+    calibration_file: Path | None = None,
+    shuffle: bool = True,
+    force: bool = False,
+    date: str | None = None,
+    rejected_n: int = 0,
+) -> tuple[Sheet, dict[str, Path]]:
     corpus = select_corpus(con, where, ids)
     rejected = select_rejected(con, where) if rejected_n > 0 else None
     calibration = read_calibration(calibration_file) if calibration_n > 0 and calibration_file else None
     if calibration_n > 0 and calibration is None:
         raise ReviewError("calibration items asked for without a calibration file")
-    rows = draw_items(corpus, None if n is None else min(n, len(corpus)) if ids else n, seed, calibration, calibration_n,
-                      rejected, rejected_n)
+    rows = draw_items(
+        corpus,
+        None if n is None else min(n, len(corpus)) if ids else n,
+        seed,
+        calibration,
+        calibration_n,
+        rejected,
+        rejected_n,
+    )
     sheet = build_sheet(rows, seed, shuffle=shuffle, date=date)
     return sheet, write_sheet(sheet, out_dir, data, force=force)

@@ -50,7 +50,7 @@ PROVENANCE_PREFIXES = ("specs/", "assumption:", "scenario:", "hardware.json", "t
 def _strip_provenance(line: str) -> str:
     out, i = [], 0
     while i < len(line):
-        if line[i] == "(" and line[i + 1:].lstrip().lower().startswith(PROVENANCE_PREFIXES):
+        if line[i] == "(" and line[i + 1 :].lstrip().lower().startswith(PROVENANCE_PREFIXES):
             depth, j = 0, i
             while j < len(line):
                 depth += {"(": 1, ")": -1}.get(line[j], 0)
@@ -117,7 +117,11 @@ def normalise_text(text: object, field: str = "") -> str:
     out = "\n".join(lines).strip("\n")
     out = re.sub(r"\n{3,}", "\n\n", out)
     # a label line is preceded by a blank line (except the first)
-    out = re.sub(r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|The Pitfall|The Rationale|The Consequence):\*\*)", r"\n\n\1", out)
+    out = re.sub(
+        r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|The Pitfall|The Rationale|The Consequence):\*\*)",
+        r"\n\n\1",
+        out,
+    )
     return out.strip()
 
 
@@ -169,5 +173,5 @@ def _join_conclusion(lines: list[str]) -> list[str]:
         start = lines.index("**Conclusion:**")
     except ValueError:
         return lines
-    body = " ".join(l.strip() for l in lines[start + 1:] if l.strip())
+    body = " ".join(l.strip() for l in lines[start + 1 :] if l.strip())
     return lines[: start + 1] + ([body] if body else [])

@@ -37,8 +37,8 @@ section.suite{margin-top:2em}"""
 @dataclass
 class StoredResult:
     suite: str
-    run_time: str       # ISO time of the validation run
-    path: Path          # the JSON file in the store
+    run_time: str  # ISO time of the validation run
+    path: Path  # the JSON file in the store
     data: dict
     description: str = ""  # the suite's description (specs/quality.yaml), from the expectations store
 
@@ -66,7 +66,9 @@ def stored_results(docs_dir: Path) -> dict[str, list[StoredResult]]:
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("validation result %s skipped: %s", path, exc)
             continue
-        results.setdefault(suite, []).append(StoredResult(suite, run_time, path, data, _suite_description(Path(docs_dir), suite)))
+        results.setdefault(suite, []).append(
+            StoredResult(suite, run_time, path, data, _suite_description(Path(docs_dir), suite))
+        )
     for runs in results.values():
         runs.sort(key=lambda r: r.run_time, reverse=True)
     return dict(sorted(results.items()))
@@ -93,9 +95,14 @@ def _observed(result: dict, exception: dict | None) -> str:
     parts = []
     if "unexpected_count" in result:
         parts.append(f"{result.get('unexpected_count')} of {result.get('element_count')} values unexpected")
-        sample = result.get("partial_unexpected_counts") or [{"value": v} for v in result.get("partial_unexpected_list") or []]
+        sample = result.get("partial_unexpected_counts") or [
+            {"value": v} for v in result.get("partial_unexpected_list") or []
+        ]
         if sample:
-            parts.append("e.g. " + ", ".join(_value(c["value"]) + (f" x{c['count']}" if "count" in c else "") for c in sample[:5]))
+            parts.append(
+                "e.g. "
+                + ", ".join(_value(c["value"]) + (f" x{c['count']}" if "count" in c else "") for c in sample[:5])
+            )
     if result.get("observed_value") is not None:
         parts.append(f"observed {_value(result['observed_value'])}")
     return "; ".join(parts) or "-"
@@ -109,11 +116,15 @@ def _expectation_rows(data: dict) -> str:
         column = kwargs.pop("column", None)
         expected = ", ".join(f"{html.escape(k)}={_value(v)}" for k, v in kwargs.items()) or "-"
         ok = bool(r.get("success"))
-        rows.append(f"<tr class='expectation'><td class='{'pass' if ok else 'fail'}'>{'pass' if ok else 'fail'}</td>"
-                    f"<td><code>{html.escape(str(config.get('type', '?')))}</code></td><td>{html.escape(str(column)) if column is not None else 'table'}</td>"
-                    f"<td><code>{expected}</code></td><td>{_observed(r.get('result') or {}, r.get('exception_info'))}</td></tr>")
-    return ("<table><thead><tr><th>status</th><th>expectation</th><th>column</th><th>expected</th><th>observed</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+        rows.append(
+            f"<tr class='expectation'><td class='{'pass' if ok else 'fail'}'>{'pass' if ok else 'fail'}</td>"
+            f"<td><code>{html.escape(str(config.get('type', '?')))}</code></td><td>{html.escape(str(column)) if column is not None else 'table'}</td>"
+            f"<td><code>{expected}</code></td><td>{_observed(r.get('result') or {}, r.get('exception_info'))}</td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>status</th><th>expectation</th><th>column</th><th>expected</th><th>observed</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def results_page(results: dict[str, list[StoredResult]]) -> str:
@@ -121,7 +132,9 @@ def results_page(results: dict[str, list[StoredResult]]) -> str:
     e = html.escape
     summary = "".join(
         f"<tr><td><a href='#{e(suite)}'>{e(suite)}</a></td><td class='{'pass' if runs[0].success else 'fail'}'>{'passed' if runs[0].success else 'failed'}</td>"
-        f"<td>{e(runs[0].run_time)}</td><td>{len(runs)}</td></tr>" for suite, runs in results.items())
+        f"<td>{e(runs[0].run_time)}</td><td>{len(runs)}</td></tr>"
+        for suite, runs in results.items()
+    )
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Great Expectations: validation results</title>",
         f"<style>{_STYLE}</style></head><body>",
@@ -131,25 +144,37 @@ def results_page(results: dict[str, list[StoredResult]]) -> str:
         "Data Docs (<a href='index.html'>index.html</a>) load their scripts and styles from CDNs and are blank without a network.</p>",
     ]
     if not results:
-        body.append("<p id='no-results'>No validation result stored yet: materialize the <code>corpus</code> asset (its checks run the suites).</p>")
+        body.append(
+            "<p id='no-results'>No validation result stored yet: materialize the <code>corpus</code> asset (its checks run the suites).</p>"
+        )
     else:
-        body.append("<table id='suites'><thead><tr><th>suite</th><th>latest run</th><th>at</th><th>runs stored</th></tr></thead>"
-                    f"<tbody>{summary}</tbody></table>")
+        body.append(
+            "<table id='suites'><thead><tr><th>suite</th><th>latest run</th><th>at</th><th>runs stored</th></tr></thead>"
+            f"<tbody>{summary}</tbody></table>"
+        )
     for suite, runs in results.items():
         latest = runs[0]
         stats = latest.data.get("statistics") or {}
-        body.append(f"<section class='suite' id='{e(suite)}'><h2>{e(suite)}: "
-                    f"<span class='{'pass' if latest.success else 'fail'}'>{'passed' if latest.success else 'failed'}</span></h2>")
+        body.append(
+            f"<section class='suite' id='{e(suite)}'><h2>{e(suite)}: "
+            f"<span class='{'pass' if latest.success else 'fail'}'>{'passed' if latest.success else 'failed'}</span></h2>"
+        )
         if latest.description:
             body.append(f"<p>{e(latest.description)}</p>")
-        body.append(f"<p>Run at {e(latest.run_time)}: {stats.get('successful_expectations', '?')} of {stats.get('evaluated_expectations', '?')} "
-                    f"expectations met. <a href='{e(latest.gx_page.as_posix())}'>Great Expectations' page of this run</a> (needs a network for its styles).</p>")
+        body.append(
+            f"<p>Run at {e(latest.run_time)}: {stats.get('successful_expectations', '?')} of {stats.get('evaluated_expectations', '?')} "
+            f"expectations met. <a href='{e(latest.gx_page.as_posix())}'>Great Expectations' page of this run</a> (needs a network for its styles).</p>"
+        )
         body.append(_expectation_rows(latest.data))
         if len(runs) > 1:
-            earlier = "".join(f"<tr><td>{e(r.run_time)}</td><td class='{'pass' if r.success else 'fail'}'>{'passed' if r.success else 'failed'}</td></tr>"
-                              for r in runs[1:HISTORY + 1])
-            body.append(f"<h3>Earlier runs ({len(runs) - 1}, latest {min(HISTORY, len(runs) - 1)} shown)</h3>"
-                        f"<table><thead><tr><th>at</th><th>result</th></tr></thead><tbody>{earlier}</tbody></table>")
+            earlier = "".join(
+                f"<tr><td>{e(r.run_time)}</td><td class='{'pass' if r.success else 'fail'}'>{'passed' if r.success else 'failed'}</td></tr>"
+                for r in runs[1 : HISTORY + 1]
+            )
+            body.append(
+                f"<h3>Earlier runs ({len(runs) - 1}, latest {min(HISTORY, len(runs) - 1)} shown)</h3>"
+                f"<table><thead><tr><th>at</th><th>result</th></tr></thead><tbody>{earlier}</tbody></table>"
+            )
         body.append("</section>")
     body.append("</body></html>")
     return "\n".join(body)

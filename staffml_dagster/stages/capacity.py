@@ -18,10 +18,11 @@ from staffml_dagster.progress import ProgressLog
 from staffml_dagster.quality.coverage import data_uri
 from staffml_dagster.resources import GeneratorResource, SpecsResource
 from staffml_dagster.specs import Specs
-from staffml_dagster.storage import DuckDBWarehouse
 from staffml_dagster.stages.metadata import add_partition_metadata, table_metadata
+from staffml_dagster.storage import DuckDBWarehouse
 
 GROUP = "capacity"
+
 
 def cell_rows(specs: Specs, applicable: Iterable[tuple[str, str]]) -> pd.DataFrame:
     """Every cell of the applicable (topic, track) pairs, with its theoretical capacity and target."""
@@ -55,9 +56,20 @@ def cell_rows(specs: Specs, applicable: Iterable[tuple[str, str]]) -> pd.DataFra
                     )
     return pd.DataFrame(rows)
 
-@dg.asset(group_name=GROUP, kinds={"pandas"}, code_version="1",
-          description="Every applicable (topic, track, zone, level) cell within the zone's level affinity, with its theoretical capacity = platforms x architectures x failure modes x scale points, and the generation target.")
-def cells(context: dg.AssetExecutionContext, specs: SpecsResource, applicability_matrix: pd.DataFrame, zones: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    code_version="1",
+    description="Every applicable (topic, track, zone, level) cell within the zone's level affinity, with its theoretical capacity = platforms x architectures x failure modes x scale points, and the generation target.",
+)
+def cells(
+    context: dg.AssetExecutionContext,
+    specs: SpecsResource,
+    applicability_matrix: pd.DataFrame,
+    zones: pd.DataFrame,
+    levels: pd.DataFrame,
+) -> pd.DataFrame:
     df = cell_rows(specs.load(), applicable_pairs(applicability_matrix))
     meta = table_metadata(df, ["topic", "track", "zone", "level", "theoretical_capacity", "target"], rows=15)
     meta.update(
@@ -65,13 +77,19 @@ def cells(context: dg.AssetExecutionContext, specs: SpecsResource, applicability
             "theoretical_capacity_total": dg.MetadataValue.int(int(df["theoretical_capacity"].sum())),
             "target_total": dg.MetadataValue.int(int(df["target"].sum())),
             "zero_capacity_cells": dg.MetadataValue.int(int((df["theoretical_capacity"] == 0).sum())),
-            "cells_per_track": dg.MetadataValue.md(df.groupby("track").agg(cells=("zone", "size"), capacity=("theoretical_capacity", "sum")).to_markdown()),
+            "cells_per_track": dg.MetadataValue.md(
+                df.groupby("track").agg(cells=("zone", "size"), capacity=("theoretical_capacity", "sum")).to_markdown()
+            ),
         }
     )
     context.add_output_metadata(meta)
     return df
 
-@dg.asset_check(asset=cells, description="Every cell has a positive theoretical capacity (a topic whose architectures do not fit a track would have none).")
+
+@dg.asset_check(
+    asset=cells,
+    description="Every cell has a positive theoretical capacity (a topic whose architectures do not fit a track would have none).",
+)
 def cells_have_capacity(cells: pd.DataFrame) -> dg.AssetCheckResult:
     empty = cells[cells["theoretical_capacity"] == 0]
     pairs = sorted({f"{r.topic}|{r.track}" for r in empty.itertuples()})
@@ -80,8 +98,29 @@ def cells_have_capacity(cells: pd.DataFrame) -> dg.AssetCheckResult:
 
 # --------------------------------------------------------------------------- empirical capacity
 
-CAPACITY_COLUMNS = ["topic", "track", "zone", "level", "observed", "estimate", "chao1", "chao1_low", "chao1_high", "chao2",
-                    "coverage", "s_max", "k", "rounds", "drawn", "curve", "stop_reason", "theoretical_capacity", "capacity", "embedder", "backend"]
+CAPACITY_COLUMNS = [
+    "topic",
+    "track",
+    "zone",
+    "level",
+    "observed",
+    "estimate",
+    "chao1",
+    "chao1_low",
+    "chao1_high",
+    "chao2",
+    "coverage",
+    "s_max",
+    "k",
+    "rounds",
+    "drawn",
+    "curve",
+    "stop_reason",
+    "theoretical_capacity",
+    "capacity",
+    "embedder",
+    "backend",
+]
 
 
 def enumerated_row(cell, space, backend_name: str) -> dict:
@@ -89,13 +128,27 @@ def enumerated_row(cell, space, backend_name: str) -> dict:
     sampling stopped because the space is exhausted."""
     n = space.distinct
     return {
-        "topic": cell.topic, "track": cell.track, "zone": cell.zone, "level": cell.level,
-        "observed": n, "estimate": n, "chao1": float(n), "chao1_low": float(n), "chao1_high": float(n), "chao2": float(n),
-        "coverage": 1.0, "s_max": float(n), "k": 0.0, "rounds": 1, "drawn": space.settings,
-        "curve": [[space.settings, n]], "stop_reason": "exhausted",
+        "topic": cell.topic,
+        "track": cell.track,
+        "zone": cell.zone,
+        "level": cell.level,
+        "observed": n,
+        "estimate": n,
+        "chao1": float(n),
+        "chao1_low": float(n),
+        "chao1_high": float(n),
+        "chao2": float(n),
+        "coverage": 1.0,
+        "s_max": float(n),
+        "k": 0.0,
+        "rounds": 1,
+        "drawn": space.settings,
+        "curve": [[space.settings, n]],
+        "stop_reason": "exhausted",
         "theoretical_capacity": int(cell.theoretical_capacity),
         "capacity": int(min(n, int(cell.theoretical_capacity))),
-        "embedder": "none (distinct reasonings counted exactly)", "backend": backend_name,
+        "embedder": "none (distinct reasonings counted exactly)",
+        "backend": backend_name,
     }
 
 
@@ -120,24 +173,48 @@ def measure_partition(specs, backend, embedder, cells_part: pd.DataFrame, seed: 
     if not hasattr(embedder, "encode"):  # a factory: the model loads only when sampling needs it
         embedder = embedder()
     for cell in cells_part.itertuples():
+
         def generate(r: int, cell=cell) -> list[dict]:
             # every round is a fresh sample: a different seed reorders the backend's stream
-            return backend.generate(specs, CellRequest(cell.topic, cell.track, cell.zone, cell.level, settings.round_size, seed * 1000 + r))
+            return backend.generate(
+                specs, CellRequest(cell.topic, cell.track, cell.zone, cell.level, settings.round_size, seed * 1000 + r)
+            )
 
         est = measure_cell_capacity(
-            generate, embedder.encode, distinct_text, threshold=specs.quality.similarity_threshold,
-            max_rounds=settings.max_rounds, min_rounds=settings.min_rounds,
-            coverage_target=settings.coverage_target, min_novelty=settings.min_novelty,
+            generate,
+            embedder.encode,
+            distinct_text,
+            threshold=specs.quality.similarity_threshold,
+            max_rounds=settings.max_rounds,
+            min_rounds=settings.min_rounds,
+            coverage_target=settings.coverage_target,
+            min_novelty=settings.min_novelty,
         )
-        rows.append({
-            "topic": cell.topic, "track": cell.track, "zone": cell.zone, "level": cell.level,
-            "observed": est.observed, "estimate": est.estimate, "chao1": est.chao1, "chao1_low": est.chao1_low,
-            "chao1_high": est.chao1_high, "chao2": est.chao2, "coverage": est.coverage, "s_max": est.s_max, "k": est.k,
-            "rounds": est.rounds, "drawn": est.drawn, "curve": [list(p) for p in est.curve], "stop_reason": est.stop_reason,
-            "theoretical_capacity": int(cell.theoretical_capacity),
-            "capacity": int(min(est.estimate, int(cell.theoretical_capacity))),
-            "embedder": embedder.name, "backend": backend.name,
-        })
+        rows.append(
+            {
+                "topic": cell.topic,
+                "track": cell.track,
+                "zone": cell.zone,
+                "level": cell.level,
+                "observed": est.observed,
+                "estimate": est.estimate,
+                "chao1": est.chao1,
+                "chao1_low": est.chao1_low,
+                "chao1_high": est.chao1_high,
+                "chao2": est.chao2,
+                "coverage": est.coverage,
+                "s_max": est.s_max,
+                "k": est.k,
+                "rounds": est.rounds,
+                "drawn": est.drawn,
+                "curve": [list(p) for p in est.curve],
+                "stop_reason": est.stop_reason,
+                "theoretical_capacity": int(cell.theoretical_capacity),
+                "capacity": int(min(est.estimate, int(cell.theoretical_capacity))),
+                "embedder": embedder.name,
+                "backend": backend.name,
+            }
+        )
     return pd.DataFrame(rows, columns=CAPACITY_COLUMNS)
 
 
@@ -184,8 +261,14 @@ def capacity_plot(measured: pd.DataFrame, title: str) -> bytes:
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="Empirical capacity of every cell of the partition. The offline item models are enumerated: the capacity is the exact number of distinct reasonings their designs reach (stop reason `exhausted`). Another backend (Claude) is sampled in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.",
 )
-def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, generator: GeneratorResource, embedder: EmbedderResource,
-                  warehouse: DuckDBWarehouse, cells: pd.DataFrame) -> pd.DataFrame:
+def cell_capacity(
+    context: dg.AssetExecutionContext,
+    specs: SpecsResource,
+    generator: GeneratorResource,
+    embedder: EmbedderResource,
+    warehouse: DuckDBWarehouse,
+    cells: pd.DataFrame,
+) -> pd.DataFrame:
     from staffml_dagster.paths import reports_dir
     from staffml_dagster.storage.atomic import write_atomic
 
@@ -203,11 +286,17 @@ def cell_capacity(context: dg.AssetExecutionContext, specs: SpecsResource, gener
             pictures[f"{key['topic']}__{key['track']}"] = png
             write_atomic(reports_dir() / "capacity" / f"{key['topic']}__{key['track']}.png", png)
         progress.advance()
-    frames = [f for f in frames if len(f)]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
+    frames = [
+        f for f in frames if len(f)
+    ]  # inapplicable partitions measure nothing; concat of empty frames is deprecated
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAPACITY_COLUMNS)
 
     def partition_meta(key: str, rows: pd.DataFrame) -> dict:
-        meta = table_metadata(rows, ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"], rows=25)
+        meta = table_metadata(
+            rows,
+            ["topic", "track", "zone", "level", "observed", "estimate", "coverage", "stop_reason", "capacity"],
+            rows=25,
+        )
         meta["capacity_total"] = dg.MetadataValue.int(int(rows["capacity"].sum()) if len(rows) else 0)
         dims = topic_track.get_partition_key_from_str(key).keys_by_dimension
         png = pictures.get(f"{dims['topic']}__{dims['track']}")

@@ -38,16 +38,28 @@ def embedding_rows(questions: pd.DataFrame, embedder, previous: pd.DataFrame | N
     fresh = dict(zip(todo, embedder.encode([texts[i] for i in todo]))) if todo else {}
     vectors = [np.asarray(fresh[i] if i in fresh else stored[h], dtype=np.float32) for i, h in enumerate(hashes)]
     df = pd.DataFrame(
-        {"id": questions["id"].values, "topic": questions["topic"].values, "track": questions["track"].values,
-         "zone": questions["zone"].values, "level": questions["level"].values,
-         "model": embedder.name, "text_hash": hashes, "vector": vectors}
+        {
+            "id": questions["id"].values,
+            "topic": questions["topic"].values,
+            "track": questions["track"].values,
+            "zone": questions["zone"].values,
+            "level": questions["level"].values,
+            "model": embedder.name,
+            "text_hash": hashes,
+            "vector": vectors,
+        }
     )
     return df, len(texts) - len(todo)
 
 
 def stored_embeddings(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> pd.DataFrame | None:
     """What this asset holds in ``warehouse`` for the given partitions (None when never materialized)."""
-    frames = [warehouse.read_partition("question_embeddings", dict(topic_track.get_partition_key_from_str(k).keys_by_dimension)) for k in partition_keys]
+    frames = [
+        warehouse.read_partition(
+            "question_embeddings", dict(topic_track.get_partition_key_from_str(k).keys_by_dimension)
+        )
+        for k in partition_keys
+    ]
     frames = [f for f in frames if f is not None and len(f)]
     return pd.concat(frames, ignore_index=True) if frames else None
 
@@ -60,20 +72,35 @@ def stored_embeddings(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> 
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline, or the hashed TF-IDF fallback).",
 )
-def question_embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, warehouse: DuckDBWarehouse, questions: pd.DataFrame) -> pd.DataFrame:
+def question_embeddings(
+    context: dg.AssetExecutionContext, embedder: EmbedderResource, warehouse: DuckDBWarehouse, questions: pd.DataFrame
+) -> pd.DataFrame:
     previous = stored_embeddings(warehouse, context.partition_keys)
     model = embedder.get()
-    stored = set(previous.loc[previous["model"] == model.name, "text_hash"]) if previous is not None and "text_hash" in previous.columns else set()
+    stored = (
+        set(previous.loc[previous["model"] == model.name, "text_hash"])
+        if previous is not None and "text_hash" in previous.columns
+        else set()
+    )
     if len(questions):
         fresh = sum(text_hash(distinct_text(r)) not in stored for r in questions.to_dict("records"))
-        context.log.info(f"{PROGRESS}question_embeddings: {fresh} of {len(questions)} text(s) to encode with {model.name}, the others reuse their stored vectors")
+        context.log.info(
+            f"{PROGRESS}question_embeddings: {fresh} of {len(questions)} text(s) to encode with {model.name}, the others reuse their stored vectors"
+        )
     df, reused = embedding_rows(questions, model, previous)
     dim = len(df["vector"].iloc[0]) if len(df) else 0
-    meta = add_partition_metadata(context, df, lambda key, rows: {
-        "dagster/row_count": dg.MetadataValue.int(len(rows)),
-        "reused_vectors": dg.MetadataValue.int(int(rows["text_hash"].isin(stored).sum()) if len(rows) else 0)})
+    meta = add_partition_metadata(
+        context,
+        df,
+        lambda key, rows: {
+            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "reused_vectors": dg.MetadataValue.int(int(rows["text_hash"].isin(stored).sum()) if len(rows) else 0),
+        },
+    )
     meta.update({"model": model.name, "dimension": dim})
     if len(run_partition_keys(context)) > 1:
-        meta.update({"run_row_count": dg.MetadataValue.int(len(df)), "run_reused_vectors": dg.MetadataValue.int(reused)})
+        meta.update(
+            {"run_row_count": dg.MetadataValue.int(len(df)), "run_reused_vectors": dg.MetadataValue.int(reused)}
+        )
     context.add_output_metadata(meta)
     return df

@@ -23,7 +23,10 @@ IMPORT_PATH_ENV = "STAFFML_IMPORT_PATH"
 
 
 class ImportConfig(dg.Config):
-    path: str = Field(default="", description=f"A folder or file holding a StaffML corpus (YAML tree, .json or .jsonl bundle). Empty: the {IMPORT_PATH_ENV} environment variable; neither set: an empty table.")
+    path: str = Field(
+        default="",
+        description=f"A folder or file holding a StaffML corpus (YAML tree, .json or .jsonl bundle). Empty: the {IMPORT_PATH_ENV} environment variable; neither set: an empty table.",
+    )
 
 
 def generated_for_dedup(warehouse: DuckDBWarehouse, model: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -64,7 +67,9 @@ def import_metadata(result: ImportResult) -> dict:
         "import_errors": dg.MetadataValue.int(len(result.errors)),
         "import_error_list": dg.MetadataValue.md(errors),
         "renamed": dg.MetadataValue.json(report["renamed"]),
-        "unmapped": dg.MetadataValue.json({f: {v: d["count"] for v, d in values.items()} for f, values in report["unmapped"].items()}),
+        "unmapped": dg.MetadataValue.json(
+            {f: {v: d["count"] for v, d in values.items()} for f, values in report["unmapped"].items()}
+        ),
     }
 
 
@@ -75,21 +80,33 @@ def import_metadata(result: ImportResult) -> dict:
     deps=["questions", "question_embeddings"],
     description="Questions imported from a StaffML corpus (config `path` or STAFFML_IMPORT_PATH), each with the verdicts generated questions get, deduplicated against the generated questions (exact and near-duplicate), with coverage of our cells (the `cells` asset) in metadata. Unmapped values (e.g. the `global` track) are kept empty and fail specificity; unknown fields are kept in `extra`. No path configured: an empty table.",
 )
-def imported_questions(context: dg.AssetExecutionContext, config: ImportConfig, specs: SpecsResource, embedder: EmbedderResource, warehouse: DuckDBWarehouse,
-                       cells: pd.DataFrame) -> pd.DataFrame:
+def imported_questions(
+    context: dg.AssetExecutionContext,
+    config: ImportConfig,
+    specs: SpecsResource,
+    embedder: EmbedderResource,
+    warehouse: DuckDBWarehouse,
+    cells: pd.DataFrame,
+) -> pd.DataFrame:
     loaded = specs.load()
     path = config.path or os.environ.get(IMPORT_PATH_ENV, "")
     if not path:
         empty = review_imported(ImportResult(root=Path(".")).frame(), loaded, embedder.get())
-        context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0),
-                                     "note": f"no import path configured (run config `path` or {IMPORT_PATH_ENV}); nothing imported"})
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(0),
+                "note": f"no import path configured (run config `path` or {IMPORT_PATH_ENV}); nothing imported",
+            }
+        )
         return empty
     try:
         result = import_corpus(path, loaded)
     except FileNotFoundError as exc:
         raise dg.Failure(str(exc)) from None
     if not result.rows:
-        raise dg.Failure(f"nothing could be imported from {path}: {len(result.errors)} error(s)", metadata=import_metadata(result))
+        raise dg.Failure(
+            f"nothing could be imported from {path}: {len(result.errors)} error(s)", metadata=import_metadata(result)
+        )
     model = embedder.get()
     generated, vectors = generated_for_dedup(warehouse, model.name)
     reviewed = review_imported(result.frame(), loaded, model, generated, vectors)
@@ -99,10 +116,16 @@ def imported_questions(context: dg.AssetExecutionContext, config: ImportConfig, 
         **import_metadata(result),
         "generated_compared": dg.MetadataValue.int(len(generated)),
         "duplicates_of_generated": dg.MetadataValue.int(len(duplicates)),
-        "duplicate_list": dg.MetadataValue.md(markdown_table(duplicates, ["id", "duplicate_kind", "duplicate_of", "duplicate_similarity"], rows=20)),
+        "duplicate_list": dg.MetadataValue.md(
+            markdown_table(duplicates, ["id", "duplicate_kind", "duplicate_of", "duplicate_similarity"], rows=20)
+        ),
         **coverage_metadata(import_coverage(reviewed, cells)),
-        "preview": dg.MetadataValue.md(markdown_table(reviewed, ["id", "track", "zone", "level", "topic", "passed"], rows=10)),
+        "preview": dg.MetadataValue.md(
+            markdown_table(reviewed, ["id", "track", "zone", "level", "topic", "passed"], rows=10)
+        ),
     }
     context.add_output_metadata(meta)
-    context.log.info(json.dumps({"imported": len(reviewed), "errors": len(result.errors), "duplicates": len(duplicates)}))
+    context.log.info(
+        json.dumps({"imported": len(reviewed), "errors": len(result.errors), "duplicates": len(duplicates)})
+    )
     return reviewed

@@ -8,11 +8,13 @@ import pandas as pd
 
 from staffml_dagster.partitions import topic_track
 
+
 def _cell(value: object, width: int) -> str:
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value)
     text = str(value).replace("|", "/").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
+
 
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int = 10, width: int = 80) -> str:
     columns = [c for c in (columns or list(df.columns)) if c in df.columns]
@@ -21,8 +23,10 @@ def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, rows: int
     head = df[columns].head(rows).apply(lambda col: col.map(lambda v: _cell(v, width)))
     return head.to_markdown(index=False)
 
-def table_metadata(df: pd.DataFrame, columns: list[str] | None = None, rows: int = 10,
-                   preview_of: pd.DataFrame | None = None) -> dict[str, dg.MetadataValue]:
+
+def table_metadata(
+    df: pd.DataFrame, columns: list[str] | None = None, rows: int = 10, preview_of: pd.DataFrame | None = None
+) -> dict[str, dg.MetadataValue]:
     """The table's row count and a preview of its first rows, or of ``preview_of`` (a subset
     worth looking at, such as the excluded pairs): the count is always the whole table's."""
     return {
@@ -47,8 +51,11 @@ def run_partition_keys(context: dg.AssetExecutionContext) -> list[str]:
     return list(context.partition_keys) if context.has_partition_key or context.has_partition_key_range else []
 
 
-def add_partition_metadata(context: dg.AssetExecutionContext, df: pd.DataFrame,
-                           build: Callable[[str | None, pd.DataFrame], Mapping[str, object]]) -> dict:
+def add_partition_metadata(
+    context: dg.AssetExecutionContext,
+    df: pd.DataFrame,
+    build: Callable[[str | None, pd.DataFrame], Mapping[str, object]],
+) -> dict:
     """Put each partition's own figures (``build(key, its rows)``) on its own materialization
     event. A run over many partitions returns one table; without this every partition would
     show the whole run's row count and samples. Run-wide figures go in the output metadata,

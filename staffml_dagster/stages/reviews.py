@@ -30,7 +30,11 @@ def agreement_rows(report) -> pd.DataFrame:
     overall = report.overall.assign(round="all")
     by_round = report.by_round.assign(round=report.by_round["round"].astype(str))
     frames = [f for f in (overall, by_round) if len(f)]
-    return pd.concat(frames, ignore_index=True)[["round", *AGREEMENT_COLUMNS]] if frames else pd.DataFrame(columns=["round", *AGREEMENT_COLUMNS])
+    return (
+        pd.concat(frames, ignore_index=True)[["round", *AGREEMENT_COLUMNS]]
+        if frames
+        else pd.DataFrame(columns=["round", *AGREEMENT_COLUMNS])
+    )
 
 
 @dg.asset(
@@ -59,21 +63,31 @@ def review_agreement(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
     text = agreement_markdown(report)
     page = reports_dir() / "review_agreement.md"
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text("# Review agreement\n\n" + ("\n".join(f"- {n}" for n in notes) + "\n\n" if notes else "") + text + "\n", encoding="utf-8")
+    page.write_text(
+        "# Review agreement\n\n" + ("\n".join(f"- {n}" for n in notes) + "\n\n" if notes else "") + text + "\n",
+        encoding="utf-8",
+    )
     rows = agreement_rows(report)
-    context.add_output_metadata({
-        "dagster/row_count": dg.MetadataValue.int(len(rows)),
-        "raters": dg.MetadataValue.text(", ".join(report.raters) or "none"),
-        "agreement": dg.MetadataValue.md(text),
-        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
-        "most_disagreement": dg.MetadataValue.md(", ".join(f"`{i}`" for i in report.disagreements["item"]) or "none"),
-        "report": dg.MetadataValue.path(str(page)),
-    })
+    context.add_output_metadata(
+        {
+            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "raters": dg.MetadataValue.text(", ".join(report.raters) or "none"),
+            "agreement": dg.MetadataValue.md(text),
+            "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "none"),
+            "most_disagreement": dg.MetadataValue.md(
+                ", ".join(f"`{i}`" for i in report.disagreements["item"]) or "none"
+            ),
+            "report": dg.MetadataValue.path(str(page)),
+        }
+    )
     return rows
 
 
 class JudgeConfig(dg.Config):
-    only_passed: bool = Field(default=False, description="Judge only the questions that passed the gate (default: every validated question, so the judge is also compared with the gate's rejections).")
+    only_passed: bool = Field(
+        default=False,
+        description="Judge only the questions that passed the gate (default: every validated question, so the judge is also compared with the gate's rejections).",
+    )
 
 
 def judge_skipped_frame() -> pd.DataFrame:
@@ -91,27 +105,44 @@ def judge_skipped_frame() -> pd.DataFrame:
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="The LLM judge: Claude scores every validated question of the partition on the review rubric (REVIEW_RUBRIC.md), a score and a one-line reason per criterion, through the anthropic backend's client, response cache, budget (STAFFML_ANTHROPIC_BUDGET_USD) and the `anthropic` pool. Without ANTHROPIC_API_KEY it is skipped with a note and an empty table: a verdict is never invented. Advisory, except where review_agreement shows kappa >= 0.6 with every reviewer and the corpus is run with use_judge.",
 )
-def judge_verdicts(context: dg.AssetExecutionContext, config: JudgeConfig, validated_questions: pd.DataFrame) -> pd.DataFrame:
+def judge_verdicts(
+    context: dg.AssetExecutionContext, config: JudgeConfig, validated_questions: pd.DataFrame
+) -> pd.DataFrame:
     from staffml_dagster.generation.anthropic import KEY_ENV
 
     rows = validated_questions
     if config.only_passed and not rows.empty:
         rows = rows[rows["passed"].astype(bool)]
     if not os.environ.get(KEY_ENV, "").strip():
-        note = f"skipped: {KEY_ENV} is not set, so no question was judged (nothing is faked); set it and materialize again"
+        note = (
+            f"skipped: {KEY_ENV} is not set, so no question was judged (nothing is faked); set it and materialize again"
+        )
         context.log.warning(note)
-        context.add_output_metadata({"dagster/row_count": dg.MetadataValue.int(0), "note": dg.MetadataValue.text(note),
-                                     "questions_not_judged": dg.MetadataValue.int(len(rows))})
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(0),
+                "note": dg.MetadataValue.text(note),
+                "questions_not_judged": dg.MetadataValue.int(len(rows)),
+            }
+        )
         return judge_skipped_frame()
     from staffml_dagster.generation.anthropic import backend_from_env
     from staffml_dagster.quality.judge import judge_questions
 
     backend = backend_from_env()
     df = judge_questions(backend, rows)
-    meta = {**add_partition_metadata(context, df, lambda key, rows: judge_metadata(rows)), "model": dg.MetadataValue.text(backend.model)}
+    meta = {
+        **add_partition_metadata(context, df, lambda key, rows: judge_metadata(rows)),
+        "model": dg.MetadataValue.text(backend.model),
+    }
     if len(run_partition_keys(context)) > 1:
-        meta.update({"partitions": dg.MetadataValue.int(len(context.partition_keys)), "run_row_count": dg.MetadataValue.int(len(df)),
-                     "run_cost_usd": dg.MetadataValue.float(float(df["cost_usd"].sum()))})
+        meta.update(
+            {
+                "partitions": dg.MetadataValue.int(len(context.partition_keys)),
+                "run_row_count": dg.MetadataValue.int(len(df)),
+                "run_cost_usd": dg.MetadataValue.float(float(df["cost_usd"].sum())),
+            }
+        )
     context.add_output_metadata(meta)
     return df
 
@@ -119,11 +150,20 @@ def judge_verdicts(context: dg.AssetExecutionContext, config: JudgeConfig, valid
 def judge_metadata(df: pd.DataFrame) -> dict:
     """One partition's verdicts: how many, how many readable, the pass share per criterion, the cost."""
     judged = df.dropna(subset=["staff_worthy"])
-    rates = {c: float(judged[c].mean()) for c in ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")} if len(judged) else {}
+    rates = (
+        {
+            c: float(judged[c].mean())
+            for c in ("topic_fit", "zone_fit", "grounding", "math_correct", "mistake_real", "coherent", "staff_worthy")
+        }
+        if len(judged)
+        else {}
+    )
     return {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
         "judged": dg.MetadataValue.int(len(judged)),
-        "unreadable_replies": dg.MetadataValue.md(markdown_table(df[df["error"].notna()], ["question_id", "error"], rows=20, width=160)),
+        "unreadable_replies": dg.MetadataValue.md(
+            markdown_table(df[df["error"].notna()], ["question_id", "error"], rows=20, width=160)
+        ),
         "pass_share": dg.MetadataValue.md("\n".join(f"- {c}: {v:.0%}" for c, v in rates.items()) or "none judged"),
         "cost_usd": dg.MetadataValue.float(float(df["cost_usd"].sum())),
         "cached_replies": dg.MetadataValue.int(int(df["cached"].sum())),

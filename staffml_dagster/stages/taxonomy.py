@@ -11,8 +11,10 @@ GROUP = "taxonomy"
 EXPECTED_TOPICS = 86
 EXPECTED_AREAS = 13
 
+
 def _fmt(fig: Figure | None) -> str | None:
     return None if fig is None else f"{fig.value:g} {fig.unit}"
+
 
 def tracks_table(specs: Specs) -> pd.DataFrame:
     return pd.DataFrame(
@@ -31,6 +33,7 @@ def tracks_table(specs: Specs) -> pd.DataFrame:
             for t in specs.tracks.tracks
         ]
     )
+
 
 def topics_table(specs: Specs) -> pd.DataFrame:
     return pd.DataFrame(
@@ -53,6 +56,7 @@ def topics_table(specs: Specs) -> pd.DataFrame:
         ]
     )
 
+
 def hardware_figures(specs: Specs) -> list[tuple[str, str, Figure | None]]:
     """Every (platform, figure name, figure) declared in hardware.yaml, flattened."""
     out: list[tuple[str, str, Figure | None]] = []
@@ -62,7 +66,11 @@ def hardware_figures(specs: Specs) -> list[tuple[str, str, Figure | None]]:
             if fig is not None:
                 out.append((p.id, name, fig))
         out.extend((p.id, f"compute.{prec}", fig) for prec, fig in p.compute.items())
-        out.extend((p.id, f"{table}.{name}", fig) for table in ("on_chip", "geometry") for name, fig in getattr(p, table).items())
+        out.extend(
+            (p.id, f"{table}.{name}", fig)
+            for table in ("on_chip", "geometry")
+            for name, fig in getattr(p, table).items()
+        )
     for ic in specs.hardware.interconnects:
         out.append((ic.id, "bandwidth", ic.bandwidth))
         if ic.latency:
@@ -70,6 +78,7 @@ def hardware_figures(specs: Specs) -> list[tuple[str, str, Figure | None]]:
     for section in ("energy_per_op", "economics", "energy_sources"):
         out.extend(("-", f"{section}.{k}", v) for k, v in getattr(specs.hardware, section).items())
     return out
+
 
 def platforms_table(specs: Specs) -> pd.DataFrame:
     rows = []
@@ -91,10 +100,13 @@ def platforms_table(specs: Specs) -> pd.DataFrame:
                 "power": _fmt(p.power),
                 "idle_power": _fmt(p.idle_power),
                 "interconnect": p.interconnect,
-                "sources": sorted({f.source for f in [p.memory, p.memory_bandwidth, p.power, *p.compute.values()] if f is not None}),
+                "sources": sorted(
+                    {f.source for f in [p.memory, p.memory_bandwidth, p.power, *p.compute.values()] if f is not None}
+                ),
             }
         )
     return pd.DataFrame(rows)
+
 
 def taxonomy_problems(topics: pd.DataFrame) -> list[str]:
     """Counts of topics and areas, edges to unknown topics, prerequisite cycles."""
@@ -118,35 +130,66 @@ def taxonomy_problems(topics: pd.DataFrame) -> list[str]:
         problems.append("prerequisite cycle " + " -> ".join(cycle))
     return problems
 
-@dg.asset(group_name=GROUP, kinds={"pandas", "yaml"}, code_version="1",
-          description="The four tracks (cloud, edge, mobile, tinyml): the physical substrates each provides and its scale.")
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "yaml"},
+    code_version="1",
+    description="The four tracks (cloud, edge, mobile, tinyml): the physical substrates each provides and its scale.",
+)
 def tracks(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFrame:
     df = tracks_table(specs.load())
-    context.add_output_metadata(table_metadata(df, ["track", "memory", "compute", "power", "latency_budget", "platforms"]))
+    context.add_output_metadata(
+        table_metadata(df, ["track", "memory", "compute", "power", "latency_budget", "platforms"])
+    )
     return df
 
-@dg.asset(group_name=GROUP, kinds={"pandas", "yaml"}, code_version="1",
-          description="The 86 topics in 13 competency areas, with required substrates, prerequisite edges and the capacity dimensions (architectures, failure modes, scale axes).")
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "yaml"},
+    code_version="1",
+    description="The 86 topics in 13 competency areas, with required substrates, prerequisite edges and the capacity dimensions (architectures, failure modes, scale axes).",
+)
 def topics(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFrame:
     df = topics_table(specs.load())
     meta = table_metadata(df, ["topic", "competency_area", "tier", "requires", "architectures"], rows=15)
-    meta["topics_per_area"] = dg.MetadataValue.md(df.groupby("competency_area").size().rename("topics").to_frame().to_markdown())
+    meta["topics_per_area"] = dg.MetadataValue.md(
+        df.groupby("competency_area").size().rename("topics").to_frame().to_markdown()
+    )
     context.add_output_metadata(meta)
     return df
 
-@dg.asset(group_name=GROUP, kinds={"pandas", "yaml"}, code_version="1",
-          description="Real hardware platforms per track with memory, bandwidth, compute per precision and power, each with unit and source (specs/hardware.yaml).")
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "yaml"},
+    code_version="1",
+    description="Real hardware platforms per track with memory, bandwidth, compute per precision and power, each with unit and source (specs/hardware.yaml).",
+)
 def hardware_platforms(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFrame:
     df = platforms_table(specs.load())
-    meta = table_metadata(df, ["platform", "track", "memory", "memory_bandwidth", "peak_compute", "ridge_point_op_per_byte", "power"], rows=30)
+    meta = table_metadata(
+        df,
+        ["platform", "track", "memory", "memory_bandwidth", "peak_compute", "ridge_point_op_per_byte", "power"],
+        rows=30,
+    )
     meta["conventions"] = dg.MetadataValue.md("\n".join(f"- {c}" for c in specs.load().hardware.conventions))
     context.add_output_metadata(meta)
     return df
 
-@dg.asset_check(asset=topics, blocking=True, description="86 topics in 13 areas; no edge to an unknown topic; no prerequisite cycle.")
+
+@dg.asset_check(
+    asset=topics,
+    blocking=True,
+    description="86 topics in 13 areas; no edge to an unknown topic; no prerequisite cycle.",
+)
 def topics_form_a_dag(topics: pd.DataFrame) -> dg.AssetCheckResult:
     problems = taxonomy_problems(topics)
-    return dg.AssetCheckResult(passed=not problems, metadata={"topics": len(topics), "problems": "; ".join(problems[:20]) or "none"})
+    return dg.AssetCheckResult(
+        passed=not problems, metadata={"topics": len(topics), "problems": "; ".join(problems[:20]) or "none"}
+    )
+
 
 def figure_problems(figures: list[tuple[str, str, Figure | None]]) -> list[str]:
     """Figures that are not positive or whose unit pint cannot read."""
@@ -160,7 +203,11 @@ def figure_problems(figures: list[tuple[str, str, Figure | None]]) -> list[str]:
     return bad
 
 
-@dg.asset_check(asset=hardware_platforms, blocking=True, description="Every hardware figure is positive and carries a unit that pint understands.")
+@dg.asset_check(
+    asset=hardware_platforms,
+    blocking=True,
+    description="Every hardware figure is positive and carries a unit that pint understands.",
+)
 def hardware_figures_have_units(specs: SpecsResource) -> dg.AssetCheckResult:
     figures = hardware_figures(specs.load())
     bad = figure_problems(figures)

@@ -45,7 +45,11 @@ def remove_orphan_temps(directory: Path, recursive: bool = True) -> list[Path]:
     for tmp in found:
         owner = _TEMP_PID.match(tmp.name)
         try:
-            orphan = not _writer_alive(int(owner["pid"])) if owner else time.time() - tmp.stat().st_mtime > STALE_UNOWNED_SECONDS
+            orphan = (
+                not _writer_alive(int(owner["pid"]))
+                if owner
+                else time.time() - tmp.stat().st_mtime > STALE_UNOWNED_SECONDS
+            )
             if orphan:
                 tmp.unlink()
                 removed.append(tmp)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-
 import pandas as pd
 
 from staffml_dagster.paths import warehouse_dir

@@ -73,12 +73,16 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}"
+            )
         asset = context.asset_key.path[-1]
         if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
             self._handle_partition_range(context, asset, obj)
             return
-        dims = _dims(context.asset_partition_key, context.asset_partitions_def) if context.has_asset_partitions else None
+        dims = (
+            _dims(context.asset_partition_key, context.asset_partitions_def) if context.has_asset_partitions else None
+        )
         frame = obj.drop(columns=[c for c in (dims or {}) if c in obj.columns])
         path = partition_dir(self.root, asset, dims) / PART_FILE
         write_parquet_atomic(frame, path)
@@ -92,7 +96,9 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             dims = _dims(key, context.asset_partitions_def)
             missing = [c for c in dims if c not in obj.columns]
             if missing:
-                raise ValueError(f"{asset}: a multi-partition output needs the partition column(s) {missing} to split rows by partition")
+                raise ValueError(
+                    f"{asset}: a multi-partition output needs the partition column(s) {missing} to split rows by partition"
+                )
             mask = pd.Series(True, index=obj.index)
             for name, value in dims.items():
                 mask &= obj[name] == value
@@ -105,7 +111,9 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             df = read_partition(self.root, asset, None)
             if df is None:
-                raise FileNotFoundError(f"asset {asset!r} has not been materialized: {partition_dir(self.root, asset, None) / PART_FILE} is missing")
+                raise FileNotFoundError(
+                    f"asset {asset!r} has not been materialized: {partition_dir(self.root, asset, None) / PART_FILE} is missing"
+                )
             return df
         partitions_def = context.asset_partitions_def
         frames, empty = [], None

@@ -37,7 +37,12 @@ def _lock_down(con: duckdb.DuckDBPyConnection, allowed_paths: list[str], allowed
     quoted = lambda items: "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in items) + "]"  # noqa: E731
     con.execute(f"SET allowed_paths = {quoted(allowed_paths)}")
     con.execute(f"SET allowed_directories = {quoted(allowed_directories)}")
-    for setting in ("autoinstall_known_extensions", "autoload_known_extensions", "allow_community_extensions", "enable_external_access"):
+    for setting in (
+        "autoinstall_known_extensions",
+        "autoload_known_extensions",
+        "allow_community_extensions",
+        "enable_external_access",
+    ):
         con.execute(f"SET {setting} = false")
     con.execute("SET lock_configuration = true")
 
@@ -59,17 +64,23 @@ def check_statements(query: str, allowed: set) -> None:
         if kind not in allowed:
             name = str(kind).rsplit(".", 1)[-1]
             if duckdb.StatementType.COPY in allowed:
-                raise QueryRefused(f"{name} statements are refused: with --write-to only SELECT and COPY ... TO a file in that folder run")
-            raise QueryRefused(f"{name} statements are refused: staffml sql is read-only (SELECT, SHOW, DESCRIBE, SUMMARIZE, "
-                               "EXPLAIN); to write a result to a file use --write-to DIR with COPY (...) TO 'DIR/name.parquet'")
+                raise QueryRefused(
+                    f"{name} statements are refused: with --write-to only SELECT and COPY ... TO a file in that folder run"
+                )
+            raise QueryRefused(
+                f"{name} statements are refused: staffml sql is read-only (SELECT, SHOW, DESCRIBE, SUMMARIZE, "
+                "EXPLAIN); to write a result to a file use --write-to DIR with COPY (...) TO 'DIR/name.parquet'"
+            )
 
 
 def check_write_dir(write_dir: Path, root: Path) -> Path:
     """The resolved output folder, refused when it is the warehouse, inside it or contains it."""
     target, warehouse = Path(write_dir).resolve(), Path(root).resolve()
     if target == warehouse or warehouse in target.parents or target in warehouse.parents:
-        raise QueryRefused(f"--write-to {write_dir}: refused, the folder overlaps the warehouse {warehouse} "
-                           "(its files are written only by the pipeline); choose a folder outside it")
+        raise QueryRefused(
+            f"--write-to {write_dir}: refused, the folder overlaps the warehouse {warehouse} "
+            "(its files are written only by the pipeline); choose a folder outside it"
+        )
     if target.exists() and not target.is_dir():
         raise QueryRefused(f"--write-to {write_dir}: not a folder")
     return target
@@ -87,7 +98,9 @@ def read_only_connection(root: Path | None = None) -> Iterator[duckdb.DuckDBPyCo
             for name, files, partitioned in sources:
                 listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
                 options = ", hive_partitioning = true" if partitioned else ""
-                build.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet([{listed}], union_by_name = true{options})")
+                build.execute(
+                    f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{listed}], union_by_name = true{options})'
+                )
         con = duckdb.connect(db, read_only=True)
         try:
             _lock_down(con, [str(f) for _, files, _ in sources for f in files], [])
@@ -109,7 +122,10 @@ def write_connection(query: str, write_dir: Path, root: Path | None = None) -> I
         for name, files, partitioned in asset_sources(root):
             if name.lower() in words:
                 options = ", hive_partitioning = true" if partitioned else ""
-                con.execute(f"CREATE TABLE \"{name}\" AS SELECT * FROM read_parquet(?, union_by_name = true{options})", [[str(f) for f in files]])
+                con.execute(
+                    f'CREATE TABLE "{name}" AS SELECT * FROM read_parquet(?, union_by_name = true{options})',
+                    [[str(f) for f in files]],
+                )
         _lock_down(con, [], [str(target) + "/"])
         yield con
     finally:

@@ -12,12 +12,26 @@ builds its own client, so an offline run never loads it.
 """
 
 from staffml_dagster.generation.anthropic.drafts import GENERATOR_VERSION, inline_refs
-from staffml_dagster.generation.anthropic.errors import AnthropicBackendError, BatchTimeout, BudgetExceeded, MissingAPIKey
+from staffml_dagster.generation.anthropic.errors import (
+    AnthropicBackendError,
+    BatchTimeout,
+    BudgetExceeded,
+    MissingAPIKey,
+)
 from staffml_dagster.generation.anthropic.generator import KEY_ENV, AnthropicGenerator, backend_from_env
 from staffml_dagster.generation.anthropic.pricing import load_models
 from staffml_dagster.generation.anthropic.prompts import exemplar_block
 
 __all__ = [
-    "GENERATOR_VERSION", "KEY_ENV", "AnthropicBackendError", "AnthropicGenerator", "BatchTimeout", "BudgetExceeded",
-    "MissingAPIKey", "backend_from_env", "exemplar_block", "inline_refs", "load_models",
+    "GENERATOR_VERSION",
+    "KEY_ENV",
+    "AnthropicBackendError",
+    "AnthropicGenerator",
+    "BatchTimeout",
+    "BudgetExceeded",
+    "MissingAPIKey",
+    "backend_from_env",
+    "exemplar_block",
+    "inline_refs",
+    "load_models",
 ]

@@ -68,12 +68,27 @@ def cell_key(cell: CellRequest) -> str:
 
 
 def cell_json(cell: CellRequest) -> dict:
-    return {"topic": cell.topic, "track": cell.track, "zone": cell.zone, "level": cell.level, "target": cell.target,
-            "seed": cell.seed, "accepted_signatures": sorted(cell.accepted_signatures)}
+    return {
+        "topic": cell.topic,
+        "track": cell.track,
+        "zone": cell.zone,
+        "level": cell.level,
+        "target": cell.target,
+        "seed": cell.seed,
+        "accepted_signatures": sorted(cell.accepted_signatures),
+    }
 
 
 def cell_from_json(d: Mapping) -> CellRequest:
-    return CellRequest(d["topic"], d["track"], d["zone"], d["level"], int(d["target"]), int(d["seed"]), frozenset(d.get("accepted_signatures", [])))
+    return CellRequest(
+        d["topic"],
+        d["track"],
+        d["zone"],
+        d["level"],
+        int(d["target"]),
+        int(d["seed"]),
+        frozenset(d.get("accepted_signatures", [])),
+    )
 
 
 class BatchManifests:
@@ -93,7 +108,9 @@ class BatchManifests:
     def load(self, batch_id: str) -> dict:
         path = self.path(batch_id)
         if not path.is_file():
-            raise AnthropicBackendError(f"no persisted batch {batch_id} under {self.dir}; was it submitted with this cache_dir?")
+            raise AnthropicBackendError(
+                f"no persisted batch {batch_id} under {self.dir}; was it submitted with this cache_dir?"
+            )
         return json.loads(path.read_text())
 
     def pending(self) -> list[str]:

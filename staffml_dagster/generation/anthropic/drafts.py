@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from staffml_dagster.generation.backend import CellRequest, QuestionRow
 from staffml_dagster.core.calc import CalcStep
 from staffml_dagster.core.render import napkin_math as render_napkin_math
 from staffml_dagster.core.tool_schema import inline_refs
+from staffml_dagster.generation.backend import CellRequest, QuestionRow
 from staffml_dagster.quality.criteria import FORM_CRITERIA, row_verdicts
 from staffml_dagster.specs import Specs
 
@@ -34,11 +34,16 @@ class CalcStepDraft(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str = Field(description="Python identifier, unique in the list")
-    expression: str = Field(description="given: the literal quantity with unit, e.g. '3.35 TB/s'; derived: arithmetic over earlier step names")
+    expression: str = Field(
+        description="given: the literal quantity with unit, e.g. '3.35 TB/s'; derived: arithmetic over earlier step names"
+    )
     value: float = Field(description="the stated value in `unit`, 4 significant figures for derived steps")
     unit: str = Field(description="pint unit, '' for counts and ratios")
     label: str = Field(min_length=2, description="what the number is, in words")
-    source: str = Field(default="", description="givens: 'specs/hardware.yaml: <platform>.<figure>', 'specs/workloads.yaml: <id>.<field>', 'specs/tracks.yaml: <track>.scale_points.<axis>' or 'assumption: <why>'; derived: ''")
+    source: str = Field(
+        default="",
+        description="givens: 'specs/hardware.yaml: <platform>.<figure>', 'specs/workloads.yaml: <id>.<field>', 'specs/tracks.yaml: <track>.scale_points.<axis>' or 'assumption: <why>'; derived: ''",
+    )
     kind: Literal["given", "derived"]
 
     @field_validator("name")
@@ -52,7 +57,9 @@ class CalcStepDraft(BaseModel):
 class ClaimDraft(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(description="snake_case name of a conclusion the text states, e.g. memory_bound, fits, option_a_wins")
+    name: str = Field(
+        description="snake_case name of a conclusion the text states, e.g. memory_bound, fits, option_a_wins"
+    )
     expression: str = Field(description="a comparison over calc step names, e.g. 'memory_time > compute_time'")
     holds: bool = Field(description="whether the comparison holds with the calc's values")
 
@@ -63,12 +70,21 @@ class QuestionDraft(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     title: str = Field(min_length=5, max_length=120, description="the situation in a few words, no numbering")
-    scenario: str = Field(min_length=40, description="the engineering situation on a named platform, with the figures the solver needs")
+    scenario: str = Field(
+        min_length=40, description="the engineering situation on a named platform, with the figures the solver needs"
+    )
     question: str = Field(min_length=10, description="one sentence, one interrogative, ending in a single '?'")
     realistic_solution: str = Field(min_length=40, description="names the mechanism and lands on the number")
-    common_mistake: str = Field(min_length=40, description="'**The Pitfall:** ... **The Rationale:** ... **The Consequence:** ...' with the wrong number")
-    napkin_math: str = Field(min_length=10, description="the conclusion only: what the final number means for the decision")
-    calc: list[CalcStepDraft] = Field(min_length=1, description="the napkin math as re-computable steps; the last step is the answer")
+    common_mistake: str = Field(
+        min_length=40,
+        description="'**The Pitfall:** ... **The Rationale:** ... **The Consequence:** ...' with the wrong number",
+    )
+    napkin_math: str = Field(
+        min_length=10, description="the conclusion only: what the final number means for the decision"
+    )
+    calc: list[CalcStepDraft] = Field(
+        min_length=1, description="the napkin math as re-computable steps; the last step is the answer"
+    )
     answer_value: float = Field(description="equals the value of the last calc step")
     answer_unit: str = Field(description="equals the unit of the last calc step")
     mistake_value: float = Field(description="the wrong number the common mistake produces, in answer_unit")
@@ -76,8 +92,14 @@ class QuestionDraft(BaseModel):
     platforms: list[str] = Field(min_length=1, description="ids of the track's platforms the math uses")
     workload: str | None = Field(description="workload id from specs/workloads.yaml, or null")
     scale_point: str = Field(description="'<axis>=<value>' from the track's scale points, or ''")
-    claims: list[ClaimDraft] = Field(default_factory=list, description="the conclusions the solution states (which option wins, fits or not, which resource binds), each as a checkable comparison; required for design, specification, realization and evaluation")
-    distractors: list[str] = Field(default_factory=list, description="L5 and L6+ only: calc step names the scenario states on purpose that the solution names as irrelevant")
+    claims: list[ClaimDraft] = Field(
+        default_factory=list,
+        description="the conclusions the solution states (which option wins, fits or not, which resource binds), each as a checkable comparison; required for design, specification, realization and evaluation",
+    )
+    distractors: list[str] = Field(
+        default_factory=list,
+        description="L5 and L6+ only: calc step names the scenario states on purpose that the solution names as irrelevant",
+    )
 
 
 class SubmitQuestions(BaseModel):
@@ -101,7 +123,11 @@ TOOL_HASH = hashlib.sha256(json.dumps(TOOL, sort_keys=True).encode()).hexdigest(
 
 def extract_questions(message: Mapping) -> tuple[list | None, str | None]:
     """The raw question items of a reply's ``submit_questions`` call, or why there are none."""
-    blocks = [b for b in message.get("content") or [] if isinstance(b, Mapping) and b.get("type") == "tool_use" and b.get("name") == TOOL_NAME]
+    blocks = [
+        b
+        for b in message.get("content") or []
+        if isinstance(b, Mapping) and b.get("type") == "tool_use" and b.get("name") == TOOL_NAME
+    ]
     truncated = " (the reply hit max_tokens)" if message.get("stop_reason") == "max_tokens" else ""
     if not blocks:
         return None, f"the reply has no {TOOL_NAME} tool call (stop_reason {message.get('stop_reason')!r}){truncated}"
@@ -154,17 +180,38 @@ def draft_signature(draft: QuestionDraft) -> str:
 
 def build_row(specs: Specs, cell: CellRequest, draft: QuestionDraft, *, model: str, phash: str, cost: float) -> dict:
     """The question row of a draft (its id follows its content, like an offline row's)."""
-    steps = [CalcStep(s.name, s.expression, float(s.value), s.unit, s.label, s.source if s.kind == "given" else "", s.kind) for s in draft.calc]
+    steps = [
+        CalcStep(s.name, s.expression, float(s.value), s.unit, s.label, s.source if s.kind == "given" else "", s.kind)
+        for s in draft.calc
+    ]
     return QuestionRow.in_cell(
-        specs, cell,
-        title=draft.title.strip(), scenario=draft.scenario.strip(), question=draft.question.strip(),
-        realistic_solution=draft.realistic_solution.strip(), common_mistake=draft.common_mistake.strip(),
-        napkin_math=render_napkin_math(steps, draft.napkin_math.strip()), calc=[s.as_dict() for s in steps],
-        answer_value=float(draft.answer_value), answer_unit=draft.answer_unit, mistake_value=float(draft.mistake_value),
-        mistake_id=draft.mistake_id, platforms=list(draft.platforms), workload=draft.workload, scale_point=draft.scale_point,
-        item_model="llm", framing=cell.zone, asked=steps[-1].name, signature=draft_signature(draft),
-        claims=[c.model_dump() for c in draft.claims], distractors=list(draft.distractors), backend=BACKEND_NAME,
-        generator_version=GENERATOR_VERSION, prompt_hash=phash[:16], model=model, cost_usd=round(cost, 6),
+        specs,
+        cell,
+        title=draft.title.strip(),
+        scenario=draft.scenario.strip(),
+        question=draft.question.strip(),
+        realistic_solution=draft.realistic_solution.strip(),
+        common_mistake=draft.common_mistake.strip(),
+        napkin_math=render_napkin_math(steps, draft.napkin_math.strip()),
+        calc=[s.as_dict() for s in steps],
+        answer_value=float(draft.answer_value),
+        answer_unit=draft.answer_unit,
+        mistake_value=float(draft.mistake_value),
+        mistake_id=draft.mistake_id,
+        platforms=list(draft.platforms),
+        workload=draft.workload,
+        scale_point=draft.scale_point,
+        item_model="llm",
+        framing=cell.zone,
+        asked=steps[-1].name,
+        signature=draft_signature(draft),
+        claims=[c.model_dump() for c in draft.claims],
+        distractors=list(draft.distractors),
+        backend=BACKEND_NAME,
+        generator_version=GENERATOR_VERSION,
+        prompt_hash=phash[:16],
+        model=model,
+        cost_usd=round(cost, 6),
     ).as_dict()
 
 
@@ -187,4 +234,6 @@ def row_problems(specs: Specs, cell: CellRequest, draft: QuestionDraft, row: Map
     draft's own problems, then each failed criterion of its form with its reasons, judged by
     :func:`~staffml_dagster.quality.criteria.row_verdicts` as validation judges it."""
     verdicts = row_verdicts(row, specs, FORM_CRITERIA)
-    return draft_problems(specs, cell, draft) + [f"{v.criterion}: {v.reason}" for v in verdicts.values() if not v.passed]
+    return draft_problems(specs, cell, draft) + [
+        f"{v.criterion}: {v.reason}" for v in verdicts.values() if not v.passed
+    ]

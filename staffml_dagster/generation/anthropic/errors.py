@@ -17,4 +17,3 @@ class BudgetExceeded(AnthropicBackendError):
 
 class BatchTimeout(AnthropicBackendError):
     pass
-

@@ -35,16 +35,42 @@ from typing import Any
 from pydantic import ValidationError
 
 from staffml_dagster.generation.anthropic.cache import (
-    BATCH_ID, BatchManifests, ResponseCache, cache_key, cell_from_json, cell_json, cell_key,
+    BATCH_ID,
+    BatchManifests,
+    ResponseCache,
+    cache_key,
+    cell_from_json,
+    cell_json,
+    cell_key,
 )
 from staffml_dagster.generation.anthropic.drafts import (
-    BACKEND_NAME, DRAFT_CHARS, GENERATOR_VERSION, TOOL, TOOL_HASH, TOOL_NAME, QuestionDraft, build_row, excerpt,
-    extract_questions, row_problems, validation_reasons,
+    BACKEND_NAME,
+    DRAFT_CHARS,
+    GENERATOR_VERSION,
+    TOOL,
+    TOOL_HASH,
+    TOOL_NAME,
+    QuestionDraft,
+    build_row,
+    excerpt,
+    extract_questions,
+    row_problems,
+    validation_reasons,
 )
-from staffml_dagster.generation.anthropic.errors import AnthropicBackendError, BatchTimeout, BudgetExceeded, MissingAPIKey
+from staffml_dagster.generation.anthropic.errors import (
+    AnthropicBackendError,
+    BatchTimeout,
+    BudgetExceeded,
+    MissingAPIKey,
+)
 from staffml_dagster.generation.anthropic.pricing import cost_usd, load_models, usage_dict
 from staffml_dagster.generation.anthropic.prompts import (
-    cell_block, escape_data, prompt_hash, select_exemplars, static_block, titles_from_signatures,
+    cell_block,
+    escape_data,
+    prompt_hash,
+    select_exemplars,
+    static_block,
+    titles_from_signatures,
 )
 from staffml_dagster.generation.backend import CellRequest, now_iso
 from staffml_dagster.paths import data_dir
@@ -115,11 +141,14 @@ class AnthropicGenerator:
                 raise MissingAPIKey(MISSING_KEY_MESSAGE)
             import anthropic  # the SDK takes seconds to import: only when Claude is asked
 
-            client = anthropic.Anthropic(api_key=key, max_retries=self.max_api_retries, http_client=http_client,
-                                         middleware=[self._count_retry])
+            client = anthropic.Anthropic(
+                api_key=key, max_retries=self.max_api_retries, http_client=http_client, middleware=[self._count_retry]
+            )
             del key
         elif hasattr(client, "with_options"):
-            client = client.with_options(max_retries=self.max_api_retries, middleware=[*client.middleware, self._count_retry])
+            client = client.with_options(
+                max_retries=self.max_api_retries, middleware=[*client.middleware, self._count_retry]
+            )
         self.client = client
         self.cache_dir = Path(cache_dir) if cache_dir else data_dir() / "cache" / "anthropic"
         self.cache = ResponseCache(self.cache_dir)
@@ -142,12 +171,16 @@ class AnthropicGenerator:
 
     # ------------------------------------------------------------------ public API
 
-    def generate(self, specs: Specs, cell: CellRequest, *, exemplars: list[dict] | None = None, avoid_titles: Iterable[str] = ()) -> list[dict]:
+    def generate(
+        self, specs: Specs, cell: CellRequest, *, exemplars: list[dict] | None = None, avoid_titles: Iterable[str] = ()
+    ) -> list[dict]:
         """Rows for one cell, at most ``cell.target``; failures go to :attr:`last_failures`."""
         self.last_failures = []
         return self._generate(specs, cell, self._exemplars_for(cell, exemplars), list(avoid_titles))
 
-    def submit_batch(self, specs: Specs, cells: list[CellRequest], *, exemplars: list[dict] | None = None) -> str | None:
+    def submit_batch(
+        self, specs: Specs, cells: list[CellRequest], *, exemplars: list[dict] | None = None
+    ) -> str | None:
         """Submit the first-round calls of ``cells`` that are not cached yet as one Message
         Batch; persist its id and custom_id -> cell mapping. Returns the batch id, or None
         when every call is already cached (then :meth:`generate` needs no API call)."""
@@ -163,41 +196,71 @@ class AnthropicGenerator:
                     continue
                 custom_id = f"q{len(requests):05d}-{call.key[:16]}"
                 requests.append({"custom_id": custom_id, "params": self._params(call)})
-                mapping[custom_id] = {"cell": cell_key(cell), "sample": call.label, "count": count, "cache_key": call.key, "prompt_hash": call.phash}
+                mapping[custom_id] = {
+                    "cell": cell_key(cell),
+                    "sample": call.label,
+                    "count": count,
+                    "cache_key": call.key,
+                    "prompt_hash": call.phash,
+                }
         if not requests:
-            logger.info("anthropic batch: every first-round call of %d cell(s) is cached; nothing to submit", len(cells))
+            logger.info(
+                "anthropic batch: every first-round call of %d cell(s) is cached; nothing to submit", len(cells)
+            )
             return None
         if len(requests) > MAX_BATCH_REQUESTS:
-            raise ValueError(f"{len(requests)} requests exceed the Message Batches limit of {MAX_BATCH_REQUESTS}; submit fewer cells per batch")
+            raise ValueError(
+                f"{len(requests)} requests exceed the Message Batches limit of {MAX_BATCH_REQUESTS}; submit fewer cells per batch"
+            )
         self._check_budget()
         batch = self.client.messages.batches.create(requests=requests)
         self.stats["batches_submitted"] += 1
         if not BATCH_ID.match(str(batch.id)):
             raise AnthropicBackendError(f"unexpected batch id format {str(batch.id)[:40]!r}")
         manifest = {
-            "batch_id": batch.id, "model": self.model, "generator_version": self.version, "spec_version": specs.version,
-            "created_at": now_iso(), "processing_status": batch.processing_status,
-            "results_cached": False, "collected": False, "cells": cells_meta, "requests": mapping, "batch_failures": [],
+            "batch_id": batch.id,
+            "model": self.model,
+            "generator_version": self.version,
+            "spec_version": specs.version,
+            "created_at": now_iso(),
+            "processing_status": batch.processing_status,
+            "results_cached": False,
+            "collected": False,
+            "cells": cells_meta,
+            "requests": mapping,
+            "batch_failures": [],
         }
         self.manifests.save(manifest)
         logger.info("anthropic batch %s submitted: %d request(s) for %d cell(s)", batch.id, len(requests), len(cells))
         return batch.id
 
-    def collect_batch(self, specs: Specs, batch_id: str, *, poll_interval: float = 60.0, timeout: float = 24 * 3600.0, allow_calls: bool = True) -> dict[str, list[dict]]:
+    def collect_batch(
+        self,
+        specs: Specs,
+        batch_id: str,
+        *,
+        poll_interval: float = 60.0,
+        timeout: float = 24 * 3600.0,
+        allow_calls: bool = True,
+    ) -> dict[str, list[dict]]:
         """Poll until the batch has ended, move its replies into the response cache (cost at
         the batch discount), then build each cell's rows from the cache. Repairs and
         top-ups are synchronous calls unless ``allow_calls`` is False. Returns
         ``{"topic|track|zone|level": rows}``; failures of every cell are in :attr:`last_failures`."""
         manifest = self.manifests.load(batch_id)
         if manifest.get("model") != self.model:
-            raise AnthropicBackendError(f"batch {batch_id} was submitted for model {manifest.get('model')!r}; this generator uses {self.model!r}")
+            raise AnthropicBackendError(
+                f"batch {batch_id} was submitted for model {manifest.get('model')!r}; this generator uses {self.model!r}"
+            )
         deadline = self.clock() + timeout
         while True:
             batch = self.client.messages.batches.retrieve(batch_id)
             if batch.processing_status == "ended":
                 break
             if self.clock() >= deadline:
-                raise BatchTimeout(f"batch {batch_id} is still {batch.processing_status} after {timeout:g} s; call collect_batch again later (the id is persisted under {self.manifests.dir})")
+                raise BatchTimeout(
+                    f"batch {batch_id} is still {batch.processing_status} after {timeout:g} s; call collect_batch again later (the id is persisted under {self.manifests.dir})"
+                )
             logger.info("anthropic batch %s: %s, next poll in %g s", batch_id, batch.processing_status, poll_interval)
             self.sleep(poll_interval)
         if not manifest.get("results_cached"):
@@ -226,11 +289,25 @@ class AnthropicGenerator:
             "model": self.model,
             "spent_usd": round(self.spent_usd, 6),
             "budget_usd": self.budget_usd,
-            **{k: int(self.stats.get(k, 0)) for k in (
-                "api_calls", "cache_hits", "retries", "repairs", "batches_submitted", "input_tokens", "output_tokens",
-                "cache_creation_input_tokens", "cache_read_input_tokens")},
+            **{
+                k: int(self.stats.get(k, 0))
+                for k in (
+                    "api_calls",
+                    "cache_hits",
+                    "retries",
+                    "repairs",
+                    "batches_submitted",
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                )
+            },
             "failures": len(self.failures),
-            "exemplars": [{"id": str(ex.get("id")), "reviewed_by": ex.get("reviewed_by") or "not reviewed"} for ex in self.exemplars],
+            "exemplars": [
+                {"id": str(ex.get("id")), "reviewed_by": ex.get("reviewed_by") or "not reviewed"}
+                for ex in self.exemplars
+            ],
         }
 
     # ------------------------------------------------------------------ planning and prompts
@@ -246,7 +323,16 @@ class AnthropicGenerator:
     def _exemplars_for(self, cell: CellRequest, exemplars: list[dict] | None) -> list[dict]:
         return select_exemplars(self.exemplars if exemplars is None else exemplars, cell, self.max_exemplars)
 
-    def _first_call(self, specs: Specs, cell: CellRequest, static: str, count: int, sample: int, avoid: list[str], exemplars: list[dict]) -> _Call:
+    def _first_call(
+        self,
+        specs: Specs,
+        cell: CellRequest,
+        static: str,
+        count: int,
+        sample: int,
+        avoid: list[str],
+        exemplars: list[dict],
+    ) -> _Call:
         user = cell_block(specs, cell, count, sample, avoid, exemplars)
         phash = prompt_hash(self.model, static, user)
         label = f"{cell.seed}.{sample}"  # the seed picks a fresh set of samples for the same prompts
@@ -272,13 +358,28 @@ class AnthropicGenerator:
 
     # ------------------------------------------------------------------ one cell
 
-    def _generate(self, specs: Specs, cell: CellRequest, exemplars: list[dict], avoid_titles: list[str], *, allow_calls: bool = True) -> list[dict]:
-        for attr, ids in (("topic", specs.topic_by_id), ("zone", specs.zone_by_id), ("level", specs.level_by_id), ("track", specs.track_by_id)):
+    def _generate(
+        self,
+        specs: Specs,
+        cell: CellRequest,
+        exemplars: list[dict],
+        avoid_titles: list[str],
+        *,
+        allow_calls: bool = True,
+    ) -> list[dict]:
+        for attr, ids in (
+            ("topic", specs.topic_by_id),
+            ("zone", specs.zone_by_id),
+            ("level", specs.level_by_id),
+            ("track", specs.track_by_id),
+        ):
             if getattr(cell, attr) not in ids:
                 raise KeyError(f"unknown {attr} {getattr(cell, attr)!r} in cell {cell_key(cell)}")
         if cell.level not in specs.zone_by_id[cell.zone].levels:  # a property of the cell no draft can repair
-            raise ValueError(f"cell {cell_key(cell)}: zone {cell.zone} fits levels {'/'.join(specs.zone_by_id[cell.zone].levels)}, "
-                             f"not {cell.level} (specs/zones.yaml)")
+            raise ValueError(
+                f"cell {cell_key(cell)}: zone {cell.zone} fits levels {'/'.join(specs.zone_by_id[cell.zone].levels)}, "
+                f"not {cell.level} (specs/zones.yaml)"
+            )
         static = static_block(specs, cell.track)
         avoid = list(dict.fromkeys([*avoid_titles, *titles_from_signatures(cell.accepted_signatures)]))
         seen = set(cell.accepted_signatures)
@@ -291,7 +392,9 @@ class AnthropicGenerator:
                 call = self._first_call(specs, cell, static, plan[sample], sample, avoid, exemplars)
             else:  # top-up: ask for what is missing, avoiding what this run accepted too
                 taken = avoid + [r["title"] for r in rows]
-                call = self._first_call(specs, cell, static, min(self.questions_per_call, cell.target - len(rows)), sample, taken, exemplars)
+                call = self._first_call(
+                    specs, cell, static, min(self.questions_per_call, cell.target - len(rows)), sample, taken, exemplars
+                )
             rows.extend(self._harvest(specs, cell, call, seen, allow_calls)[: cell.target - len(rows)])
         return rows
 
@@ -302,8 +405,10 @@ class AnthropicGenerator:
         attempt = 0
         while items is None and attempt < self.max_retries_per_row and reply.message is not None:
             attempt += 1
-            note = (f"Your previous reply to this request could not be read: {problem}. Call `{TOOL_NAME}` once, "
-                    f"with an object whose `questions` list holds exactly {call.count} question object(s).")
+            note = (
+                f"Your previous reply to this request could not be read: {problem}. Call `{TOOL_NAME}` once, "
+                f"with an object whose `questions` list holds exactly {call.count} question object(s)."
+            )
             repair = self._repair_call(call, note, f"{call.label}.whole.{attempt}", call.count)
             reply = self._fetch(repair, allow_calls, repair=True)
             items, problem = (None, reply.problem) if reply.message is None else extract_questions(reply.message)
@@ -311,9 +416,23 @@ class AnthropicGenerator:
             self._fail(cell, call.label, None, [problem or "no reply"], reply.message)
             return []
         if len(items) < call.count:
-            self._fail(cell, call.label, None, [f"the reply holds {len(items)} of the {call.count} requested question(s)"], None)
+            self._fail(
+                cell,
+                call.label,
+                None,
+                [f"the reply holds {len(items)} of the {call.count} requested question(s)"],
+                None,
+            )
         elif len(items) > call.count:
-            self._fail(cell, call.label, None, [f"the reply holds {len(items)} questions but {call.count} were requested; the extra ones are not used"], items[call.count:])
+            self._fail(
+                cell,
+                call.label,
+                None,
+                [
+                    f"the reply holds {len(items)} questions but {call.count} were requested; the extra ones are not used"
+                ],
+                items[call.count :],
+            )
             items = items[: call.count]
         share = reply.cost / max(1, len(items))
         rows = []
@@ -348,7 +467,9 @@ class AnthropicGenerator:
             rows.append(row)
         return rows
 
-    def _accept(self, specs: Specs, cell: CellRequest, call: _Call, raw: object, seen: set[str], cost: float) -> tuple[dict | None, list[str]]:
+    def _accept(
+        self, specs: Specs, cell: CellRequest, call: _Call, raw: object, seen: set[str], cost: float
+    ) -> tuple[dict | None, list[str]]:
         try:
             draft = QuestionDraft.model_validate(raw)
         except ValidationError as exc:
@@ -356,12 +477,26 @@ class AnthropicGenerator:
         row = build_row(specs, cell, draft, model=self.model, phash=call.phash, cost=cost)
         reasons = row_problems(specs, cell, draft, row)
         if row["signature"] in seen:
-            reasons.append("it repeats an accepted question of this cell (same platforms, workload, scale point and title); write a different one")
+            reasons.append(
+                "it repeats an accepted question of this cell (same platforms, workload, scale point and title); write a different one"
+            )
         return row, reasons
 
     def _fail(self, cell: CellRequest, sample: str, index: int | None, reasons: list[str], raw: object) -> None:
-        failure = {"cell": cell_key(cell), "sample": sample, "index": index, "reason": "; ".join(reasons), "raw": excerpt(raw) if raw is not None else ""}
-        logger.warning("anthropic: question rejected in %s (call %s%s): %s", failure["cell"], sample, "" if index is None else f", #{index}", failure["reason"][:300])
+        failure = {
+            "cell": cell_key(cell),
+            "sample": sample,
+            "index": index,
+            "reason": "; ".join(reasons),
+            "raw": excerpt(raw) if raw is not None else "",
+        }
+        logger.warning(
+            "anthropic: question rejected in %s (call %s%s): %s",
+            failure["cell"],
+            sample,
+            "" if index is None else f", #{index}",
+            failure["reason"][:300],
+        )
         self.last_failures.append(failure)
         self.failures.append(failure)
 
@@ -373,7 +508,12 @@ class AnthropicGenerator:
             self.stats["cache_hits"] += 1
             return _Reply(entry["message"], float(entry.get("cost_usd", 0.0)), True)
         if not allow_calls:
-            return _Reply(None, 0.0, False, f"no cached reply for call {call.label} and API calls are disabled (the batch request did not succeed)")
+            return _Reply(
+                None,
+                0.0,
+                False,
+                f"no cached reply for call {call.label} and API calls are disabled (the batch request did not succeed)",
+            )
         self._check_budget()
         params = self._params(call)
         response = self.client.messages.create(**params)
@@ -381,10 +521,19 @@ class AnthropicGenerator:
         cost = self._account(message.get("usage"), batch=False)
         self.stats["repairs" if repair else "first_calls"] += 1
         self.cache.put(call.key, self._entry(call, message, cost, batch_id=None))
-        logger.info("anthropic %s call %s: $%.4f (run total $%.4f of $%.2f)", cell_key(call.cell), call.label, cost, self.spent_usd, self.budget_usd)
+        logger.info(
+            "anthropic %s call %s: $%.4f (run total $%.4f of $%.2f)",
+            cell_key(call.cell),
+            call.label,
+            cost,
+            self.spent_usd,
+            self.budget_usd,
+        )
         return _Reply(message, cost, False)
 
-    def cached_call(self, key: str, params: dict, meta: Mapping, what: str, stat: str = "other_calls") -> tuple[dict, float, bool]:
+    def cached_call(
+        self, key: str, params: dict, meta: Mapping, what: str, stat: str = "other_calls"
+    ) -> tuple[dict, float, bool]:
         """One Messages call through this backend's response cache, budget and client, for
         callers other than the generator (the judge): the cached reply when ``key`` is cached;
         otherwise :class:`BudgetExceeded` once the budget is spent, or a call that is accounted
@@ -411,9 +560,17 @@ class AnthropicGenerator:
             cell, sample, phash = call_or_meta["cell"], call_or_meta["sample"], call_or_meta["prompt_hash"]
             tool_hash = call_or_meta.get("tool_hash", TOOL_HASH)
         return {
-            "model": self.model, "prompt_hash": phash, "sample": sample, "cell": cell, "tool_hash": tool_hash,
-            "generator_version": self.version, "batch_id": batch_id, "cost_usd": cost,
-            "usage": usage_dict(message.get("usage")), "created_at": now_iso(), "message": message,
+            "model": self.model,
+            "prompt_hash": phash,
+            "sample": sample,
+            "cell": cell,
+            "tool_hash": tool_hash,
+            "generator_version": self.version,
+            "batch_id": batch_id,
+            "cost_usd": cost,
+            "usage": usage_dict(message.get("usage")),
+            "created_at": now_iso(),
+            "message": message,
         }
 
     def _account(self, usage: Any, *, batch: bool) -> float:
@@ -436,8 +593,13 @@ class AnthropicGenerator:
         request's method and path only, never its headers)."""
         if request.retries_taken:
             self.stats["retries"] += 1
-            logger.warning("anthropic %s %s: retry %d/%d (the SDK backs off with jitter, honouring retry-after)",
-                           request.method.upper(), request.url, request.retries_taken, self.max_api_retries)
+            logger.warning(
+                "anthropic %s %s: retry %d/%d (the SDK backs off with jitter, honouring retry-after)",
+                request.method.upper(),
+                request.url,
+                request.retries_taken,
+                self.max_api_retries,
+            )
         return call_next(request)
 
     def _cache_batch_results(self, batch_id: str, manifest: dict) -> list[dict]:
@@ -461,9 +623,22 @@ class AnthropicGenerator:
             if result.type == "errored":
                 err = getattr(getattr(result, "error", None), "error", None)
                 detail = f": {getattr(err, 'type', '')} {getattr(err, 'message', '')}".rstrip()
-            failures.append({"cell": meta["cell"], "sample": meta["sample"], "index": None,
-                             "reason": f"batch request {result.type}{detail}", "raw": ""})
-        logger.info("anthropic batch %s: %d result(s) cached, %d failed; run total $%.4f", batch_id, len(results) - len(failures), len(failures), self.spent_usd)
+            failures.append(
+                {
+                    "cell": meta["cell"],
+                    "sample": meta["sample"],
+                    "index": None,
+                    "reason": f"batch request {result.type}{detail}",
+                    "raw": "",
+                }
+            )
+        logger.info(
+            "anthropic batch %s: %d result(s) cached, %d failed; run total $%.4f",
+            batch_id,
+            len(results) - len(failures),
+            len(failures),
+            self.spent_usd,
+        )
         return failures
 
 
@@ -478,7 +653,9 @@ def backend_from_env(**kw: Any) -> AnthropicGenerator:
         try:
             kw["budget_usd"] = float(env["STAFFML_ANTHROPIC_BUDGET_USD"])
         except ValueError:
-            raise ValueError(f"STAFFML_ANTHROPIC_BUDGET_USD must be a number of USD, got {env['STAFFML_ANTHROPIC_BUDGET_USD']!r}") from None
+            raise ValueError(
+                f"STAFFML_ANTHROPIC_BUDGET_USD must be a number of USD, got {env['STAFFML_ANTHROPIC_BUDGET_USD']!r}"
+            ) from None
     if "cache_dir" not in kw and env.get("STAFFML_ANTHROPIC_CACHE_DIR"):
         kw["cache_dir"] = env["STAFFML_ANTHROPIC_CACHE_DIR"]
     return AnthropicGenerator(**kw)

@@ -42,13 +42,16 @@ class ModelsSpec(BaseModel):
     @model_validator(mode="after")
     def _default_priced(self) -> "ModelsSpec":
         if self.default_model not in self.models:
-            raise ValueError(f"default_model {self.default_model!r} has no entry under models ({', '.join(self.models)})")
+            raise ValueError(
+                f"default_model {self.default_model!r} has no entry under models ({', '.join(self.models)})"
+            )
         return self
 
     def price(self, model: str) -> ModelPrice:
         if model not in self.models:
             raise SpecError(
-                MODELS_FILE, f"models.{model}",
+                MODELS_FILE,
+                f"models.{model}",
                 f"no price for this model; add input, output, cache_write_5m and cache_read (USD per MTok, from {self.source.split(' ')[0]}) "
                 f"or choose one of {', '.join(sorted(self.models))}",
             )
@@ -79,4 +82,3 @@ def cost_usd(price: ModelPrice, usage: Any, per_tokens: int = 1_000_000, discoun
         + u["cache_read_input_tokens"] * price.cache_read
     )
     return total / per_tokens * discount
-

@@ -47,8 +47,11 @@ def _platform_line(p: Platform) -> str:
     )
     parts = [
         f"memory {_fig(p.memory)} {p.memory_kind} (`{p.id}.memory`)",
-        (f"memory bandwidth {_fig(p.memory_bandwidth)} (`{p.id}.memory_bandwidth`)" if p.memory_bandwidth
-         else "no published memory bandwidth (weights in on-chip SRAM; the host link is its interconnect)"),
+        (
+            f"memory bandwidth {_fig(p.memory_bandwidth)} (`{p.id}.memory_bandwidth`)"
+            if p.memory_bandwidth
+            else "no published memory bandwidth (weights in on-chip SRAM; the host link is its interconnect)"
+        ),
         f"peak compute per precision (`{p.id}.compute.<precision>`): {compute}; default precision {p.default_precision}",
         f"power {_fig(p.power)} (`{p.id}.power`)",
     ]
@@ -86,10 +89,16 @@ def hardware_block(specs: Specs, track: str) -> str:
 
 def static_block(specs: Specs, track: str) -> str:
     t = specs.track_by_id[track]
-    return fill(load_template("static.md"), {
-        "track": track, "track_name": t.name, "track_description": t.description,
-        "hardware": hardware_block(specs, track),
-    }, "static.md")
+    return fill(
+        load_template("static.md"),
+        {
+            "track": track,
+            "track_name": t.name,
+            "track_description": t.description,
+            "hardware": hardware_block(specs, track),
+        },
+        "static.md",
+    )
 
 
 _SPEC_POLICY = {
@@ -110,10 +119,23 @@ def exemplar_block(exemplars: list[dict]) -> str:
     out = []
     for ex in exemplars:
         body = "\n".join(
-            f"{key}: {escape_data(ex[key])}" for key in ("topic", "zone", "level", "title", "scenario", "question", "realistic_solution", "common_mistake", "napkin_math")
+            f"{key}: {escape_data(ex[key])}"
+            for key in (
+                "topic",
+                "zone",
+                "level",
+                "title",
+                "scenario",
+                "question",
+                "realistic_solution",
+                "common_mistake",
+                "napkin_math",
+            )
             if ex.get(key) not in (None, "")
         )
-        reviewed = f' reviewed_by="{escape_data(ex["reviewed_by"]).replace(chr(34), "")}"' if ex.get("reviewed_by") else ""
+        reviewed = (
+            f' reviewed_by="{escape_data(ex["reviewed_by"]).replace(chr(34), "")}"' if ex.get("reviewed_by") else ""
+        )
         out.append(f'<exemplar source="corpus:{escape_data(ex["id"])}"{reviewed}>\n{body}\n</exemplar>')
     return "\n\n".join(out)
 
@@ -126,8 +148,22 @@ def select_exemplars(exemplars: Iterable[dict] | None, cell: CellRequest, limit:
             raise ValueError("every exemplar must be a corpus question dict with an 'id'")
         if ex.get("passed") is False:
             continue  # only validated corpus questions may serve as exemplars
-        same_topic, same_zone, same_track = ex.get("topic") == cell.topic, ex.get("zone") == cell.zone, ex.get("track") == cell.track
-        rank = 0 if same_topic and same_zone else 1 if same_topic else 2 if same_zone and same_track else 3 if same_track else 4
+        same_topic, same_zone, same_track = (
+            ex.get("topic") == cell.topic,
+            ex.get("zone") == cell.zone,
+            ex.get("track") == cell.track,
+        )
+        rank = (
+            0
+            if same_topic and same_zone
+            else 1
+            if same_topic
+            else 2
+            if same_zone and same_track
+            else 3
+            if same_track
+            else 4
+        )
         ranked.append((rank, str(ex["id"]), dict(ex)))
     ranked.sort(key=lambda r: (r[0], r[1]))
     return [r[2] for r in ranked[:limit]]
@@ -142,7 +178,9 @@ def _scale_text(axis: str, value: float) -> str:
     return f"{axis}={value:g}"
 
 
-def cell_block(specs: Specs, cell: CellRequest, count: int, sample: int, avoid_titles: list[str], exemplars: list[dict]) -> str:
+def cell_block(
+    specs: Specs, cell: CellRequest, count: int, sample: int, avoid_titles: list[str], exemplars: list[dict]
+) -> str:
     topic = specs.topic_by_id[cell.topic]
     zone = specs.zone_by_id[cell.zone]
     level = specs.level_by_id[cell.level]
@@ -155,27 +193,48 @@ def cell_block(specs: Specs, cell: CellRequest, count: int, sample: int, avoid_t
         f"Focus of this call (call {sample + 1}): lead with platform `{lead_platform}` and scale point `{lead_scale}`; "
         "the other questions of this call use other platforms, workloads or scale points."
     )
-    workload_text = "; ".join(
-        f"`{w.id}` ({w.name}, {w.family}, {w.params:.4g} params"
-        + "".join(f", {a} {getattr(w, a)}" for a in ("layers", "hidden", "heads", "kv_heads", "head_dim") if getattr(w, a))
-        + f", {_fig(w.flops_per_inference)} per {w.input})"
-        for w in workloads
-    ) or "(none apply; set workload to null)"
-    return fill(load_template("cell.md"), {
-        "count": count,
-        "topic_id": topic.id, "topic_name": topic.name, "topic_area": topic.area, "topic_description": topic.description, "topic_mechanism": topic.mechanism,
-        "track": cell.track, "platform_ids": ", ".join(f"`{p.id}`" for p in platforms),
-        "zone_id": zone.id, "zone_skills": " + ".join(zone.skills), "zone_description": zone.description, "zone_asks": zone.asks,
-        "level_id": level.id, "level_name": level.name, "level_scope": level.scope,
-        "steps_min": level.steps[0], "steps_max": level.steps[1], "spec_policy": _SPEC_POLICY[level.specs],
-        "platforms": ", ".join(f"`{p.id}`" for p in platforms),
-        "workloads": workload_text,
-        "failure_modes": "; ".join(topic.failure_modes),
-        "scale_points": ", ".join(f"`{_scale_text(a, v)}`" for a, v in scales) or "(none)",
-        "focus": focus,
-        "avoid": "\n".join(f"- {t}" for t in avoid_titles) or "(none yet)",
-        "exemplars": exemplar_block(exemplars),
-    }, "cell.md")
+    workload_text = (
+        "; ".join(
+            f"`{w.id}` ({w.name}, {w.family}, {w.params:.4g} params"
+            + "".join(
+                f", {a} {getattr(w, a)}" for a in ("layers", "hidden", "heads", "kv_heads", "head_dim") if getattr(w, a)
+            )
+            + f", {_fig(w.flops_per_inference)} per {w.input})"
+            for w in workloads
+        )
+        or "(none apply; set workload to null)"
+    )
+    return fill(
+        load_template("cell.md"),
+        {
+            "count": count,
+            "topic_id": topic.id,
+            "topic_name": topic.name,
+            "topic_area": topic.area,
+            "topic_description": topic.description,
+            "topic_mechanism": topic.mechanism,
+            "track": cell.track,
+            "platform_ids": ", ".join(f"`{p.id}`" for p in platforms),
+            "zone_id": zone.id,
+            "zone_skills": " + ".join(zone.skills),
+            "zone_description": zone.description,
+            "zone_asks": zone.asks,
+            "level_id": level.id,
+            "level_name": level.name,
+            "level_scope": level.scope,
+            "steps_min": level.steps[0],
+            "steps_max": level.steps[1],
+            "spec_policy": _SPEC_POLICY[level.specs],
+            "platforms": ", ".join(f"`{p.id}`" for p in platforms),
+            "workloads": workload_text,
+            "failure_modes": "; ".join(topic.failure_modes),
+            "scale_points": ", ".join(f"`{_scale_text(a, v)}`" for a, v in scales) or "(none)",
+            "focus": focus,
+            "avoid": "\n".join(f"- {t}" for t in avoid_titles) or "(none yet)",
+            "exemplars": exemplar_block(exemplars),
+        },
+        "cell.md",
+    )
 
 
 def prompt_hash(model: str, static: str, cell: str) -> str:
@@ -183,4 +242,3 @@ def prompt_hash(model: str, static: str, cell: str) -> str:
     for part in (model, static, cell):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
-
