@@ -180,7 +180,8 @@ def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
     assert _platform_figure(orin, path).q.to("KiB").magnitude == 164
     assert _figure_path(orin, path) == "on_chip.shared_memory_per_sm"
     assert _platform_figure(a17, "geometry.gpu_cores").value == 6
-    assert _platform_figure(specs.platform_by_id["h100-sxm"], path) is None  # a part without it is skipped, not guessed
+    assert _platform_figure(specs.platform_by_id["h100-sxm"], path).q.to("KiB").magnitude == 228
+    assert _platform_figure(specs.platform_by_id["mi300x"], path) is None  # a part without it is skipped, not guessed
     assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.on_chip.threadgroup_memory") is a17.on_chip["threadgroup_memory"]
     assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.geometry.simd_width").value == 32
 
