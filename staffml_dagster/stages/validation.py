@@ -55,7 +55,8 @@ def validated_questions(context: dg.AssetExecutionContext, specs: SpecsResource,
     return df
 
 
-@dg.asset_check(asset=validated_questions, description="The suite `validated_questions` (specs/quality.yaml): schema, closed enums, non-null fields, value ranges; evaluated in pandas the way Great Expectations evaluates it, with the same failure lines, so a one-partition run does not load GX (the whole-corpus suites run in GX with Data Docs).")
+@dg.asset_check(asset=validated_questions, partitions_def=topic_track,
+                description="The suite `validated_questions` (specs/quality.yaml) over the run's partitions: schema, closed enums, non-null fields, value ranges; evaluated in pandas the way Great Expectations evaluates it, with the same failure lines, so a one-partition run neither loads GX nor reads the other partitions (the whole-corpus suites run in GX with Data Docs).")
 def validated_questions_expectations(context: dg.AssetCheckExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame) -> dg.AssetCheckResult:
     loaded = specs.load()
     suite = loaded.quality.suites["validated_questions"]
@@ -63,5 +64,5 @@ def validated_questions_expectations(context: dg.AssetCheckExecutionContext, spe
     return dg.AssetCheckResult(
         passed=result.success,
         severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
-        metadata={"evaluated": result.evaluated, "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none")},
+        metadata={"evaluated": result.evaluated, "rows_checked": dg.MetadataValue.int(len(validated_questions)), "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in result.failures) or "none")},
     )
