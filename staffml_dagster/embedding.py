@@ -218,10 +218,15 @@ class MiniLMEmbedder:
         return self.encode_numpy(texts)
 
     def encode_numpy(self, texts: list[str]) -> np.ndarray:
+        """One BLAS thread: a small batch's products are too small for OpenBLAS's threads to
+        pay, and on a busy machine their spinning made 10 texts take 17 s instead of 2.4 s."""
+        from threadpoolctl import threadpool_limits
+
         model = self._load_numpy()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for batch in self._batches(texts):
-            out[batch] = model.encode([texts[i] for i in batch])
+        with threadpool_limits(limits=1, user_api="blas"):
+            for batch in self._batches(texts):
+                out[batch] = model.encode([texts[i] for i in batch])
         return _normalise(out)
 
     def encode_torch(self, texts: list[str]) -> np.ndarray:
