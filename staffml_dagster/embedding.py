@@ -163,7 +163,7 @@ class MiniLMEmbedder:
     name = MINILM
     dimension = 384
 
-    def __init__(self, batch_size: int = 64, max_seq_length: int = 128, bulk_threshold: int = 256):
+    def __init__(self, batch_size: int = 64, max_seq_length: int = 128, bulk_threshold: int = 128):
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length  # the length all-MiniLM-L6-v2 was trained at
         self.bulk_threshold = bulk_threshold  # more texts than this: torch (faster once loaded)

@@ -1124,9 +1124,9 @@ def _not_native(row: Mapping) -> str | None:
     """For an item-model row: why its item model does not compute the row's topic, or None."""
     if _text(row, "backend") != "item-models" or not _text(row, "item_model"):
         return None
-    from staffml_dagster.generation.item_model import item_models  # loaded once per process
+    from staffml_dagster.generation.item_model import item_model  # loaded once per process
 
-    model = item_models().get(_text(row, "item_model"))
+    model = item_model(_text(row, "item_model"))
     if model is None:
         return f"item model {_text(row, 'item_model')!r} does not exist"
     topic = _text(row, "topic")
