@@ -90,3 +90,54 @@ def test_minilm_vectors_equal_sentence_transformers():
     reference.max_seq_length = 128
     theirs = reference.encode(texts, batch_size=2, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     assert np.abs(ours - theirs).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def question_texts(specs):
+    """Distinctness texts of real generated questions from three partitions (all of them
+    longer than 128 tokens, so truncated), plus short and mid-length ones."""
+    from staffml_dagster.generation.offline import ItemModelGenerator
+    from staffml_dagster.generation.partition import generate_partition
+    from staffml_dagster.quality.criteria import distinct_text
+    from staffml_dagster.stages.applicability import applicability_rows
+    from staffml_dagster.stages.capacity import cell_rows
+
+    wanted = {("kv-cache-management", "cloud"), ("kv-cache-management", "edge"), ("roofline-analysis", "mobile")}
+    m = applicability_rows(specs)
+    cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable and (r.topic, r.track) in wanted})
+    rows = [r for _, part in cells.groupby(["topic", "track"]) for r in generate_partition(specs, ItemModelGenerator(), part).to_dict("records")]
+    assert len(rows) >= 10
+    return [distinct_text(r) for r in rows] + [r["question"] for r in rows[:5]] + [FAR, "Short.", "x"]
+
+
+def test_numpy_minilm_equals_sentence_transformers_on_question_texts(question_texts):
+    """The numpy forward pass (what a one-partition backfill runs) gives the vectors of
+    SentenceTransformer.encode with the same weights, long texts truncated at 128 tokens."""
+    from sentence_transformers import SentenceTransformer
+
+    from staffml_dagster.embedding import MiniLMEmbedder
+
+    e = MiniLMEmbedder(batch_size=8)
+    assert max(len(e._load_numpy().tokenizer.encode(t, add_special_tokens=True).ids) for t in question_texts) == 128  # some were cut
+    ours = e.encode_numpy(question_texts)
+    reference = SentenceTransformer(str(MiniLMEmbedder.path()), device="cpu", local_files_only=True)
+    reference.max_seq_length = 128
+    theirs = reference.encode(question_texts, batch_size=8, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
+    assert (ours * theirs).sum(axis=1).min() >= 0.9999
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert np.abs(ours - e.encode_torch(question_texts)).max() < 1e-4  # the bulk path agrees too
+
+
+def test_small_encodes_import_neither_torch_nor_transformers():
+    """A partition's few dozen texts go through numpy: a fresh process encoding them never
+    imports torch or transformers; more than the bulk threshold goes through torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from staffml_dagster.embedding import MiniLMEmbedder; e = MiniLMEmbedder(bulk_threshold=3); "
+            "e.encode(['a', 'b', 'c']); print('torch' in sys.modules, 'transformers' in sys.modules); "
+            "e.encode(['a', 'b', 'c', 'd']); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True"]

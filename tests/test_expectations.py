@@ -1,4 +1,5 @@
-"""Great Expectations suites from specs/quality.yaml, run for real (GX 1.x, ephemeral context)."""
+"""Great Expectations suites from specs/quality.yaml, run for real (GX 1.x, ephemeral context), and the
+per-partition suite in plain pandas (plain_suite), held to the same verdicts and failure lines."""
 
 import socket
 
@@ -7,6 +8,7 @@ import pytest
 
 from staffml_dagster.quality import expectations as ex
 from staffml_dagster.quality.expectations import MissingParameterError, SuiteResult, resolve_kwargs, run_suite
+from staffml_dagster.quality.plain_suite import run_plain_suite, unsupported_expectations
 from staffml_dagster.specs import Expectation, Suite, load_specs
 
 
@@ -217,3 +219,82 @@ def test_unknown_expectation_type_is_a_clear_error(questions):
     suite = Suite(description="x", expectations=[Expectation(type="expect_column_to_be_lovely", kwargs={"column": "id"})])
     with pytest.raises(ValueError, match=r"suite odd: unknown expectation type 'expect_column_to_be_lovely'"):
         run_suite(questions, "odd", suite, {})
+
+
+# --------------------------------------------------------------------------- the per-partition suite in pandas
+
+def _breaking(frame: pd.DataFrame, expectation, params) -> pd.DataFrame:
+    """A copy of ``frame`` that breaks this one expectation in row 3 (and nothing else)."""
+    bad = frame.copy()
+    kwargs = resolve_kwargs(expectation.kwargs, params)
+    column, kind = kwargs["column"], expectation.type
+    if kind == "expect_column_values_to_be_unique":
+        bad.loc[3, column] = bad.loc[4, column]
+    elif kind == "expect_column_values_to_not_be_null":
+        bad[column] = bad[column].astype(object)
+        bad.loc[3, column] = None
+    elif kind == "expect_column_values_to_be_in_set":
+        bad.loc[3, column] = f"no-such-{column}"
+    elif kind == "expect_column_values_to_be_between":
+        low = kwargs["min_value"]
+        bad.loc[3, column] = low if kwargs.get("strict_min") else low - 1
+    elif kind == "expect_column_value_lengths_to_be_between":
+        bad.loc[3, column] = "x" * (kwargs["min_value"] - 1)
+        bad.loc[5, column] = "y" * (kwargs["max_value"] + 1)
+    else:
+        raise AssertionError(f"no way to break {kind} in this test")
+    return bad
+
+
+def _validated_expectations():
+    return list(enumerate(load_specs().quality.suites["validated_questions"].expectations))
+
+
+@pytest.mark.parametrize("index, expectation", _validated_expectations(), ids=lambda x: x if isinstance(x, int) else f"{x.type}[{x.kwargs.get('column')}]")
+def test_each_per_partition_expectation_fails_on_a_frame_that_breaks_it(real_specs, params, questions, index, expectation):
+    """The plain pandas runner of the per-partition check fails exactly the broken
+    expectation, with the same failure line Great Expectations writes for the same frame."""
+    suite = real_specs.quality.suites["validated_questions"]
+    bad = _breaking(questions, expectation, params)
+    plain = run_plain_suite(bad, "validated_questions", suite, params)
+    assert not plain.success
+    assert len(plain.failures) == 1, plain.failures
+    assert plain.failures[0].startswith(f"{expectation.type} [{expectation.kwargs['column']}]: ")
+    assert "values unexpected" in plain.failures[0]
+    assert plain.failures == run_suite(bad, "validated_questions", suite, params).failures
+
+
+def test_plain_suite_reports_what_great_expectations_reports(real_specs, params, questions):
+    """Valid, empty, column-less and mistyped frames: the same verdict and failure lines."""
+    suite = real_specs.quality.suites["validated_questions"]
+    mistyped = questions.copy()
+    mistyped["answer_value"] = "forty"
+    mistyped.loc[2, "title"] = 5
+    several = questions.copy()
+    several.loc[[2, 5], "zone"] = "nowhere"
+    several.loc[6, "zone"] = "elsewhere"
+    several.loc[[1, 2], "id"] = None
+    for frame in (questions, questions.iloc[0:0], pd.DataFrame(), mistyped, several):
+        plain = run_plain_suite(frame, "validated_questions", suite, params)
+        gx = run_suite(frame, "validated_questions", suite, params)
+        assert (plain.success, plain.evaluated, plain.failures) == (gx.success, gx.evaluated, gx.failures)
+        assert plain.blocking is suite.blocking and plain.docs_path is None
+    assert run_plain_suite(questions, "validated_questions", suite, params).success
+
+
+def test_plain_suite_runs_every_type_the_spec_uses_and_refuses_others(real_specs, questions, params):
+    assert unsupported_expectations(real_specs.quality.suites["validated_questions"]) == []
+    odd = Suite(description="x", expectations=[Expectation(type="expect_column_stdev_to_be_between", kwargs={"column": "answer_value", "max_value": 1})])
+    with pytest.raises(ValueError, match=r"suite odd: expectation type\(s\) expect_column_stdev_to_be_between cannot run without Great Expectations"):
+        run_plain_suite(questions, "odd", odd, {})
+    partial = {k: v for k, v in params.items() if k != "backends"}
+    with pytest.raises(KeyError, match=r"suite validated_questions: .*\$\{backends\} has no value"):
+        run_plain_suite(questions, "validated_questions", real_specs.quality.suites["validated_questions"], partial)
+
+
+def test_plain_suite_honours_mostly(questions):
+    suite = Suite(description="x", expectations=[Expectation(type="expect_column_values_to_be_in_set", kwargs={"column": "zone", "value_set": ["recall"], "mostly": 0.05})])
+    loose = run_plain_suite(questions, "loose", suite, {})
+    strict = run_plain_suite(questions, "strict", Suite(description="x", expectations=[Expectation(type="expect_column_values_to_be_in_set", kwargs={"column": "zone", "value_set": ["recall"]})]), {})
+    assert loose.success and not strict.success
+    assert loose.failures == run_suite(questions, "loose", suite, {}).failures

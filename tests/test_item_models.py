@@ -190,3 +190,25 @@ def test_a_workload_id_that_does_not_exist_names_the_file_and_the_track(specs, t
     bad.write_text(text)
     with pytest.raises(ItemModelError, match=r"activation-memory-recompute.yaml: vary.workload.ids.mobile: unknown workload 'bert-basic'"):
         ItemModel.load(bad).check_against(specs)
+
+
+def test_one_topic_parses_only_the_files_that_name_it(monkeypatch):
+    """models_for_topic and item_model read only the files they need, and find what the
+    whole registry finds."""
+    from staffml_dagster.generation import item_model as im
+
+    everything = item_models()
+    parsed = []
+    real = im.ItemModel.load
+    monkeypatch.setattr(im, "_load_version", im._load_version.__wrapped__)  # no cache: count every parse
+    monkeypatch.setattr(im.ItemModel, "load", classmethod(lambda cls, path: parsed.append(path.stem) or real(path)))
+    for topic, track in (("kv-cache-management", "cloud"), ("roofline-analysis", "mobile")):
+        parsed.clear()
+        found = im.models_for_topic(topic, track)
+        expected = [m for m in everything.values() if track in m.tracks
+                    and (topic in m.spec.topics or any(topic in (d.topics or []) for d in m.spec.questions))]
+        assert [m.id for m in found] == [m.id for m in expected] and found
+        assert len(parsed) < len(everything) / 4, parsed
+    parsed.clear()
+    assert im.item_model("kv-cache-sessions").id == "kv-cache-sessions" and parsed == ["kv-cache-sessions"]
+    assert im.item_model("no-such-model") is None and im.item_model("../specs/quality") is None

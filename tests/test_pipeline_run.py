@@ -44,8 +44,10 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tm
     keys, flags = window
     warehouse = pipeline.warehouse
     instance = dg.DagsterInstance.ephemeral()
-    _materialize(pipeline.defs, instance, tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    ranged_run = _materialize(pipeline.defs, instance, tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
     assert len(instance.get_run_records()) == 2  # the design stages, then all four partitions at once
+    checks = [c for c in ranged_run.get_asset_check_evaluations() if c.check_name == "validated_questions_expectations"]
+    assert len(checks) == 1 and checks[0].passed
     materialized = instance.get_materialized_partitions(dg.AssetKey("validated_questions"))
     assert set(materialized) == set(keys)
 
@@ -67,6 +69,13 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tm
     _materialize(single, dg.DagsterInstance.ephemeral(), partition_key=single_key)
     alone = read_partition(tmp_path / "single", "questions", dict(single_key.keys_by_dimension))
     assert sorted(alone["id"]) == ranged[single_key]
+
+    # the per-partition check reads the run's partitions only: all four in the ranged run, one
+    # when that partition runs again in the warehouse that holds the four
+    assert checks[0].metadata["rows_checked"].value == sum(len(ids) for ids in ranged.values())
+    again = _materialize(pipeline.defs, instance, partition_key=single_key)
+    check = next(c for c in again.get_asset_check_evaluations() if c.check_name == "validated_questions_expectations")
+    assert check.passed and check.metadata["rows_checked"].value == len(ranged[single_key]) < checks[0].metadata["rows_checked"].value
 
 
 def _latest_metadata(instance, asset: str, key) -> dict:

@@ -3,6 +3,7 @@
 import copy
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -483,3 +484,22 @@ def test_topic_fit_text_rank_does_not_overrule_a_native_item_model(good, specs):
     native, free = topic_fit_verdicts(pd.DataFrame([odd, {**odd, "id": "free", "backend": "anthropic", "item_model": None}]), specs, tfidf_embed, top_k=3)
     assert native.passed and "native item model; its text ranks kv-cache-management" in native.reason
     assert not free.passed and "reads closer to" in free.reason
+
+
+def test_topic_tfidf_equals_scikit_learn_element_for_element(specs):
+    """topic_fit's TF-IDF, computed without scikit-learn, is TfidfVectorizer(ngram_range=(1, 2),
+    sublinear_tf=True) to the last bit, on the topic references and on question texts."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from staffml_dagster.quality.criteria import topic_reference
+    from staffml_dagster.quality.tfidf import Tfidf
+
+    references = [topic_reference(t) for t in specs.topics.topics]
+    texts = [*references[::7], "What bounds decode throughput? The KV cache's bytes per token over HBM bandwidth: 2 x 32 x 8 x 128 x 2 B.",
+             "", "Ünïcode café naïve — mixed CASE tokens, a b c", "the the the the"]
+    reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    fitted = reference.fit_transform(references).toarray()
+    ours = Tfidf(references)
+    assert sorted(ours.vocabulary, key=ours.vocabulary.get) == list(reference.get_feature_names_out())
+    assert np.array_equal(ours.fitted(), fitted)
+    assert np.array_equal(ours.transform(texts), reference.transform(texts).toarray())

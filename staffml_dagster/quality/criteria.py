@@ -26,6 +26,7 @@ import pandas as pd
 import pint
 
 from staffml_dagster.core.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
+from staffml_dagster.quality.tfidf import Tfidf
 from staffml_dagster.specs import Figure, Platform, Specs
 from staffml_dagster.units import Q_, parse_unit
 
@@ -1102,13 +1103,13 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 def _topic_tfidf(specs: Specs):
     """TF-IDF fitted on the topic references alone: a partition's rows all share one topic's
-    words, and fitting on them would down-weight exactly the words that name the topic."""
+    words, and fitting on them would down-weight exactly the words that name the topic.
+    Computed without scikit-learn (``quality/tfidf.py``, equal to its TfidfVectorizer), whose
+    import would cost a one-partition validation more than the validation itself."""
     key = (specs.version, "tfidf")
     if key not in _TOPIC_VECTORS:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-        _TOPIC_VECTORS[key] = (vectorizer, _normalised(vectorizer.fit_transform([topic_reference(t) for t in specs.topics.topics]).toarray()))
+        tfidf = Tfidf([topic_reference(t) for t in specs.topics.topics])
+        _TOPIC_VECTORS[key] = (tfidf, _normalised(tfidf.fitted()))
     return _TOPIC_VECTORS[key]
 
 
@@ -1116,8 +1117,8 @@ def _topic_fit_vectors(texts: list[str], specs: Specs, embed: Embed) -> tuple[np
     """Row vectors and topic vectors in one space, the topic side computed once per process.
     TF-IDF (which fits a vocabulary per call) uses the topics' vocabulary for the rows too."""
     if embed is tfidf_embed:
-        vectorizer, topic_vectors = _topic_tfidf(specs)
-        return _normalised(vectorizer.transform(texts).toarray()), topic_vectors
+        tfidf, topic_vectors = _topic_tfidf(specs)
+        return _normalised(tfidf.transform(texts)), topic_vectors
     references = [topic_reference(t) for t in specs.topics.topics]
     try:
         key = (specs.version, embed)
@@ -1133,9 +1134,9 @@ def _not_native(row: Mapping) -> str | None:
     """For an item-model row: why its item model does not compute the row's topic, or None."""
     if _text(row, "backend") != "item-models" or not _text(row, "item_model"):
         return None
-    from staffml_dagster.core.item_model import item_models  # loaded once per process
+    from staffml_dagster.core.item_model import item_model  # loaded once per process
 
-    model = item_models().get(_text(row, "item_model"))
+    model = item_model(_text(row, "item_model"))
     if model is None:
         return f"item model {_text(row, 'item_model')!r} does not exist"
     topic = _text(row, "topic")

@@ -25,15 +25,12 @@ import os
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 import logging  # noqa: E402
-import re  # noqa: E402
 import threading  # noqa: E402
 import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import great_expectations as gx  # noqa: E402
@@ -48,103 +45,20 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 )
 from great_expectations.expectations.expectation import Expectation as GxExpectation  # noqa: E402
 
+from staffml_dagster.quality.suite_results import (  # noqa: E402
+    MissingParameterError,
+    SuiteResult,
+    failure_line,
+    resolve_kwargs,
+    suite_params,
+)
 from staffml_dagster.specs import Suite  # noqa: E402
 
-__all__ = ["MissingParameterError", "SuiteResult", "build_suite", "resolve_kwargs", "run_suite"]
+__all__ = ["MissingParameterError", "SuiteResult", "build_suite", "resolve_kwargs", "run_suite", "suite_params"]
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RESULT_FORMAT = "SUMMARY"  # counts plus up to 20 unexpected values per expectation
-SAMPLE = 5  # unexpected values quoted in a failure line
-MAX_REPR = 160  # characters of an expected value (e.g. a long value_set) quoted in a failure line
-
-
-@dataclass
-class SuiteResult:
-    suite: str
-    success: bool
-    blocking: bool
-    failures: list[str] = field(default_factory=list)  # one line per failed expectation
-    evaluated: int = 0  # number of expectations evaluated
-    docs_path: Path | None = None  # the Data Docs index.html written for this run (its scripts come from CDNs)
-    results_page: Path | None = None  # validation_results.html beside it: every stored result, readable offline
-
-
-class MissingParameterError(KeyError):
-    """A ``${name}`` placeholder in a suite's kwargs has no value in the run's params."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def suite_params(specs) -> dict:
-    """The values of the ``${name}`` placeholders every suite in specs/quality.yaml may use."""
-    return {
-        "zones": [z.id for z in specs.zones],
-        "levels": [lv.id for lv in specs.levels.levels],
-        "tracks": [t.id for t in specs.tracks.tracks],
-        "areas": list(specs.topics.areas),
-        "backends": ["item-models", "anthropic", "import"],
-    }
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays, tuples and sets as plain Python values GX's pydantic models accept."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, (set, frozenset)):
-        return sorted((_plain(v) for v in value), key=repr)
-    if isinstance(value, (list, tuple, pd.Index, pd.Series)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def resolve_kwargs(kwargs: dict, params: dict, *, suite: str | None = None, expectation: str | None = None) -> dict:
-    """Replace every ``"${name}"`` in ``kwargs`` (also inside lists and dicts) by ``params["name"]``.
-
-    A value that is exactly ``"${name}"`` takes the parameter as is (a list, a number, ...); a
-    placeholder inside a longer string is substituted as text. A parameter that is absent or
-    ``None`` raises :class:`MissingParameterError` (a ``KeyError``) naming the suite, the
-    expectation, the kwarg and the parameter.
-    """
-
-    def missing(name: str, key: str) -> MissingParameterError:
-        where = f"expectation {expectation}, kwarg {key!r}" if expectation else f"kwarg {key!r}"
-        known = ", ".join(sorted(params)) or "none"
-        return MissingParameterError(
-            f"{f'suite {suite}: ' if suite else ''}parameter ${{{name}}} has no value ({where}); known parameters: {known}"
-        )
-
-    def sub(value: Any, key: str) -> Any:
-        if isinstance(value, str):
-            whole = PLACEHOLDER.fullmatch(value)
-            if whole:
-                name = whole.group(1)
-                if params.get(name) is None:
-                    raise missing(name, key)
-                return _plain(params[name])
-
-            def text(m: re.Match) -> str:
-                if params.get(m.group(1)) is None:
-                    raise missing(m.group(1), key)
-                return str(_plain(params[m.group(1)]))
-
-            return PLACEHOLDER.sub(text, value)
-        if isinstance(value, (list, tuple)):
-            return [sub(v, key) for v in value]
-        if isinstance(value, dict):
-            return {k: sub(v, key) for k, v in value.items()}
-        return _plain(value)
-
-    return {key: sub(value, key) for key, value in kwargs.items()}
 
 
 # --------------------------------------------------------------------------- suite
@@ -222,17 +136,6 @@ def _get_context(docs_dir: Path | None = None):
 # --------------------------------------------------------------------------- results
 
 
-def _short(value: Any) -> str:
-    value = _plain(value)
-    text = f"{value:.6g}" if isinstance(value, float) else repr(value)
-    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
-
-
-def _expected(kwargs: dict) -> str:
-    shown = {k: v for k, v in kwargs.items() if k not in ("column", "batch_id", "result_format", "catch_exceptions", "meta")}
-    return ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no arguments)"
-
-
 def _exception_message(info: Any) -> str | None:
     if not isinstance(info, dict):
         return None
@@ -244,35 +147,9 @@ def _exception_message(info: Any) -> str | None:
     return None
 
 
-def _observed(result: dict) -> str:
-    parts = []
-    if "unexpected_count" in result:
-        count, total = result.get("unexpected_count"), result.get("element_count")
-        pct = result.get("unexpected_percent")
-        parts.append(f"{count} of {total} values unexpected" + (f" ({pct:.1f}%)" if isinstance(pct, (int, float)) else ""))
-        counts = result.get("partial_unexpected_counts") or []
-        if counts:
-            sample = ", ".join(f"{_short(c['value'])} x{c['count']}" for c in counts[:SAMPLE])
-        else:
-            sample = ", ".join(_short(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE])
-        if sample:
-            parts.append(f"e.g. {sample}")
-    if result.get("partial_missing_list"):
-        parts.append(f"missing {_short(result['partial_missing_list'])}")
-    if "observed_value" in result and (result["observed_value"] is not None or not parts):
-        parts.append(f"observed_value={_short(result['observed_value'])}")
-    return "; ".join(parts) or f"result {_short(result)}"
-
-
 def _failure_line(evr) -> str:
     config = evr.expectation_config
-    kwargs = dict(config.kwargs)
-    column = kwargs.get("column")
-    head = f"{config.type}" + (f" [{column}]" if column is not None else " [table]")
-    error = _exception_message(evr.exception_info)
-    if error:
-        return f"{head}: expected {_expected(kwargs)}; could not evaluate: {error}"
-    return f"{head}: expected {_expected(kwargs)}; {_observed(evr.result or {})}"
+    return failure_line(config.type, dict(config.kwargs), evr.result or {}, _exception_message(evr.exception_info))
 
 
 def _summarize(suite_name: str, suite: Suite, validation, docs_path: Path | None, results_page: Path | None = None) -> SuiteResult:
