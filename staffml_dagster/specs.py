@@ -43,8 +43,11 @@ class SAFE_YAML(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # noqa: N801 - 
                     continue
                 if first is not key_node:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"duplicate key {key!r} (first written on line {first.start_mark.line + 1})", key_node.start_mark)
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r} (first written on line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
         return super().construct_mapping(node, deep)
 
 
@@ -88,8 +91,9 @@ def _measuring(what: str, *dimensions: str) -> AfterValidator:
 
     def check(figure: Figure) -> Figure:
         if not any(figure.q.check(d) for d in dimensions):
-            raise ValueError(f"unit {figure.unit!r} measures {figure.q.dimensionality}, but {what} needs "
-                             + " or ".join(dimensions))
+            raise ValueError(
+                f"unit {figure.unit!r} measures {figure.q.dimensionality}, but {what} needs " + " or ".join(dimensions)
+            )
         return figure
 
     return AfterValidator(check)
@@ -104,8 +108,12 @@ Duration = Annotated[Figure, _measuring("a duration", "[time]")]
 Frequency = Annotated[Figure, _measuring("a frequency", "1 / [time]")]
 Money = Annotated[Figure, _measuring("a price", "[currency]")]
 Count = Annotated[Figure, _measuring("a count", "[]")]
-EnergyPerOp = Annotated[Figure, _measuring("an energy per operation or per byte", "[energy]", "[energy] / [information]")]
-EnergySource = Annotated[Figure, _measuring("a stored energy or a harvested power density", "[energy]", "[power] / [area]")]
+EnergyPerOp = Annotated[
+    Figure, _measuring("an energy per operation or per byte", "[energy]", "[energy] / [information]")
+]
+EnergySource = Annotated[
+    Figure, _measuring("a stored energy or a harvested power density", "[energy]", "[power] / [area]")
+]
 
 
 # --------------------------------------------------------------------------- skills, zones, levels
@@ -245,7 +253,9 @@ class Topic(_Model):
     area: str
     tier: Literal["v0", "tier-a"]
     description: str = Field(min_length=40)
-    mechanism: str = Field(min_length=40, max_length=400, description="the quantitative mechanism a question on this topic turns on")
+    mechanism: str = Field(
+        min_length=40, max_length=400, description="the quantitative mechanism a question on this topic turns on"
+    )
     requires: list[str] = Field(default_factory=list, description="substrates that must be present")
     prerequisites: list[str] = Field(default_factory=list)
     related: list[str] = Field(default_factory=list)
@@ -253,7 +263,10 @@ class Topic(_Model):
     architectures: list[str] = Field(min_length=1, description="workload families that apply")
     failure_modes: list[str] = Field(min_length=2)
     scale_axes: list[str] = Field(min_length=1, description="track scale axes whose points vary the topic")
-    critical: bool = Field(default=False, description="a foundation other topics build on: its open gaps are filled before those of other topics")
+    critical: bool = Field(
+        default=False,
+        description="a foundation other topics build on: its open gaps are filled before those of other topics",
+    )
 
 
 class TopicsSpec(_Model):
@@ -278,18 +291,32 @@ class Platform(_Model):
     kind: Literal["gpu", "tpu", "npu", "soc", "accelerator", "mcu"]
     memory: Size
     memory_kind: str
-    memory_bandwidth: Bandwidth | None = Field(default=None, description="None for host-attached accelerators whose on-chip memory bandwidth is unpublished")
+    memory_bandwidth: Bandwidth | None = Field(
+        default=None, description="None for host-attached accelerators whose on-chip memory bandwidth is unpublished"
+    )
     compute: dict[str, ComputeRate] = Field(min_length=1, description="peak throughput per precision (fp16, int8, ...)")
     default_precision: str
-    power: Power | None = Field(default=None, description="None where the vendor publishes no power for the part (an NPU subsystem inside a larger SoC)")
+    power: Power | None = Field(
+        default=None,
+        description="None where the vendor publishes no power for the part (an NPU subsystem inside a larger SoC)",
+    )
     idle_power: Power | None = None
     clock: Frequency | None = None
     flash: Size | None = None
     interconnect: str | None = None
     unit_cost: Money | None = None
-    kernel_library: str | None = Field(default=None, description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)")
-    on_chip: dict[str, Size] = Field(default_factory=dict, description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes")
-    geometry: dict[str, Count] = Field(default_factory=dict, description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`")
+    kernel_library: str | None = Field(
+        default=None,
+        description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)",
+    )
+    on_chip: dict[str, Size] = Field(
+        default_factory=dict,
+        description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes",
+    )
+    geometry: dict[str, Count] = Field(
+        default_factory=dict,
+        description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`",
+    )
 
     @field_validator("on_chip", "geometry")
     @classmethod
@@ -309,7 +336,9 @@ class Platform(_Model):
                 f"default_precision {self.default_precision!r} is not a key of compute ({', '.join(self.compute)})"
             )
         if self.power is None and self.kind != "npu":
-            raise ValueError(f"power is missing; only an npu subsystem of a larger part may leave it out (kind is {self.kind!r})")
+            raise ValueError(
+                f"power is missing; only an npu subsystem of a larger part may leave it out (kind is {self.kind!r})"
+            )
         return self
 
 
@@ -358,7 +387,9 @@ class Workload(_Model):
     kv_heads: int | None = Field(default=None, gt=0)
     head_dim: int | None = Field(default=None, gt=0)
     activation_bytes: Size | None = Field(default=None, description="peak activation memory per sample at INT8")
-    max_context: Count | None = Field(default=None, description="the longest context (tokens) the released model supports")
+    max_context: Count | None = Field(
+        default=None, description="the longest context (tokens) the released model supports"
+    )
     input: str
     source: str = Field(min_length=3)
 
@@ -384,7 +415,9 @@ class CapacityMeasurement(_Model):
     max_rounds: int = Field(gt=0)
     min_rounds: int = Field(gt=0, default=2)
     coverage_target: float = Field(gt=0, le=1, description="stop once estimated sample coverage reaches this")
-    min_novelty: float = Field(ge=0, le=1, description="stop once a round's share of new distinct questions falls below this")
+    min_novelty: float = Field(
+        ge=0, le=1, description="stop once a round's share of new distinct questions falls below this"
+    )
     schedule: str = Field(description="cron schedule of the re-estimation job")
 
 
@@ -418,8 +451,15 @@ class QualitySpec(_Model):
     similarity_threshold: float = Field(gt=0, le=1)
     balance_max_cv: float = Field(gt=0)
     max_topic_share: float = Field(gt=0, le=1)
-    topic_fit_top_k: int = Field(default=3, ge=1, description="topic_fit: a question's topic must be among its k closest topics")
-    applicability_min_pass_share: float = Field(default=0.5, gt=0, le=1, description="applicability evidence: an applicable pair whose generated questions pass below this share is flagged")
+    topic_fit_top_k: int = Field(
+        default=3, ge=1, description="topic_fit: a question's topic must be among its k closest topics"
+    )
+    applicability_min_pass_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="applicability evidence: an applicable pair whose generated questions pass below this share is flagged",
+    )
     suites: dict[str, Suite]
 
 
@@ -502,10 +542,23 @@ def derive_zones(skills: SkillsSpec, spec: ZonesSpec) -> list[Zone]:
     zones: list[Zone] = []
     if set(spec.singles) != set(skill_ids):
         missing, extra = set(skill_ids) - set(spec.singles), set(spec.singles) - set(skill_ids)
-        raise SpecError("zones.yaml", "singles", f"must describe exactly the skills; missing {sorted(missing)}, extra {sorted(extra)}")
+        raise SpecError(
+            "zones.yaml",
+            "singles",
+            f"must describe exactly the skills; missing {sorted(missing)}, extra {sorted(extra)}",
+        )
     for skill in skill_ids:
         entry = spec.singles[skill]
-        zones.append(Zone(id=skill, kind="single", skills=(skill,), description=entry.description, asks=entry.asks, levels=tuple(entry.levels)))
+        zones.append(
+            Zone(
+                id=skill,
+                kind="single",
+                skills=(skill,),
+                description=entry.description,
+                asks=entry.asks,
+                levels=tuple(entry.levels),
+            )
+        )
     named = {frozenset(p.skills): (name, p) for name, p in spec.pairs.items()}
     for name, pair in spec.pairs.items():
         unknown = [s for s in pair.skills if s not in skill_ids]
@@ -517,12 +570,30 @@ def derive_zones(skills: SkillsSpec, spec: ZonesSpec) -> list[Zone]:
         if frozenset((a, b)) not in named:
             raise SpecError("zones.yaml", "pairs", f"no zone is named for the skill pair {a} + {b}")
         name, pair = named[frozenset((a, b))]
-        zones.append(Zone(id=name, kind="pair", skills=(a, b), description=pair.description, asks=pair.asks, levels=tuple(pair.levels)))
+        zones.append(
+            Zone(
+                id=name,
+                kind="pair",
+                skills=(a, b),
+                description=pair.description,
+                asks=pair.asks,
+                levels=tuple(pair.levels),
+            )
+        )
     for name, zone in spec.integration.items():
         unknown = [s for s in zone.skills if s not in skill_ids]
         if unknown:
             raise SpecError("zones.yaml", f"integration.{name}.skills", f"unknown skill(s) {unknown}")
-        zones.append(Zone(id=name, kind="integration", skills=tuple(zone.skills), description=zone.description, asks=zone.asks, levels=tuple(zone.levels)))
+        zones.append(
+            Zone(
+                id=name,
+                kind="integration",
+                skills=tuple(zone.skills),
+                description=zone.description,
+                asks=zone.asks,
+                levels=tuple(zone.levels),
+            )
+        )
     ids = [z.id for z in zones]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -603,7 +674,11 @@ def load_file(path: Path, model: type[_Model]) -> _Model:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError(name, f"line {line}", f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8") from None
+        raise SpecError(
+            name,
+            f"line {line}",
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
+        ) from None
     try:
         data = yaml.load(text, Loader=SAFE_YAML)
     except yaml.YAMLError as exc:
@@ -614,7 +689,9 @@ def load_file(path: Path, model: type[_Model]) -> _Model:
         raise SpecError(name, "<root>", f"must be a mapping, got {type(data).__name__}")
     bad = find_non_finite(data)
     if bad is not None:
-        raise SpecError(name, _named_location(data, bad), "is not a finite number (.inf or .nan); every figure must be a real value")
+        raise SpecError(
+            name, _named_location(data, bad), "is not a finite number (.inf or .nan); every figure must be a real value"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -642,7 +719,11 @@ def load_specs(directory: Path | str | None = None) -> Specs:
     zone_ids = {z.id for z in specs.zones}  # derived now, so a bad zones.yaml fails at load time
     for i, zone in enumerate(specs.generation.gap_priority.zones):
         if zone not in zone_ids:
-            raise SpecError("generation.yaml", f"gap_priority.zones[{i}]", f"unknown zone {zone!r} (zones: {', '.join(sorted(zone_ids))})")
+            raise SpecError(
+                "generation.yaml",
+                f"gap_priority.zones[{i}]",
+                f"unknown zone {zone!r} (zones: {', '.join(sorted(zone_ids))})",
+            )
     return specs
 
 
@@ -666,18 +747,28 @@ def check_references(specs: Specs) -> None:
             raise SpecError("topics.yaml", f"{where}.area", f"unknown competency area {topic.area!r}")
         for s in topic.requires:
             if s not in substrates:
-                raise SpecError("topics.yaml", f"{where}.requires", f"unknown substrate {s!r} (not in tracks.yaml substrates)")
+                raise SpecError(
+                    "topics.yaml", f"{where}.requires", f"unknown substrate {s!r} (not in tracks.yaml substrates)"
+                )
         for key in ("prerequisites", "related", "narrower"):
             for target in getattr(topic, key):
                 if target not in topic_ids:
                     raise SpecError("topics.yaml", f"{where}.{key}", f"edge to unknown topic {target!r}")
         for fam in topic.architectures:
             if fam not in families:
-                raise SpecError("topics.yaml", f"{where}.architectures", f"unknown workload family {fam!r} (not in workloads.yaml families)")
+                raise SpecError(
+                    "topics.yaml",
+                    f"{where}.architectures",
+                    f"unknown workload family {fam!r} (not in workloads.yaml families)",
+                )
         all_axes = {axis for t in specs.tracks.tracks for axis in t.scale_points}
         for axis in topic.scale_axes:
             if axis not in all_axes:
-                raise SpecError("topics.yaml", f"{where}.scale_axes", f"unknown scale axis {axis!r} (no track in tracks.yaml has it)")
+                raise SpecError(
+                    "topics.yaml",
+                    f"{where}.scale_axes",
+                    f"unknown scale axis {axis!r} (no track in tracks.yaml has it)",
+                )
     cycle = find_prerequisite_cycle(specs.topics.topics)
     if cycle:
         raise SpecError("topics.yaml", "prerequisites", "prerequisite cycle: " + " -> ".join(cycle))
@@ -685,7 +776,9 @@ def check_references(specs: Specs) -> None:
         if p.track not in specs.track_by_id:
             raise SpecError("hardware.yaml", f"platforms[{i}]({p.id}).track", f"unknown track {p.track!r}")
         if p.interconnect and p.interconnect not in specs.interconnect_by_id:
-            raise SpecError("hardware.yaml", f"platforms[{i}]({p.id}).interconnect", f"unknown interconnect {p.interconnect!r}")
+            raise SpecError(
+                "hardware.yaml", f"platforms[{i}]({p.id}).interconnect", f"unknown interconnect {p.interconnect!r}"
+            )
     for i, ic in enumerate(specs.hardware.interconnects):
         for t in ic.tracks:
             if t not in specs.track_by_id:
@@ -713,7 +806,7 @@ def find_prerequisite_cycle(topics: list[Topic]) -> list[str] | None:
         stack.append(node)
         for nxt in graph.get(node, []):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:

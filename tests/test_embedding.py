@@ -5,8 +5,10 @@ import pytest
 
 from staffml_dagster.embedding import EmbedderResource, get_embedder
 
-NEAR = ["The KV cache of Llama 3 8B at 8k context fills the H100's memory at batch 64.",
-        "At 8k context and batch 64, Llama 3 8B's KV cache fills the memory of the H100."]
+NEAR = [
+    "The KV cache of Llama 3 8B at 8k context fills the H100's memory at batch 64.",
+    "At 8k context and batch 64, Llama 3 8B's KV cache fills the memory of the H100.",
+]
 FAR = "A coin cell powers a microcontroller that wakes once a second to run a keyword spotter."
 
 
@@ -21,7 +23,9 @@ def test_vectors_are_normalised_and_rank_near_duplicates_first(kind):
 
 
 def test_resource_follows_its_config():
-    assert EmbedderResource().get().name == "all-MiniLM-L6-v2"  # the default (STAFFML_EMBEDDER is mapped in definitions.resources)
+    assert (
+        EmbedderResource().get().name == "all-MiniLM-L6-v2"
+    )  # the default (STAFFML_EMBEDDER is mapped in definitions.resources)
     assert EmbedderResource(kind="tfidf").get() is get_embedder("tfidf")  # loaded once per process
     with pytest.raises(ValueError, match="unknown embedder"):
         EmbedderResource(kind="word2vec").get()
@@ -43,8 +47,18 @@ class CountingEmbedder:
 def _questions(texts):
     import pandas as pd
 
-    return pd.DataFrame({"id": [f"q{i}" for i in range(len(texts))], "topic": "t", "track": "cloud", "zone": "recall", "level": "L1",
-                         "scenario": texts, "question": "How much?", "realistic_solution": "So much."})
+    return pd.DataFrame(
+        {
+            "id": [f"q{i}" for i in range(len(texts))],
+            "topic": "t",
+            "track": "cloud",
+            "zone": "recall",
+            "level": "L1",
+            "scenario": texts,
+            "question": "How much?",
+            "realistic_solution": "So much.",
+        }
+    )
 
 
 def test_stored_vectors_are_reused_only_for_the_same_text_and_model():
@@ -88,7 +102,9 @@ def test_minilm_vectors_equal_sentence_transformers():
     ours = MiniLMEmbedder(batch_size=2).encode(texts)
     reference = SentenceTransformer(str(MiniLMEmbedder.path()), device="cpu", local_files_only=True)
     reference.max_seq_length = 128
-    theirs = reference.encode(texts, batch_size=2, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    theirs = reference.encode(
+        texts, batch_size=2, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     assert np.abs(ours - theirs).max() < 1e-5
 
 
@@ -104,8 +120,14 @@ def question_texts(specs):
 
     wanted = {("kv-cache-management", "cloud"), ("kv-cache-management", "edge"), ("roofline-analysis", "mobile")}
     m = applicability_rows(specs)
-    cells = cell_rows(specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable and (r.topic, r.track) in wanted})
-    rows = [r for _, part in cells.groupby(["topic", "track"]) for r in generate_partition(specs, ItemModelGenerator(), part).to_dict("records")]
+    cells = cell_rows(
+        specs, {(r.topic, r.track) for r in m.itertuples() if r.applicable and (r.topic, r.track) in wanted}
+    )
+    rows = [
+        r
+        for _, part in cells.groupby(["topic", "track"])
+        for r in generate_partition(specs, ItemModelGenerator(), part).to_dict("records")
+    ]
     assert len(rows) >= 10
     return [distinct_text(r) for r in rows] + [r["question"] for r in rows[:5]] + [FAR, "Short.", "x"]
 
@@ -118,11 +140,15 @@ def test_numpy_minilm_equals_sentence_transformers_on_question_texts(question_te
     from staffml_dagster.embedding import MiniLMEmbedder
 
     e = MiniLMEmbedder(batch_size=8)
-    assert max(len(e._load_numpy().tokenizer.encode(t, add_special_tokens=True).ids) for t in question_texts) == 128  # some were cut
+    assert (
+        max(len(e._load_numpy().tokenizer.encode(t, add_special_tokens=True).ids) for t in question_texts) == 128
+    )  # some were cut
     ours = e.encode_numpy(question_texts)
     reference = SentenceTransformer(str(MiniLMEmbedder.path()), device="cpu", local_files_only=True)
     reference.max_seq_length = 128
-    theirs = reference.encode(question_texts, batch_size=8, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    theirs = reference.encode(
+        question_texts, batch_size=8, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     assert ours.dtype == np.float32 and ours.shape == theirs.shape
     assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
     assert (ours * theirs).sum(axis=1).min() >= 0.9999
@@ -136,8 +162,10 @@ def test_small_encodes_import_neither_torch_nor_transformers():
     import subprocess
     import sys
 
-    code = ("import sys; from staffml_dagster.embedding import MiniLMEmbedder; e = MiniLMEmbedder(bulk_threshold=3); "
-            "e.encode(['a', 'b', 'c']); print('torch' in sys.modules, 'transformers' in sys.modules); "
-            "e.encode(['a', 'b', 'c', 'd']); print('torch' in sys.modules)")
+    code = (
+        "import sys; from staffml_dagster.embedding import MiniLMEmbedder; e = MiniLMEmbedder(bulk_threshold=3); "
+        "e.encode(['a', 'b', 'c']); print('torch' in sys.modules, 'transformers' in sys.modules); "
+        "e.encode(['a', 'b', 'c', 'd']); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "True"]

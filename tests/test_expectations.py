@@ -33,26 +33,29 @@ def questions(real_specs, params):
     """A small validated-questions frame, with list and dict columns like the real one."""
     rows = []
     for i in range(12):
-        rows.append({
-            "id": f"q-{i:03d}",
-            "topic": real_specs.topics.topics[0].id,
-            "track": params["tracks"][i % len(params["tracks"])],
-            "zone": params["zones"][i % len(params["zones"])],
-            "level": params["levels"][i % len(params["levels"])],
-            "competency_area": params["areas"][i % len(params["areas"])],
-            "title": f"Memory wall on accelerator {i}",
-            "scenario": "A team serves a 7B-parameter model on one accelerator and sees throughput far below peak. " * 2,
-            "question": "What bounds the decode throughput here?",
-            "realistic_solution": "Decode is memory-bandwidth bound: bytes per token over bandwidth.",
-            "common_mistake": "Dividing FLOPs by peak compute.",
-            "napkin_math": "14 GB / 3.35 TB/s = 4.2 ms per token",
-            "calc": [{"op": "div", "a": 14e9, "b": 3.35e12, "result": 4.2e-3}],
-            "answer_value": 4.2 + i,
-            "answer_unit": "ms",
-            "platforms": ["h100-sxm", "a100-sxm"],
-            "backend": "item-models",
-            "passed": True,
-        })
+        rows.append(
+            {
+                "id": f"q-{i:03d}",
+                "topic": real_specs.topics.topics[0].id,
+                "track": params["tracks"][i % len(params["tracks"])],
+                "zone": params["zones"][i % len(params["zones"])],
+                "level": params["levels"][i % len(params["levels"])],
+                "competency_area": params["areas"][i % len(params["areas"])],
+                "title": f"Memory wall on accelerator {i}",
+                "scenario": "A team serves a 7B-parameter model on one accelerator and sees throughput far below peak. "
+                * 2,
+                "question": "What bounds the decode throughput here?",
+                "realistic_solution": "Decode is memory-bandwidth bound: bytes per token over bandwidth.",
+                "common_mistake": "Dividing FLOPs by peak compute.",
+                "napkin_math": "14 GB / 3.35 TB/s = 4.2 ms per token",
+                "calc": [{"op": "div", "a": 14e9, "b": 3.35e12, "result": 4.2e-3}],
+                "answer_value": 4.2 + i,
+                "answer_unit": "ms",
+                "platforms": ["h100-sxm", "a100-sxm"],
+                "backend": "item-models",
+                "passed": True,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -75,7 +78,9 @@ def test_bad_zone_and_null_title_fail_naming_the_columns(real_specs, params, que
     assert not result.success
     zone = [line for line in result.failures if "[zone]" in line]
     title = [line for line in result.failures if "[title]" in line]
-    assert len(zone) == 1 and "expect_column_values_to_be_in_set" in zone[0] and "'no-such-zone'" in zone[0], result.failures
+    assert len(zone) == 1 and "expect_column_values_to_be_in_set" in zone[0] and "'no-such-zone'" in zone[0], (
+        result.failures
+    )
     assert any("expect_column_values_to_not_be_null" in line and "1 of 12" in line for line in title), result.failures
     # the null title is not also reported as too short: length checks skip nulls
     assert len(result.failures) == 2, result.failures
@@ -108,7 +113,9 @@ def test_corpus_topics_balanced_passes_unbalanced_fails(real_specs):
 
 def test_data_docs_written(real_specs, params, questions, tmp_path):
     docs = tmp_path / "docs"
-    result = run_suite(questions, "validated_questions", real_specs.quality.suites["validated_questions"], params, docs_dir=docs)
+    result = run_suite(
+        questions, "validated_questions", real_specs.quality.suites["validated_questions"], params, docs_dir=docs
+    )
     assert result.success, result.failures
     assert result.docs_path == (docs / "index.html").resolve()
     assert result.docs_path.is_file()
@@ -128,7 +135,13 @@ def test_data_docs_site_shared_across_processes(real_specs, params, questions, t
     table = _topics([10] * 12)
     run_suite(table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs)
     monkeypatch.setattr(ex, "_contexts", {})
-    other = run_suite(pd.DataFrame({"questions": [3, 0]}), "corpus_partitions", real_specs.quality.suites["corpus_partitions"], {}, docs_dir=docs)
+    other = run_suite(
+        pd.DataFrame({"questions": [3, 0]}),
+        "corpus_partitions",
+        real_specs.quality.suites["corpus_partitions"],
+        {},
+        docs_dir=docs,
+    )
     assert not other.success and other.docs_path is not None
     pages = sorted(p.relative_to(docs / "validations").parts[0] for p in (docs / "validations").rglob("*.html"))
     assert pages == ["corpus_partitions", "corpus_topics"]
@@ -141,10 +154,18 @@ def test_offline_results_page_beside_the_data_docs(real_specs, tmp_path, monkeyp
     latest result with no script and no external resource, and each run is added, not replaced."""
     docs = tmp_path / "docs"
     table = _topics([10] * 12)
-    first = run_suite(table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs)
+    first = run_suite(
+        table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs
+    )
     assert first.results_page == (docs / "validation_results.html").resolve() and first.results_page.is_file()
     monkeypatch.setattr(ex, "_contexts", {})  # another process adds to the same site
-    failed = run_suite(pd.DataFrame({"questions": [3, 0, 0]}), "corpus_partitions", real_specs.quality.suites["corpus_partitions"], {}, docs_dir=docs)
+    failed = run_suite(
+        pd.DataFrame({"questions": [3, 0, 0]}),
+        "corpus_partitions",
+        real_specs.quality.suites["corpus_partitions"],
+        {},
+        docs_dir=docs,
+    )
     assert not failed.success and failed.results_page == first.results_page
     run_suite(table, "corpus_topics", real_specs.quality.suites["corpus_topics"], _topic_params(table), docs_dir=docs)
     page = failed.results_page.read_text()
@@ -188,7 +209,9 @@ def test_no_network_and_no_leftover_objects(real_specs, params, questions, tmp_p
 
 
 def test_empty_frame_passes_null_and_set_checks(real_specs, params, questions):
-    result = run_suite(questions.iloc[0:0], "validated_questions", real_specs.quality.suites["validated_questions"], params)
+    result = run_suite(
+        questions.iloc[0:0], "validated_questions", real_specs.quality.suites["validated_questions"], params
+    )
     assert result.success, result.failures
     assert result.evaluated == len(real_specs.quality.suites["validated_questions"].expectations)
 
@@ -216,12 +239,15 @@ def test_missing_parameter_raises_from_run_suite(real_specs, params, questions):
 
 
 def test_unknown_expectation_type_is_a_clear_error(questions):
-    suite = Suite(description="x", expectations=[Expectation(type="expect_column_to_be_lovely", kwargs={"column": "id"})])
+    suite = Suite(
+        description="x", expectations=[Expectation(type="expect_column_to_be_lovely", kwargs={"column": "id"})]
+    )
     with pytest.raises(ValueError, match=r"suite odd: unknown expectation type 'expect_column_to_be_lovely'"):
         run_suite(questions, "odd", suite, {})
 
 
 # --------------------------------------------------------------------------- the per-partition suite in pandas
+
 
 def _breaking(frame: pd.DataFrame, expectation, params) -> pd.DataFrame:
     """A copy of ``frame`` that breaks this one expectation in row 3 (and nothing else)."""
@@ -250,8 +276,14 @@ def _validated_expectations():
     return list(enumerate(load_specs().quality.suites["validated_questions"].expectations))
 
 
-@pytest.mark.parametrize("index, expectation", _validated_expectations(), ids=lambda x: x if isinstance(x, int) else f"{x.type}[{x.kwargs.get('column')}]")
-def test_each_per_partition_expectation_fails_on_a_frame_that_breaks_it(real_specs, params, questions, index, expectation):
+@pytest.mark.parametrize(
+    "index, expectation",
+    _validated_expectations(),
+    ids=lambda x: x if isinstance(x, int) else f"{x.type}[{x.kwargs.get('column')}]",
+)
+def test_each_per_partition_expectation_fails_on_a_frame_that_breaks_it(
+    real_specs, params, questions, index, expectation
+):
     """The plain pandas runner of the per-partition check fails exactly the broken
     expectation, with the same failure line Great Expectations writes for the same frame."""
     suite = real_specs.quality.suites["validated_questions"]
@@ -284,8 +316,16 @@ def test_plain_suite_reports_what_great_expectations_reports(real_specs, params,
 
 def test_plain_suite_runs_every_type_the_spec_uses_and_refuses_others(real_specs, questions, params):
     assert unsupported_expectations(real_specs.quality.suites["validated_questions"]) == []
-    odd = Suite(description="x", expectations=[Expectation(type="expect_column_stdev_to_be_between", kwargs={"column": "answer_value", "max_value": 1})])
-    with pytest.raises(ValueError, match=r"suite odd: expectation type\(s\) expect_column_stdev_to_be_between cannot run without Great Expectations"):
+    odd = Suite(
+        description="x",
+        expectations=[
+            Expectation(type="expect_column_stdev_to_be_between", kwargs={"column": "answer_value", "max_value": 1})
+        ],
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"suite odd: expectation type\(s\) expect_column_stdev_to_be_between cannot run without Great Expectations",
+    ):
         run_plain_suite(questions, "odd", odd, {})
     partial = {k: v for k, v in params.items() if k != "backends"}
     with pytest.raises(KeyError, match=r"suite validated_questions: .*\$\{backends\} has no value"):
@@ -293,8 +333,28 @@ def test_plain_suite_runs_every_type_the_spec_uses_and_refuses_others(real_specs
 
 
 def test_plain_suite_honours_mostly(questions):
-    suite = Suite(description="x", expectations=[Expectation(type="expect_column_values_to_be_in_set", kwargs={"column": "zone", "value_set": ["recall"], "mostly": 0.05})])
+    suite = Suite(
+        description="x",
+        expectations=[
+            Expectation(
+                type="expect_column_values_to_be_in_set",
+                kwargs={"column": "zone", "value_set": ["recall"], "mostly": 0.05},
+            )
+        ],
+    )
     loose = run_plain_suite(questions, "loose", suite, {})
-    strict = run_plain_suite(questions, "strict", Suite(description="x", expectations=[Expectation(type="expect_column_values_to_be_in_set", kwargs={"column": "zone", "value_set": ["recall"]})]), {})
+    strict = run_plain_suite(
+        questions,
+        "strict",
+        Suite(
+            description="x",
+            expectations=[
+                Expectation(
+                    type="expect_column_values_to_be_in_set", kwargs={"column": "zone", "value_set": ["recall"]}
+                )
+            ],
+        ),
+        {},
+    )
     assert loose.success and not strict.success
     assert loose.failures == run_suite(questions, "loose", suite, {}).failures

@@ -62,7 +62,9 @@ def test_design_renders_whole_questions(specs, mid, did, track):
         assert x.calc[-1].name == design.answer, where
         assert abs(x.mistake_value - x.answer.value) > 0.1 * abs(x.answer.value), where
         for text in (x.title, x.scenario, x.question, x.realistic_solution, x.common_mistake, x.napkin_math):
-            assert "{" not in text and "}" not in text and not re.search(r"\bnan\b", text, re.I), f"{where}: template residue in {text[:80]!r}"
+            assert "{" not in text and "}" not in text and not re.search(r"\bnan\b", text, re.I), (
+                f"{where}: template residue in {text[:80]!r}"
+            )
         assert x.question.count("?") == 1 and x.question.endswith("?"), where
         assert len(x.title) <= 120, where
         derived = sum(1 for s in x.calc if s.kind == "derived")
@@ -81,13 +83,17 @@ def test_every_misconception_is_asked_and_computes(specs, mid):
     """A misconception no design uses is dead text; one that is used builds a chain that recomputes."""
     model = item_models()[mid]
     used = {d.mistake for d in model.spec.questions}
-    assert set(model.spec.misconceptions) <= used, f"{mid}: misconceptions no design asks: {sorted(set(model.spec.misconceptions) - used)}"
+    assert set(model.spec.misconceptions) <= used, (
+        f"{mid}: misconceptions no design asks: {sorted(set(model.spec.misconceptions) - used)}"
+    )
     for d in model.spec.questions:
         for track in d.tracks or model.spec.tracks:
             for s in model.settings(specs, track):
                 p = plan(model, specs, d, s)
                 if p is not None:
-                    assert recompute([st.as_dict() for st in p.wrong_calc.steps]) == [], f"{mid}/{d.id}/{d.mistake} on {track}"
+                    assert recompute([st.as_dict() for st in p.wrong_calc.steps]) == [], (
+                        f"{mid}/{d.id}/{d.mistake} on {track}"
+                    )
                     break
 
 
@@ -103,11 +109,13 @@ def test_every_design_is_distinct_reasoning(specs):
 
 def test_bad_item_model_names_file_and_problem(tmp_path):
     bad = tmp_path / "broken.yaml"
-    bad.write_text("id: broken\ntopics: [kv-cache-management]\ntracks: [cloud]\nsummary: a model that is broken on purpose\n"
-                   "calc:\n  - {name: x, value: 1, unit: GB, label: x, why: because}\n"
-                   "misconceptions:\n  m: {pitfall: p, rationale: r, consequence: c}\n"
-                   "questions:\n  - {id: q, zone: quantify, level: L3, answer: y, mistake: m, title: t, scenario: s,"
-                   " question: 'q?', solution: s, conclusion: c}\n")
+    bad.write_text(
+        "id: broken\ntopics: [kv-cache-management]\ntracks: [cloud]\nsummary: a model that is broken on purpose\n"
+        "calc:\n  - {name: x, value: 1, unit: GB, label: x, why: because}\n"
+        "misconceptions:\n  m: {pitfall: p, rationale: r, consequence: c}\n"
+        "questions:\n  - {id: q, zone: quantify, level: L3, answer: y, mistake: m, title: t, scenario: s,"
+        " question: 'q?', solution: s, conclusion: c}\n"
+    )
     with pytest.raises(ItemModelError, match=r"broken.yaml: questions.q: answer 'y' is not a calc step"):
         ItemModel.load(bad)
     bad.write_text("id: broken\ntopics: [x]\n")
@@ -123,13 +131,19 @@ def test_generation_refuses_an_item_model_whose_references_do_not_resolve(specs,
 
     assets = tmp_path / "assets"
     (assets / "item_models").mkdir(parents=True)
-    text = (item_models()["kv-cache-sessions"].path).read_text().replace("zone: recall\n    level: L1", "zone: recall\n    level: L5")
+    text = (
+        (item_models()["kv-cache-sessions"].path)
+        .read_text()
+        .replace("zone: recall\n    level: L1", "zone: recall\n    level: L5")
+    )
     (assets / "item_models" / "kv-cache-sessions.yaml").write_text(text)
     shutil.copytree(item_models()["kv-cache-sessions"].path.parents[1] / "prompts", assets / "prompts")
     monkeypatch.setenv("STAFFML_ASSETS_DIR", str(assets))
     _load_all.cache_clear()
     try:
-        with pytest.raises(ItemModelError, match=r"kv-cache-sessions.yaml: questions.kv-heads-recall: level L5 is outside zone recall"):
+        with pytest.raises(
+            ItemModelError, match=r"kv-cache-sessions.yaml: questions.kv-heads-recall: level L5 is outside zone recall"
+        ):
             ItemModelGenerator().generate(specs, CellRequest("kv-cache-management", "cloud", "recall", "L5", 1, 1))
     finally:
         _load_all.cache_clear()
@@ -167,11 +181,22 @@ def test_rendered_prose_reads_as_written():
     """Articles, whole millions and singular units after the values are filled in."""
     from staffml_dagster.core.item_model import polish
 
-    assert polish("Of a 86% accuracy on a Arm core, a 11 ms stall") == "Of an 86% accuracy on an Arm core, an 11 ms stall"
+    assert (
+        polish("Of a 86% accuracy on a Arm core, a 11 ms stall") == "Of an 86% accuracy on an Arm core, an 11 ms stall"
+    )
     assert polish("a one-shot all-reduce, a 180 ms budget, a user") == "a one-shot all-reduce, a 180 ms budget, a user"
-    assert polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million") == "about 12 million USD over 1 day, not 11 days or 2.5 million"
-    assert polish("at 30 Hz that is 1 frames; weights are 1 bytes each, 21 bytes in all") == "at 30 Hz that is 1 frame; weights are 1 byte each, 21 bytes in all"
-    assert polish("A 86% share. It adds a column to A and a row to B") == "An 86% share. It adds a column to A and a row to B"
+    assert (
+        polish("about 12.0 million USD over 1 days, not 11 days or 2.5 million")
+        == "about 12 million USD over 1 day, not 11 days or 2.5 million"
+    )
+    assert (
+        polish("at 30 Hz that is 1 frames; weights are 1 bytes each, 21 bytes in all")
+        == "at 30 Hz that is 1 frame; weights are 1 byte each, 21 bytes in all"
+    )
+    assert (
+        polish("A 86% share. It adds a column to A and a row to B")
+        == "An 86% share. It adds a column to A and a row to B"
+    )
 
 
 def test_an_item_model_may_pick_its_workloads_per_track(specs):
@@ -185,10 +210,17 @@ def test_an_item_model_may_pick_its_workloads_per_track(specs):
 
 
 def test_a_workload_id_that_does_not_exist_names_the_file_and_the_track(specs, tmp_path):
-    text = item_models()["activation-memory-recompute"].path.read_text().replace("mobile: [bert-base]", "mobile: [bert-basic]")
+    text = (
+        item_models()["activation-memory-recompute"]
+        .path.read_text()
+        .replace("mobile: [bert-base]", "mobile: [bert-basic]")
+    )
     bad = tmp_path / "activation-memory-recompute.yaml"
     bad.write_text(text)
-    with pytest.raises(ItemModelError, match=r"activation-memory-recompute.yaml: vary.workload.ids.mobile: unknown workload 'bert-basic'"):
+    with pytest.raises(
+        ItemModelError,
+        match=r"activation-memory-recompute.yaml: vary.workload.ids.mobile: unknown workload 'bert-basic'",
+    ):
         ItemModel.load(bad).check_against(specs)
 
 
@@ -205,8 +237,12 @@ def test_one_topic_parses_only_the_files_that_name_it(monkeypatch):
     for topic, track in (("kv-cache-management", "cloud"), ("roofline-analysis", "mobile")):
         parsed.clear()
         found = im.models_for_topic(topic, track)
-        expected = [m for m in everything.values() if track in m.tracks
-                    and (topic in m.spec.topics or any(topic in (d.topics or []) for d in m.spec.questions))]
+        expected = [
+            m
+            for m in everything.values()
+            if track in m.tracks
+            and (topic in m.spec.topics or any(topic in (d.topics or []) for d in m.spec.questions))
+        ]
         assert [m.id for m in found] == [m.id for m in expected] and found
         assert len(parsed) < len(everything) / 4, parsed
     parsed.clear()

@@ -19,21 +19,25 @@ def window(specs):
     model) and at least one that does not."""
     from staffml_dagster.core.item_model import models_for_topic
 
-    applicable = {(r.topic, r.track): bool(r.applicable) and bool(models_for_topic(r.topic, r.track))
-                  for r in applicability_rows(specs).itertuples()}
+    applicable = {
+        (r.topic, r.track): bool(r.applicable) and bool(models_for_topic(r.topic, r.track))
+        for r in applicability_rows(specs).itertuples()
+    }
     keys = topic_track.get_partition_keys()
     for i in range(len(keys) - 3):
-        dims = [k.keys_by_dimension for k in keys[i:i + 4]]
+        dims = [k.keys_by_dimension for k in keys[i : i + 4]]
         flags = [applicable[(d["topic"], d["track"])] for d in dims]
         one_topic = len({d["topic"] for d in dims}) == 1  # a range tag pair spans one topic's four tracks
         if one_topic and 1 <= flags.count(False) and flags.count(True) >= 2:
-            return keys[i:i + 4], flags
+            return keys[i : i + 4], flags
     pytest.fail("no window of four partitions mixes applicable and inapplicable ones")
 
 
 def _materialize(defs, instance, partition_key=None, tags=None):
     assert defs.resolve_job_def("design_stages").execute_in_process(instance=instance, run_config=QUIET).success
-    result = defs.resolve_job_def("questions_job").execute_in_process(instance=instance, partition_key=partition_key, tags=tags, run_config=QUIET)
+    result = defs.resolve_job_def("questions_job").execute_in_process(
+        instance=instance, partition_key=partition_key, tags=tags, run_config=QUIET
+    )
     assert result.success
     return result
 
@@ -44,7 +48,11 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tm
     keys, flags = window
     warehouse = pipeline.warehouse
     instance = dg.DagsterInstance.ephemeral()
-    ranged_run = _materialize(pipeline.defs, instance, tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    ranged_run = _materialize(
+        pipeline.defs,
+        instance,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
     assert len(instance.get_run_records()) == 2  # the design stages, then all four partitions at once
     checks = [c for c in ranged_run.get_asset_check_evaluations() if c.check_name == "validated_questions_expectations"]
     assert len(checks) == 1 and checks[0].passed
@@ -75,11 +83,16 @@ def test_one_run_over_a_range_writes_what_single_runs_write(window, pipeline, tm
     assert checks[0].metadata["rows_checked"].value == sum(len(ids) for ids in ranged.values())
     again = _materialize(pipeline.defs, instance, partition_key=single_key)
     check = next(c for c in again.get_asset_check_evaluations() if c.check_name == "validated_questions_expectations")
-    assert check.passed and check.metadata["rows_checked"].value == len(ranged[single_key]) < checks[0].metadata["rows_checked"].value
+    assert (
+        check.passed
+        and check.metadata["rows_checked"].value == len(ranged[single_key]) < checks[0].metadata["rows_checked"].value
+    )
 
 
 def _latest_metadata(instance, asset: str, key) -> dict:
-    (record,) = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1).records
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1
+    ).records
     return record.asset_materialization.metadata
 
 
@@ -90,7 +103,9 @@ def _assert_own_metadata(instance, warehouse, key, dims, questions, embeddings, 
     assert meta["dagster/row_count"].value == len(questions), key
     assert meta["partitions"].value == 4 and meta["run_row_count"].value > len(questions)
     if len(questions):
-        tracks = re.findall(r"^\*[\w-]+ · L[\w+]+ · ([\w-]+)\*$", meta["samples"].value, flags=re.M)  # each sample's "*zone · level · track*"
+        tracks = re.findall(
+            r"^\*[\w-]+ · L[\w+]+ · ([\w-]+)\*$", meta["samples"].value, flags=re.M
+        )  # each sample's "*zone · level · track*"
         assert len(tracks) == min(5, len(questions)) and set(tracks) == {dims["track"]}, (key, tracks)
         assert meta["zone_x_level"].value.count("\n") >= 2
     else:
@@ -101,7 +116,9 @@ def _assert_own_metadata(instance, warehouse, key, dims, questions, embeddings, 
     if len(validated):
         assert verdicts["passed"].value == int(validated["passed"].sum())
     capacity = read_partition(warehouse, "cell_capacity", dims)
-    assert _latest_metadata(instance, "cell_capacity", key)["dagster/row_count"].value == (0 if capacity is None else len(capacity))
+    assert _latest_metadata(instance, "cell_capacity", key)["dagster/row_count"].value == (
+        0 if capacity is None else len(capacity)
+    )
 
 
 def test_backfills_of_the_partitioned_stages_are_single_runs():

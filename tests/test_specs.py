@@ -24,16 +24,25 @@ def test_hardware_figures_carry_units_and_sources(specs):
     assert ridge == pytest.approx(295, rel=0.01)
     for p in specs.hardware.platforms:
         assert p.memory.q.check("[information]"), p.id
-        if p.kind == "npu":  # an NPU inside a larger part: its MAC-array geometry is the point, bandwidth and power are the part's
+        if (
+            p.kind == "npu"
+        ):  # an NPU inside a larger part: its MAC-array geometry is the point, bandwidth and power are the part's
             g = {name: fig.value for name, fig in p.geometry.items()}
             # one micro-block of outputs, each reducing dot-width input channels, is the whole array
-            assert g["npu_ublock_height"] * g["npu_ublock_width"] * g["npu_ublock_depth"] * g["npu_dot_width"] == g["npu_macs_per_cycle"], p.id
+            assert (
+                g["npu_ublock_height"] * g["npu_ublock_width"] * g["npu_ublock_depth"] * g["npu_dot_width"]
+                == g["npu_macs_per_cycle"]
+            ), p.id
             if p.clock is not None:  # a derived peak: MACs per cycle x 2 operations x clock
                 peak = (2 * g["npu_macs_per_cycle"] * p.clock.q).to("GHz").magnitude
                 assert p.compute["int8"].q.to("GOPS").magnitude == pytest.approx(peak), p.id
             continue
         if p.memory_bandwidth is None:  # host-attached: weights on chip, the PCIe lane is a link, not a memory
-            assert p.kind == "accelerator" and p.interconnect and specs.interconnect_by_id[p.interconnect].scope == "host-bus", p.id
+            assert (
+                p.kind == "accelerator"
+                and p.interconnect
+                and specs.interconnect_by_id[p.interconnect].scope == "host-bus"
+            ), p.id
             continue
         assert p.memory_bandwidth.q.check("[information]/[time]"), p.id
         assert p.power.q.check("[power]"), p.id
@@ -133,7 +142,9 @@ def test_zone_derivation(specs):
 
 
 def test_adding_a_skill_demands_new_pair_names(specs):
-    skills = specs.skills.model_copy(update={"skills": [*specs.skills.skills, specs.skills.skills[0].model_copy(update={"id": "communicate"})]})
+    skills = specs.skills.model_copy(
+        update={"skills": [*specs.skills.skills, specs.skills.skills[0].model_copy(update={"id": "communicate"})]}
+    )
     with pytest.raises(SpecError, match="singles"):
         derive_zones(skills, specs.zones_spec)
 
@@ -154,10 +165,17 @@ def _platform(data, pid):
 
 
 def test_on_chip_memory_must_be_a_size(specs_copy):
-    _edit(specs_copy, "hardware.yaml",
-          lambda d: _platform(d, "a17-pro")["on_chip"]["threadgroup_memory"].update(value=32, unit="GB/s"))
-    _fails(specs_copy, "hardware.yaml", r"platforms\[\d+\]\(a17-pro\)\.on_chip\.threadgroup_memory",
-           r"unit 'GB/s' measures .*, but a size needs \[information\]")
+    _edit(
+        specs_copy,
+        "hardware.yaml",
+        lambda d: _platform(d, "a17-pro")["on_chip"]["threadgroup_memory"].update(value=32, unit="GB/s"),
+    )
+    _fails(
+        specs_copy,
+        "hardware.yaml",
+        r"platforms\[\d+\]\(a17-pro\)\.on_chip\.threadgroup_memory",
+        r"unit 'GB/s' measures .*, but a size needs \[information\]",
+    )
 
 
 def test_on_chip_memory_needs_a_source(specs_copy):
@@ -167,7 +185,12 @@ def test_on_chip_memory_needs_a_source(specs_copy):
 
 def test_geometry_must_be_a_whole_count(specs_copy):
     _edit(specs_copy, "hardware.yaml", lambda d: _platform(d, "a16-bionic")["geometry"]["gpu_cores"].update(value=5.5))
-    _fails(specs_copy, "hardware.yaml", r"platforms\[\d+\]\(a16-bionic\)\.geometry", r"'gpu_cores' is 5.5 count, not a whole count")
+    _fails(
+        specs_copy,
+        "hardware.yaml",
+        r"platforms\[\d+\]\(a16-bionic\)\.geometry",
+        r"'gpu_cores' is 5.5 count, not a whole count",
+    )
 
 
 def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
@@ -182,7 +205,10 @@ def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
     assert _platform_figure(a17, "geometry.gpu_cores").value == 6
     assert _platform_figure(specs.platform_by_id["h100-sxm"], path).q.to("KiB").magnitude == 228
     assert _platform_figure(specs.platform_by_id["mi300x"], path) is None  # a part without it is skipped, not guessed
-    assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.on_chip.threadgroup_memory") is a17.on_chip["threadgroup_memory"]
+    assert (
+        hardware_figure(specs, "specs/hardware.yaml: a17-pro.on_chip.threadgroup_memory")
+        is a17.on_chip["threadgroup_memory"]
+    )
     assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.geometry.simd_width").value == 32
 
 
@@ -197,7 +223,12 @@ def test_duplicate_key_is_refused_not_silently_overwritten(specs_copy):
     assert text.count(first) == 1
     path.write_text(text.replace(first, first + '    memory: {value: 8, unit: GB, source: "a typo"}\n'))
     line = text[: text.index(first)].count("\n") + 1
-    err = _fails(specs_copy, "hardware.yaml", rf"line {line + 1}, column \d+", rf"duplicate key 'memory' \(first written on line {line}\)")
+    err = _fails(
+        specs_copy,
+        "hardware.yaml",
+        rf"line {line + 1}, column \d+",
+        rf"duplicate key 'memory' \(first written on line {line}\)",
+    )
     assert str(err).startswith("hardware.yaml: line ")
 
 
@@ -207,12 +238,27 @@ def test_duplicate_key_inside_a_flow_mapping(specs_copy):
     _fails(specs_copy, "generation.yaml", r"line \d+", "duplicate key 'round_size'")
 
 
-@pytest.mark.parametrize("file, mutate, key", [
-    ("hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(value=float("inf")), r"platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.value"),
-    ("hardware.yaml", lambda d: d["platforms"][0]["compute"]["fp16"].update(value=float("nan")), r"platforms\[0\]\(h100-sxm\)\.compute\.fp16\.value"),
-    ("tracks.yaml", lambda d: d["tracks"][0]["scale_points"]["batch"].__setitem__(0, float("inf")), r"tracks\[0\]\(cloud\)\.scale_points\.batch\[0\]"),
-    ("quality.yaml", lambda d: d.update(similarity_threshold=float("nan")), r"^similarity_threshold$"),
-])
+@pytest.mark.parametrize(
+    "file, mutate, key",
+    [
+        (
+            "hardware.yaml",
+            lambda d: d["platforms"][0]["memory_bandwidth"].update(value=float("inf")),
+            r"platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.value",
+        ),
+        (
+            "hardware.yaml",
+            lambda d: d["platforms"][0]["compute"]["fp16"].update(value=float("nan")),
+            r"platforms\[0\]\(h100-sxm\)\.compute\.fp16\.value",
+        ),
+        (
+            "tracks.yaml",
+            lambda d: d["tracks"][0]["scale_points"]["batch"].__setitem__(0, float("inf")),
+            r"tracks\[0\]\(cloud\)\.scale_points\.batch\[0\]",
+        ),
+        ("quality.yaml", lambda d: d.update(similarity_threshold=float("nan")), r"^similarity_threshold$"),
+    ],
+)
 def test_non_finite_numbers_are_refused(specs_copy, file, mutate, key):
     _edit(specs_copy, file, mutate)
     assert ".inf" in (specs_copy / file).read_text() or ".nan" in (specs_copy / file).read_text()
@@ -231,26 +277,66 @@ def test_empty_scale_axis_is_refused(specs_copy):
     _fails(specs_copy, "tracks.yaml", r"tracks\[1\]\(edge\)\.scale_points\.batch", "at least 1")
 
 
-@pytest.mark.parametrize("file, mutate, key, problem", [
-    ("hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(unit="GB"), r"platforms\[0\]\(h100-sxm\)\.memory_bandwidth",
-     r"unit 'GB' measures \[information\], but a bandwidth needs \[information\] / \[time\]"),
-    ("hardware.yaml", lambda d: d["platforms"][0]["memory"].update(unit="GB/s"), r"platforms\[0\]\(h100-sxm\)\.memory", "a size needs"),
-    ("hardware.yaml", lambda d: d["platforms"][0]["compute"]["fp16"].update(unit="TB/s"), r"compute\.fp16", "a compute rate needs"),
-    ("hardware.yaml", lambda d: d["platforms"][0]["power"].update(unit="J"), r"platforms\[0\]\(h100-sxm\)\.power", "a power needs"),
-    ("hardware.yaml", lambda d: d["interconnects"][0]["bandwidth"].update(unit="Gbit"), r"interconnects\[0\]\(.+\)\.bandwidth", "a bandwidth needs"),
-    ("tracks.yaml", lambda d: d["tracks"][0]["scale"]["latency_budget"].update(unit="MB"), r"tracks\[0\]\(cloud\)\.scale\.latency_budget", "a duration needs"),
-    ("workloads.yaml", lambda d: d["workloads"][0]["flops_per_inference"].update(unit="GB"), r"workloads\[0\]\(.+\)\.flops_per_inference", "an operation count needs"),
-])
+@pytest.mark.parametrize(
+    "file, mutate, key, problem",
+    [
+        (
+            "hardware.yaml",
+            lambda d: d["platforms"][0]["memory_bandwidth"].update(unit="GB"),
+            r"platforms\[0\]\(h100-sxm\)\.memory_bandwidth",
+            r"unit 'GB' measures \[information\], but a bandwidth needs \[information\] / \[time\]",
+        ),
+        (
+            "hardware.yaml",
+            lambda d: d["platforms"][0]["memory"].update(unit="GB/s"),
+            r"platforms\[0\]\(h100-sxm\)\.memory",
+            "a size needs",
+        ),
+        (
+            "hardware.yaml",
+            lambda d: d["platforms"][0]["compute"]["fp16"].update(unit="TB/s"),
+            r"compute\.fp16",
+            "a compute rate needs",
+        ),
+        (
+            "hardware.yaml",
+            lambda d: d["platforms"][0]["power"].update(unit="J"),
+            r"platforms\[0\]\(h100-sxm\)\.power",
+            "a power needs",
+        ),
+        (
+            "hardware.yaml",
+            lambda d: d["interconnects"][0]["bandwidth"].update(unit="Gbit"),
+            r"interconnects\[0\]\(.+\)\.bandwidth",
+            "a bandwidth needs",
+        ),
+        (
+            "tracks.yaml",
+            lambda d: d["tracks"][0]["scale"]["latency_budget"].update(unit="MB"),
+            r"tracks\[0\]\(cloud\)\.scale\.latency_budget",
+            "a duration needs",
+        ),
+        (
+            "workloads.yaml",
+            lambda d: d["workloads"][0]["flops_per_inference"].update(unit="GB"),
+            r"workloads\[0\]\(.+\)\.flops_per_inference",
+            "an operation count needs",
+        ),
+    ],
+)
 def test_unit_of_the_wrong_dimension_is_refused_at_load(specs_copy, file, mutate, key, problem):
     _edit(specs_copy, file, mutate)
     _fails(specs_copy, file, key, problem)
 
 
-@pytest.mark.parametrize("file, mutate, key", [
-    ("topics.yaml", lambda d: d.update(topics=[]), "^topics$"),
-    ("topics.yaml", lambda d: d.update(areas=[]), "^areas$"),
-    ("hardware.yaml", lambda d: d.update(platforms=[]), "^platforms$"),
-])
+@pytest.mark.parametrize(
+    "file, mutate, key",
+    [
+        ("topics.yaml", lambda d: d.update(topics=[]), "^topics$"),
+        ("topics.yaml", lambda d: d.update(areas=[]), "^areas$"),
+        ("hardware.yaml", lambda d: d.update(platforms=[]), "^platforms$"),
+    ],
+)
 def test_empty_lists_are_refused(specs_copy, file, mutate, key):
     _edit(specs_copy, file, mutate)
     _fails(specs_copy, file, key, "at least 1")
@@ -268,7 +354,9 @@ def test_readme_example_of_an_unknown_unit_is_refused(specs_copy):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = re.search(r"`(hardware\.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.unit: unknown unit '([^']+)')`", readme)
+    example = re.search(
+        r"`(hardware\.yaml: platforms\[0\]\(h100-sxm\)\.memory_bandwidth\.unit: unknown unit '([^']+)')`", readme
+    )
     assert example, "README's spec error example not found"
     _edit(specs_copy, "hardware.yaml", lambda d: d["platforms"][0]["memory_bandwidth"].update(unit=example.group(2)))
     with pytest.raises(SpecError) as info:
@@ -283,9 +371,14 @@ def test_item_models_are_checked_and_reject_duplicate_keys(specs, tmp_path):
     source = item_models()["kv-cache-sessions"].path
     text = source.read_text()
     assert "\n    zone: recall\n" in text
-    (tmp_path / source.name).write_text(text.replace("\n    zone: recall\n", "\n    zone: recall\n    zone: design\n", 1))
+    (tmp_path / source.name).write_text(
+        text.replace("\n    zone: recall\n", "\n    zone: recall\n    zone: design\n", 1)
+    )
     try:
-        with pytest.raises(ItemModelError, match=r"kv-cache-sessions.yaml: line \d+, column \d+: not valid YAML: duplicate key 'zone' \(first written on line \d+\)"):
+        with pytest.raises(
+            ItemModelError,
+            match=r"kv-cache-sessions.yaml: line \d+, column \d+: not valid YAML: duplicate key 'zone' \(first written on line \d+\)",
+        ):
             check_item_models(specs, tmp_path)
     finally:
         _load_all.cache_clear()

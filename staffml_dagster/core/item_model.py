@@ -44,8 +44,21 @@ from staffml_dagster.core.render import common_mistake, napkin_math
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
 
-RESERVED = {"platform", "platform_b", "platform_short", "platform_b_short", "workload", "track", "n", "c", "w",
-            "answer", "wrong", "loop", "range"}
+RESERVED = {
+    "platform",
+    "platform_b",
+    "platform_short",
+    "platform_b_short",
+    "workload",
+    "track",
+    "n",
+    "c",
+    "w",
+    "answer",
+    "wrong",
+    "loop",
+    "range",
+}
 ZONE_NEEDS = {
     # what a design must declare for its zone to be honest (the rubric's zone_fit, ../shared/docs/REVIEW_RUBRIC.md)
     "diagnosis": ("symptom", "alternatives"),
@@ -184,8 +197,11 @@ class Setting:
 
     @property
     def key(self) -> str:
-        parts = [self.platform.id if self.platform else "-", self.platform_b.id if self.platform_b else "-",
-                 self.workload.id if self.workload else "-"]
+        parts = [
+            self.platform.id if self.platform else "-",
+            self.platform_b.id if self.platform_b else "-",
+            self.workload.id if self.workload else "-",
+        ]
         return "|".join(parts + [",".join(f"{k}={v:g}" for k, v in self.params) or "-"])
 
     @property
@@ -219,7 +235,9 @@ class Draft:
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
 PROSE_SIG = 3  # prose quotes three significant figures; the napkin math shows four
-_JINJA.filters["billions"] = lambda x: fmt_number(float(x) / 1e9, PROSE_SIG)  # 8.03e9 -> "8.03" (write "billion" after it)
+_JINJA.filters["billions"] = lambda x: fmt_number(
+    float(x) / 1e9, PROSE_SIG
+)  # 8.03e9 -> "8.03" (write "billion" after it)
 _JINJA.filters["num"] = lambda x: fmt_number(float(x), PROSE_SIG)  # three significant figures, thousands separators
 
 
@@ -230,7 +248,9 @@ def _template(text: str) -> jinja2.Template:
 
 _AN = re.compile(r"\b([Aa]) (?=[AEIOaei]\S|o(?!ne\b)\S|8|1[18]\b|1[18][,.]\d)")
 _WHOLE_MILLIONS = re.compile(r"(?<![\d.])(\d+)\.0 (thousand|million|billion|trillion)\b")
-_ONE_PLURAL = re.compile(r"(?<![\d.,])1 (day|hour|minute|second|week|month|year|GPU|node|device|byte|token|frame|step|request|sample|cycle|image|epoch|user)s\b")
+_ONE_PLURAL = re.compile(
+    r"(?<![\d.,])1 (day|hour|minute|second|week|month|year|GPU|node|device|byte|token|frame|step|request|sample|cycle|image|epoch|user)s\b"
+)
 
 
 def _sentence_start(text: str, i: int) -> bool:
@@ -242,7 +262,9 @@ def _sentence_start(text: str, i: int) -> bool:
 def polish(text: str) -> str:
     """What a template cannot see once its values are filled in: "an 86%", "an Arm" (not "a"),
     "12 million" (not "12.0 million"), "1 day" (not "1 days")."""
-    text = _AN.sub(lambda m: m.group(1) + "n " if m.group(1) == "a" or _sentence_start(text, m.start()) else m.group(0), text)
+    text = _AN.sub(
+        lambda m: m.group(1) + "n " if m.group(1) == "a" or _sentence_start(text, m.start()) else m.group(0), text
+    )
     text = _WHOLE_MILLIONS.sub(r"\1 \2", text)
     return _ONE_PLURAL.sub(r"1 \1", text)
 
@@ -299,7 +321,9 @@ class ItemModel:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise ItemModelError(f"{path.name}: {where}not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+            raise ItemModelError(
+                f"{path.name}: {where}not valid YAML: {getattr(exc, 'problem', None) or exc}"
+            ) from None
         try:
             spec = ItemModelSpec.model_validate(data)
         except ValidationError as exc:
@@ -338,8 +362,14 @@ class ItemModel:
                 if ref not in names:
                     self._fail(where, f"{ref!r} is not a calc step")
             for need in ZONE_NEEDS.get(d.zone, ()):
-                have = {"symptom": d.symptom, "alternatives": d.alternatives, "options": len(d.options) >= 2,
-                        "decision": d.decision, "lever": d.lever, "claims": {**self.spec.claims, **d.claims}}[need]
+                have = {
+                    "symptom": d.symptom,
+                    "alternatives": d.alternatives,
+                    "options": len(d.options) >= 2,
+                    "decision": d.decision,
+                    "lever": d.lever,
+                    "claims": {**self.spec.claims, **d.claims},
+                }[need]
                 if not have:
                     self._fail(where, f"zone {d.zone} needs `{need}` (see ZONE_NEEDS)")
             for r in d.remarks:
@@ -361,7 +391,10 @@ class ItemModel:
             if d.zone not in specs.zone_by_id:
                 self._fail(f"questions.{d.id}", f"unknown zone {d.zone!r}")
             if d.level not in specs.zone_by_id[d.zone].levels:
-                self._fail(f"questions.{d.id}", f"level {d.level} is outside zone {d.zone}'s levels {specs.zone_by_id[d.zone].levels}")
+                self._fail(
+                    f"questions.{d.id}",
+                    f"level {d.level} is outside zone {d.zone}'s levels {specs.zone_by_id[d.zone].levels}",
+                )
             for t in d.topics or []:
                 if t not in self.spec.topics:
                     self._fail(f"questions.{d.id}", f"topic {t!r} is not one of the model's topics")
@@ -378,7 +411,10 @@ class ItemModel:
                     self._fail("vary.workload.ids", f"track {track!r} is not one of the model's tracks")
                 for w in listed:
                     if w not in known:
-                        self._fail(f"vary.workload.ids.{track}" if track != "all" else "vary.workload.ids", f"unknown workload {w!r}")
+                        self._fail(
+                            f"vary.workload.ids.{track}" if track != "all" else "vary.workload.ids",
+                            f"unknown workload {w!r}",
+                        )
 
     # ------------------------------------------------------------------ the space
     def settings(self, specs: Specs, track: str) -> list[Setting]:
@@ -386,8 +422,11 @@ class ItemModel:
         platforms = self._platforms(specs, track, v.platform) if v.platform else [None]
         platforms_b = self._platforms(specs, track, v.platform_b) if v.platform_b else [None]
         if v.workload:
-            workloads = [w for w in specs.workloads.workloads if track in w.tracks and w.family in v.workload.families
-                         and v.workload.allows(track, w.id)]
+            workloads = [
+                w
+                for w in specs.workloads.workloads
+                if track in w.tracks and w.family in v.workload.families and v.workload.allows(track, w.id)
+            ]
         else:
             workloads = [None]
         # a parameter with no values on this track is absent there: the steps using it drop out
@@ -414,12 +453,19 @@ class ItemModel:
         return out
 
     def designs_for(self, topic: str, track: str, zone: str, level: str) -> list[Design]:
-        return [d for d in self.spec.questions
-                if d.zone == zone and d.level == level and track in (d.tracks or self.spec.tracks)
-                and topic in (d.topics or self.spec.topics)]
+        return [
+            d
+            for d in self.spec.questions
+            if d.zone == zone
+            and d.level == level
+            and track in (d.tracks or self.spec.tracks)
+            and topic in (d.topics or self.spec.topics)
+        ]
 
     # ------------------------------------------------------------------ the calc
-    def build(self, specs: Specs, s: Setting, mistake: str | None = None, handed: dict[str, CalcStep] | None = None) -> Calc:
+    def build(
+        self, specs: Specs, s: Setting, mistake: str | None = None, handed: dict[str, CalcStep] | None = None
+    ) -> Calc:
         """The chain at a setting; with ``mistake``, as that misconception computes it. Steps in
         ``handed`` are stated by the scenario: they become givens with the stated value.
         Memoized per process (the designs of a model share their chains); a fresh Calc each call."""
@@ -443,7 +489,8 @@ class ItemModel:
         missing: set[str] = set()
         for step in self.spec.calc:
             uses = {n.id for n in _names_in(step.expr or step.observed or "0")} | {
-                n.id for e in ([step.mistakes[mistake]] if mistake in step.mistakes else []) for n in _names_in(e)}
+                n.id for e in ([step.mistakes[mistake]] if mistake in step.mistakes else []) for n in _names_in(e)
+            }
             if uses & missing:
                 missing.add(step.name)
                 continue
@@ -453,8 +500,16 @@ class ItemModel:
                 missing.add(step.name)
         return calc
 
-    def _add_step(self, specs: Specs, s: Setting, step: StepSpec, calc: Calc, context: dict, mistake: str | None,
-                  handed: dict[str, CalcStep] | None) -> None:
+    def _add_step(
+        self,
+        specs: Specs,
+        s: Setting,
+        step: StepSpec,
+        calc: Calc,
+        context: dict,
+        mistake: str | None,
+        handed: dict[str, CalcStep] | None,
+    ) -> None:
         label = render(step.label, context)
         if handed and step.name in handed:
             h = handed[step.name]
@@ -537,11 +592,14 @@ class ItemModel:
             return p.name.split(" (")[0] if p else ""
 
         return {
-            "platform": s.platform.name if s.platform else "", "platform_short": short(s.platform),
+            "platform": s.platform.name if s.platform else "",
+            "platform_short": short(s.platform),
             "platform_id": s.platform.id if s.platform else "",
             "kernels": (s.platform.kernel_library or "") if s.platform else "",
-            "platform_b": s.platform_b.name if s.platform_b else "", "platform_b_short": short(s.platform_b),
-            "workload": s.workload.name if s.workload else "", "track": s.track,
+            "platform_b": s.platform_b.name if s.platform_b else "",
+            "platform_b_short": short(s.platform_b),
+            "workload": s.workload.name if s.workload else "",
+            "track": s.track,
         }
 
     def claims(self, d: Design | None, calc: Calc) -> dict[str, bool]:
@@ -687,17 +745,32 @@ def draft(model: ItemModel, specs: Specs, d: Design, s: Setting, topic: str, p: 
     mis = model.spec.misconceptions[d.mistake]
     try:
         texts = {k: render(getattr(d, k), context) for k in ("title", "scenario", "question", "solution", "conclusion")}
-        mistake_text = common_mistake({k: render(getattr(mis, k), context) for k in ("pitfall", "rationale", "consequence")})
+        mistake_text = common_mistake(
+            {k: render(getattr(mis, k), context) for k in ("pitfall", "rationale", "consequence")}
+        )
         if d.alternatives:
             texts["solution"] = " ".join([texts["solution"], *(render(a, context) for a in d.alternatives)])
     except jinja2.TemplateError as exc:
         raise ItemModelError(f"{model.path.name}: questions.{d.id}: {exc}") from None
     return Draft(
-        item_model=model.id, design=d.id, topic=topic, title=texts["title"], scenario=texts["scenario"],
-        question=texts["question"], realistic_solution=texts["solution"], common_mistake=mistake_text,
-        napkin_math=napkin_math(steps, texts["conclusion"]), calc=steps, answer=answer, mistake_id=d.mistake,
-        mistake_value=wrong, claims=[{"name": k, "expression": claim_exprs[k], "holds": v} for k, v in claims.items()],
-        distractors=list(d.distractors), setting=s, signature=f"{model.id}|{d.id}|{s.key}", reasoning=p.reasoning,
+        item_model=model.id,
+        design=d.id,
+        topic=topic,
+        title=texts["title"],
+        scenario=texts["scenario"],
+        question=texts["question"],
+        realistic_solution=texts["solution"],
+        common_mistake=mistake_text,
+        napkin_math=napkin_math(steps, texts["conclusion"]),
+        calc=steps,
+        answer=answer,
+        mistake_id=d.mistake,
+        mistake_value=wrong,
+        claims=[{"name": k, "expression": claim_exprs[k], "holds": v} for k, v in claims.items()],
+        distractors=list(d.distractors),
+        setting=s,
+        signature=f"{model.id}|{d.id}|{s.key}",
+        reasoning=p.reasoning,
     )
 
 
@@ -706,8 +779,10 @@ def _answer_last(model: ItemModel, d: Design, steps: list[CalcStep]) -> list[Cal
     steps = sorted(steps, key=lambda st: model.step_names.index(st.name) if st.name in model.step_names else -1)
     after = [st for st in steps if st.kind == "derived" and d.answer in {n.id for n in _names_in(st.expression)}]
     if after:
-        raise ItemModelError(f"{model.path.name}: questions.{d.id}: step {after[0].name} uses the answer "
-                             f"{d.answer}; the answer must be the last step the question shows")
+        raise ItemModelError(
+            f"{model.path.name}: questions.{d.id}: step {after[0].name} uses the answer "
+            f"{d.answer}; the answer must be the last step the question shows"
+        )
     return [st for st in steps if st.name != d.answer] + [st for st in steps if st.name == d.answer]
 
 
@@ -768,8 +843,11 @@ def models_for_topic(topic: str, track: str) -> list[ItemModel]:
     a few of the ~200 files instead of all (parsing all takes 1-2 s)."""
     paths = sorted(_directory().glob("*.yaml"))
     models = [_load_one(str(p)) for p in paths if topic in p.read_text(encoding="utf-8")]
-    return [m for m in models if track in m.tracks
-            and (topic in m.spec.topics or any(topic in (d.topics or []) for d in m.spec.questions))]
+    return [
+        m
+        for m in models
+        if track in m.tracks and (topic in m.spec.topics or any(topic in (d.topics or []) for d in m.spec.questions))
+    ]
 
 
 def assigned_topic(model: ItemModel, d: Design, s: Setting) -> str:

@@ -25,13 +25,31 @@ import numpy as np
 import pandas as pd
 import pint
 
-from staffml_dagster.core.calc import CalcError, evaluate, evaluate_condition, fmt_number, fmt_quantity, recompute, stated_quantities
+from staffml_dagster.core.calc import (
+    CalcError,
+    evaluate,
+    evaluate_condition,
+    fmt_number,
+    fmt_quantity,
+    recompute,
+    stated_quantities,
+)
 from staffml_dagster.quality.tfidf import Tfidf
 from staffml_dagster.specs import Figure, Platform, Specs
 from staffml_dagster.units import Q_, parse_unit
 
-CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "distinctness", "hygiene",
-            "coherence", "answer_key", "structure", "topic_fit")
+CRITERIA = (
+    "specificity",
+    "grounding",
+    "falsifiability",
+    "computability",
+    "distinctness",
+    "hygiene",
+    "coherence",
+    "answer_key",
+    "structure",
+    "topic_fit",
+)
 # the criteria a row earns on its own (distinctness needs the rest of its cell, topic_fit the other
 # topics): those of its form, and those a Staff-level reviewer checks
 FORM_CRITERIA = ("specificity", "grounding", "falsifiability", "computability", "hygiene")
@@ -109,15 +127,28 @@ def specificity(row: Mapping, specs: Specs) -> Verdict:
 _FIGURE_SOURCE = re.compile(r"specs/hardware\.yaml: ([a-z0-9_-]+)\.([a-z0-9_-]+)(?:\.([a-z0-9_]+))?\s*$")
 # a hardware figure in text: not the digits of a precision label or a name (FP16 TFLOPS, A100), and
 # a precision label may sit between number and unit (989 FP16 TFLOPS)
-_QUANTITY = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+\s)?"
-                       r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|MOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b")
+_QUANTITY = re.compile(
+    r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:(?:FP|BF|TF|INT)\d+\s)?"
+    r"(TB/s|GB/s|MB/s|TFLOPS|GFLOPS|MFLOPS|TOPS|GOPS|MOPS|GB|GiB|MB|MiB|kB|KiB|KB|TB|W|mW|uW|µW|MHz|GHz)\b"
+)
 MAX_FIGURE_TEXT = 50_000  # characters of one text searched for hardware figures
 FAMILY_RANGE = 1.25  # a figure beside a family name must lie within its members' figures, widened by this factor
-FAMILY_MEMORY_RANGE = 4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
+FAMILY_MEMORY_RANGE = (
+    4.0  # memory and flash vary most across the parts of a family or a core (a Cortex-M7 MCU: 512 KB-2 MB)
+)
 
 
 def _platform_figures(p: Platform) -> list[pint.Quantity]:
-    figs = [p.memory, p.memory_bandwidth, p.power, p.idle_power, p.clock, p.flash, *p.compute.values(), *p.on_chip.values()]
+    figs = [
+        p.memory,
+        p.memory_bandwidth,
+        p.power,
+        p.idle_power,
+        p.clock,
+        p.flash,
+        *p.compute.values(),
+        *p.on_chip.values(),
+    ]
     return [f.q for f in figs if f is not None]
 
 
@@ -147,9 +178,17 @@ _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {}
 # any Cortex-M4F part; a figure beside a family name is checked against all of its members.
 FAMILY_NAMES = (
     ("Jetson Orin", "Jetson"),
-    ("Cortex-M4", "Cortex-M4F"), ("Cortex M4", "Cortex-M4F"), ("Cortex-M7", "Cortex-M7"), ("Cortex M7", "Cortex-M7"),
-    ("ESP32", "ESP32-S3"), ("Snapdragon", "Snapdragon"), ("Coral", "Coral"), ("Edge TPU", "Coral Edge TPU"),
-    ("TPU v5p", "TPU v5p"), ("MI300", "MI300X"), ("nRF52", "nRF52840"),
+    ("Cortex-M4", "Cortex-M4F"),
+    ("Cortex M4", "Cortex-M4F"),
+    ("Cortex-M7", "Cortex-M7"),
+    ("Cortex M7", "Cortex-M7"),
+    ("ESP32", "ESP32-S3"),
+    ("Snapdragon", "Snapdragon"),
+    ("Coral", "Coral"),
+    ("Edge TPU", "Coral Edge TPU"),
+    ("TPU v5p", "TPU v5p"),
+    ("MI300", "MI300X"),
+    ("nRF52", "nRF52840"),
 )
 
 
@@ -165,15 +204,19 @@ def platform_aliases(specs: Specs) -> dict[str, tuple[str, ...]]:
         base = p.name.split(" (")[0]
         names = {p.name, base, re.sub(r"\s+\d+GB$", "", base)}
         if base.startswith(p.vendor + " "):
-            names.add(re.sub(r"\s+\d+GB$", "", base[len(p.vendor) + 1:]))
+            names.add(re.sub(r"\s+\d+GB$", "", base[len(p.vendor) + 1 :]))
         inside = re.search(r"\(([^)]*)\)", p.name)
-        for part in (inside.group(1).split(",") if inside else []):
+        for part in inside.group(1).split(",") if inside else []:
             part = part.strip()
             if re.fullmatch(r"(?:iPhone \d+(?: Pro)?|STM32[A-Z]\d+)", part):
                 names.add(part)
         for token in re.split(r"[\s/(),]+", p.name):
-            if (re.search(r"[A-Za-z]", token) and re.search(r"\d", token) and len(token) >= 3
-                    and not re.fullmatch(r"\d+(GB|MB|KB|kB)|SXM\d|M\.2|Gen\d|LX\d|STM32\w+|PCIe\w*", token)):
+            if (
+                re.search(r"[A-Za-z]", token)
+                and re.search(r"\d", token)
+                and len(token) >= 3
+                and not re.fullmatch(r"\d+(GB|MB|KB|kB)|SXM\d|M\.2|Gen\d|LX\d|STM32\w+|PCIe\w*", token)
+            ):
                 names.add(token)
                 if re.fullmatch(r"Cortex-M\d+F", token):
                     names.add(token[:-1])  # Cortex-M4F is written Cortex-M4 too
@@ -196,7 +239,10 @@ def _platform_pattern(specs: Specs) -> tuple[re.Pattern, dict[str, set[str]]]:
             for name in names:
                 owners.setdefault(name, set()).add(pid)
         alternatives = "|".join(re.escape(n) for n in sorted(owners, key=len, reverse=True))
-        _PATTERNS[specs.version] = (re.compile(rf"(?<![\w-])({alternatives})(?:s\b)?(?![\w-])"), owners)  # "8 A100s" too
+        _PATTERNS[specs.version] = (
+            re.compile(rf"(?<![\w-])({alternatives})(?:s\b)?(?![\w-])"),
+            owners,
+        )  # "8 A100s" too
     return _PATTERNS[specs.version]
 
 
@@ -213,7 +259,9 @@ def _mentioned_platforms(text: str, specs: Specs) -> set[str]:
 _OTHER_PARTS = re.compile(
     r"(?<![\w-])(?:NVLink(?:\s?\d(?:\.0)?)?|NVSwitch|InfiniBand|IB|PCIe(?:\s?(?:Gen\s?)?\d(?:\.0)?)?(?:\s?x\d+)?|Ethernet|RoCE(?:\s?v2)?|CXL|ICI|"
     r"Infinity Fabric|UFS(?:\s?\d(?:\.\d)?)?|eMMC|NVMe|SSD|USB\s?\d?(?:\.\d)?|SPI|QSPI|I2C|Wi-?Fi(?:\s?\d)?|Bluetooth|BLE|LTE(?:-M)?|MIPI|CSI-?2?|"
-    r"PSRAM|interconnect|network|fabric|link|bus|inter-node|intra-node|cross-node|S3)(?![\w-])", re.IGNORECASE)
+    r"PSRAM|interconnect|network|fabric|link|bus|inter-node|intra-node|cross-node|S3)(?![\w-])",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -237,9 +285,17 @@ def is_family_name(name: str, specs: Specs) -> bool:
     rather than one part: its figures are then checked against every member, loosely."""
     _, owners = _platform_pattern(specs)
     return name in _FAMILY_ALIASES or len(owners.get(name, ())) > 1
-_USAGE_BEFORE = re.compile(r"(?:\b(?:uses?|using|used|consum\w*|takes?|taking|occup\w*|needs?|requires?|leav\w*|budget\w*|overhead|context|workspace|"
-                           r"footprint|activations?|weights?|draws?|allocat\w*|reserv\w*|free|only|about|approx\w*|roughly)\b[^,;()]{0,12}|~|≈)\s*$", re.IGNORECASE)
-_USAGE_AFTER = re.compile(r"^\s*(?:of\s+)?(?:weights|activations|KV|cache|workspace|overhead|budget|free|used|remaining|headroom|footprint|usage|peak|total|for)\b", re.IGNORECASE)
+
+
+_USAGE_BEFORE = re.compile(
+    r"(?:\b(?:uses?|using|used|consum\w*|takes?|taking|occup\w*|needs?|requires?|leav\w*|budget\w*|overhead|context|workspace|"
+    r"footprint|activations?|weights?|draws?|allocat\w*|reserv\w*|free|only|about|approx\w*|roughly)\b[^,;()]{0,12}|~|≈)\s*$",
+    re.IGNORECASE,
+)
+_USAGE_AFTER = re.compile(
+    r"^\s*(?:of\s+)?(?:weights|activations|KV|cache|workspace|overhead|budget|free|used|remaining|headroom|footprint|usage|peak|total|for)\b",
+    re.IGNORECASE,
+)
 
 
 def _clause_spans(text: str) -> list[tuple[int, int]]:
@@ -251,19 +307,25 @@ def _clause_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _owner_of(clause: str, at: int, end: int, mentions: list[tuple[int, int, str, frozenset[str] | None]], starts: list[int]):
+def _owner_of(
+    clause: str, at: int, end: int, mentions: list[tuple[int, int, str, frozenset[str] | None]], starts: list[int]
+):
     """The mention a figure at [at, end) of the clause belongs to: a part named right after it
     ("50 GB/s inter-node"), the name just before the parenthesis it sits in ("Jetson Orin (275
     TOPS, 60W)"), the nearest name before it, else a name right after it ("a 32 GB Jetson").
     ``mentions`` are sorted and do not overlap; ``starts`` are their start offsets."""
     first_after = bisect.bisect_left(starts, end)
-    after = [m for m in mentions[first_after:first_after + 3] if m[0] - end <= 40 and re.fullmatch(r"\s*(?:[\w-]+\s+)?", clause[end:m[0]])]
+    after = [
+        m
+        for m in mentions[first_after : first_after + 3]
+        if m[0] - end <= 40 and re.fullmatch(r"\s*(?:[\w-]+\s+)?", clause[end : m[0]])
+    ]
     if after and after[0][3] is None:
         return after[0]
     opened, closed = clause.rfind("(", 0, at), clause.rfind(")", 0, at)
     if opened > closed:  # inside a parenthesis: the name written just before it
         i = bisect.bisect_right(starts, opened) - 1
-        if i >= 0 and mentions[i][1] <= opened and not clause[mentions[i][1]:opened].strip():
+        if i >= 0 and mentions[i][1] <= opened and not clause[mentions[i][1] : opened].strip():
             return mentions[i]
     i = bisect.bisect_right(starts, at) - 1
     while i >= 0 and mentions[i][1] > at:
@@ -286,8 +348,11 @@ def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
         clause = text[c0:c1]
         mentions = [(m.start(), m.end(), m.group(1), frozenset(owners[m.group(1)])) for m in pattern.finditer(clause)]
         taken = [(a, b) for a, b, _, _ in mentions]
-        mentions += [(m.start(), m.end(), m.group(0), None) for m in _OTHER_PARTS.finditer(clause)
-                     if not any(a <= m.start() < b for a, b in taken)]
+        mentions += [
+            (m.start(), m.end(), m.group(0), None)
+            for m in _OTHER_PARTS.finditer(clause)
+            if not any(a <= m.start() < b for a, b in taken)
+        ]
         mentions.sort()
         starts = [m[0] for m in mentions]
         for m in _QUANTITY.finditer(clause):
@@ -295,11 +360,18 @@ def figure_attributions(text: str, specs: Specs) -> list[Attribution]:
             if q is None:
                 continue
             owner = _owner_of(clause, m.start(), m.end(), mentions, starts)
-            usage = bool(_USAGE_BEFORE.search(clause[max(0, m.start() - 30):m.start()]) or _USAGE_AFTER.match(clause[m.end():m.end() + 25]))
+            usage = bool(
+                _USAGE_BEFORE.search(clause[max(0, m.start() - 30) : m.start()])
+                or _USAGE_AFTER.match(clause[m.end() : m.end() + 25])
+            )
             if owner is None:
                 out.append(Attribution(m.group(0), q, c0 + m.start(), frozenset(), "", False, usage))
             else:
-                out.append(Attribution(m.group(0), q, c0 + m.start(), owner[3] or frozenset(), owner[2], owner[3] is None, usage))
+                out.append(
+                    Attribution(
+                        m.group(0), q, c0 + m.start(), owner[3] or frozenset(), owner[2], owner[3] is None, usage
+                    )
+                )
     return out
 
 
@@ -384,10 +456,14 @@ def grounding(row: Mapping, specs: Specs, tol: float | None = None) -> Verdict:
         try:
             expected = float(fig.q.to(Q_(1, str(step.get("unit", ""))).units).magnitude)
         except (pint.PintError, ValueError):
-            problems.append(f"step {step.get('name')} states {where} in {step.get('unit')!r}, incompatible with {fig.unit}")
+            problems.append(
+                f"step {step.get('name')} states {where} in {step.get('unit')!r}, incompatible with {fig.unit}"
+            )
             continue
         if not math.isclose(float(step.get("value", 0)), expected, rel_tol=tol):
-            problems.append(f"step {step.get('name')} states {step.get('value')} {step.get('unit')} for {where}; specs say {fmt_quantity(expected, str(step.get('unit')))}")
+            problems.append(
+                f"step {step.get('name')} states {step.get('value')} {step.get('unit')} for {where}; specs say {fmt_quantity(expected, str(step.get('unit')))}"
+            )
     if not _calc(row):
         # free text (e.g. imported questions): figures stated next to a platform's name must be
         # one of its figures. Structured rows are grounded through their calc sources above,
@@ -432,9 +508,15 @@ def computability(row: Mapping, tol: float = 0.01) -> Verdict:
     if answer is None:
         problems.append("no answer_value")
     elif str(final.get("unit", "")) != unit or not math.isclose(float(final.get("value", 0)), answer, rel_tol=tol):
-        problems.append(f"the last step gives {final.get('value')} {final.get('unit')}, but the stated answer is {answer:g} {unit}")
+        problems.append(
+            f"the last step gives {final.get('value')} {final.get('unit')}, but the stated answer is {answer:g} {unit}"
+        )
     text = _text(row, "napkin_math")
-    missing = [s["name"] for s in calc if s.get("kind") != "given" and fmt_quantity(float(s["value"]), str(s.get("unit", ""))) not in text]
+    missing = [
+        s["name"]
+        for s in calc
+        if s.get("kind") != "given" and fmt_quantity(float(s["value"]), str(s.get("unit", ""))) not in text
+    ]
     if missing:
         problems.append(f"napkin math text does not show the values of {', '.join(missing[:5])}")
     return _fail("computability", problems)
@@ -444,7 +526,9 @@ def computability(row: Mapping, tol: float = 0.01) -> Verdict:
 
 # a level or a serial number closing the title ("... L4", "Question 12", "#3", "- 0042"); a quantity
 # that ends a sentence ("stops paying at batch 128") is not one
-_TEMPLATE_TITLE = re.compile(r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|(?:\s-|[_:])\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE)
+_TEMPLATE_TITLE = re.compile(
+    r"(\bL[1-6]\+?|\b(?:new|question|q|item)\s*#?\d+|#\d+|(?:\s-|[_:])\s*\d{3,}|(?<![\d,.])0\d{2,})\s*$", re.IGNORECASE
+)
 
 
 def _truncated(text: str) -> str | None:
@@ -453,7 +537,13 @@ def _truncated(text: str) -> str | None:
         return "empty"
     if t[-1] not in ".?!)`*\"'|”’]":  # a closing % is a number cut off: "...the allocator reports 30%"
         return f"ends mid-sentence ('…{t[-25:]}')"
-    if t[-1] != "|" and t.rstrip(")`*\"'”’]")[-1:] not in (".", "?", "!", ":", ""):  # "...(OOM)", "BatchSize *": closers after no full stop
+    if t[-1] != "|" and t.rstrip(")`*\"'”’]")[-1:] not in (
+        ".",
+        "?",
+        "!",
+        ":",
+        "",
+    ):  # "...(OOM)", "BatchSize *": closers after no full stop
         return f"ends mid-sentence ('…{t[-25:]}')"
     if t.count("**") % 2:
         return "unbalanced ** markup"
@@ -480,7 +570,11 @@ def hygiene(row: Mapping, specs: Specs) -> Verdict:
     track = _text(row, "track")
     text = " ".join(_text(row, k) for k in ("title", "scenario", "question", "realistic_solution", "napkin_math"))
     # a row without a track (an imported cross-cutting question) has no other track to stray into
-    foreign = sorted(pid for pid in _mentioned_platforms(text, specs) if specs.platform_by_id[pid].track != track) if track else []
+    foreign = (
+        sorted(pid for pid in _mentioned_platforms(text, specs) if specs.platform_by_id[pid].track != track)
+        if track
+        else []
+    )
     if foreign:
         problems.append(f"mentions hardware of another track: {', '.join(foreign)}")
     topic = specs.topic_by_id.get(_text(row, "topic"))
@@ -559,8 +653,21 @@ def _used(steps: list[dict], row: Mapping) -> set[str]:
 
 _MULTIPLIERS = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
 _GLUED = {"k": (1e3, 1024.0), "K": (1e3, 1024.0), "M": (1e6,), "B": (1e9,)}
-_UNIT_FIXES = {"KB": "kB", "Gbps": "Gbit/s", "Gb/s": "Gbit/s", "Mbps": "Mbit/s", "Mb/s": "Mbit/s", "µW": "uW", "µs": "us",
-               "fps": "1/s", "FPS": "1/s", "sec": "s", "secs": "s", "hrs": "h", "mins": "min"}
+_UNIT_FIXES = {
+    "KB": "kB",
+    "Gbps": "Gbit/s",
+    "Gb/s": "Gbit/s",
+    "Mbps": "Mbit/s",
+    "Mb/s": "Mbit/s",
+    "µW": "uW",
+    "µs": "us",
+    "fps": "1/s",
+    "FPS": "1/s",
+    "sec": "s",
+    "secs": "s",
+    "hrs": "h",
+    "mins": "min",
+}
 _NUMBER = re.compile(
     r"(?<![\w.,])(?<![A-Za-z]-)"  # not glued to a name (H100, FP16, p99, GPT-2, v5e, 1.2.3)
     r"(?P<num>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<frac>\.\d+)?"
@@ -601,7 +708,9 @@ def _names_pattern(specs: Specs) -> re.Pattern:
         for thing in [*specs.workloads.workloads, *specs.hardware.interconnects]:
             names |= {thing.name, thing.name.split(" (")[0]}
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-        _NAME_PATTERNS[specs.version] = re.compile(rf"(?<![\w-])(?:{alternatives})(?!\w)(?!-\d)")  # "Snapdragon 8 Gen 3-class" too
+        _NAME_PATTERNS[specs.version] = re.compile(
+            rf"(?<![\w-])(?:{alternatives})(?!\w)(?!-\d)"
+        )  # "Snapdragon 8 Gen 3-class" too
     return _NAME_PATTERNS[specs.version]
 
 
@@ -632,7 +741,9 @@ def stated_figures(text: str, specs: Specs, mask: bool = True) -> list[Stated]:
         if g["unit"] in ("in", "at", "a"):  # "1 in 25", "8 at once": a preposition, not inches or atmospheres
             g["unit"] = None
         value = float(g["num"].replace(",", "") + (g["frac"] or "")) * 10 ** int(g["exp"] or g["exp10"] or 0)
-        plain = not (g["frac"] or g["exp"] or g["exp10"] or g["word"] or g["glued"] or g["pct"] or g["unit"] or "," in g["num"])
+        plain = not (
+            g["frac"] or g["exp"] or g["exp10"] or g["word"] or g["glued"] or g["pct"] or g["unit"] or "," in g["num"]
+        )
         if plain and (1950 <= value <= 2039 or value in (0, 1)):
             continue  # a year, or "one GPU", "batch 1": not a figure to compute with
         values = [value]
@@ -643,7 +754,9 @@ def stated_figures(text: str, specs: Specs, mask: bool = True) -> list[Stated]:
         elif g["pct"]:
             values.append(value / 100)
         base = _base(values[0], g["unit"]) if g["unit"] else None
-        written = m.group(0) if base or not m.group("unit") else m.group(0)[: m.start("unit") - m.start()]  # drop "8 with"
+        written = (
+            m.group(0) if base or not m.group("unit") else m.group(0)[: m.start("unit") - m.start()]
+        )  # drop "8 with"
         out.append(Stated(written.strip(" -"), tuple(values), base))
     return out
 
@@ -679,7 +792,9 @@ def _states(text: str, figures: list[Stated], step: Mapping) -> bool:
         shown = {fmt_number(float(step.get("value")), sig) for sig in (4, 3)}  # napkin math and prose
     except (TypeError, ValueError):
         return False
-    return any(re.search(rf"(?<![\w.,]){re.escape(x)}(?![\d])", text) for x in shown) or any(_matches(f, step) for f in figures)
+    return any(re.search(rf"(?<![\w.,]){re.escape(x)}(?![\d])", text) for x in shown) or any(
+        _matches(f, step) for f in figures
+    )
 
 
 def _shown(step: Mapping) -> str:
@@ -701,8 +816,11 @@ _PROSE_FIELDS = ("scenario", "question", "realistic_solution", "common_mistake")
 
 # template residue a published question should not carry: an [INSERT ...] slot, <placeholder>, lorem
 # ipsum, FIXME/TBD, the generator's own scaffolding ("Calculated Distractor", "An L5 engineer will")
-_RESIDUE = re.compile(r"\[(?:insert|placeholder|todo|tbd|fill)[^\]\n]{0,40}\]|<(?:placeholder|insert|todo|tbd)[^>\n]{0,40}>|lorem ipsum"
-                      r"|\bcalculated distractor\b|\b(?:an?\s+)?L[1-6]\+?\s+(?:engineer|candidate)s?\s+(?:will|would|should)\b", re.IGNORECASE)
+_RESIDUE = re.compile(
+    r"\[(?:insert|placeholder|todo|tbd|fill)[^\]\n]{0,40}\]|<(?:placeholder|insert|todo|tbd)[^>\n]{0,40}>|lorem ipsum"
+    r"|\bcalculated distractor\b|\b(?:an?\s+)?L[1-6]\+?\s+(?:engineer|candidate)s?\s+(?:will|would|should)\b",
+    re.IGNORECASE,
+)
 _RESIDUE_CASED = re.compile(r"\b(?:FIXME|TBD)\b|\{\{[^{}\n]{0,40}\}\}|\$\{[^{}\n]{0,40}\}")
 
 
@@ -727,7 +845,9 @@ def leaks(row: Mapping) -> list[str]:
             prose = re.sub(r"`[^`]*`|\[[^\]\n]*\]", " ", _LATEX.sub(" ", text))  # code spans, tensor shapes
             found += [f"identifier {m.group(0)}" for m in _SNAKE.finditer(prose)]
         if found:
-            problems.append(f"{key} contains tool-internal or placeholder text: {', '.join(repr(f) for f in dict.fromkeys(found))}")
+            problems.append(
+                f"{key} contains tool-internal or placeholder text: {', '.join(repr(f) for f in dict.fromkeys(found))}"
+            )
     calcs = re.search(r"\*\*Calculations:\*\*(.*?)(?=\n\s*\*\*[^*\n]+:\*\*|\Z)", _text(row, "napkin_math"), re.DOTALL)
     if calcs and not any(re.search(r"[\d=]", line) for line in calcs.group(1).splitlines()):
         problems.append("empty Calculations section in the napkin math")
@@ -744,7 +864,9 @@ def _orphans(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
     for key in ("scenario", "question"):
         for fig in stated_figures(_text(row, key), specs):
             if not any(_matches(fig, s) for s in used) and not any(_close(v, t) for v in fig.values for t in traps):
-                problems.append(f"{key} states {fig.text!r}, which the solution never uses (use it, cut it, or make it a named distractor at L5+)")
+                problems.append(
+                    f"{key} states {fig.text!r}, which the solution never uses (use it, cut it, or make it a named distractor at L5+)"
+                )
     return problems
 
 
@@ -758,9 +880,14 @@ def _unstated_givens(row: Mapping, steps: list[dict], specs: Specs) -> list[str]
     figures = stated_figures(text, specs) + stated_figures(text, specs, mask=False)
     answer = str(steps[-1].get("name"))
     needed = closure(steps) - {answer}
-    return [f"the solution uses {s.get('label') or s.get('name')} ({_shown(s)}), which the scenario never states"
-            for s in steps if str(s.get("name")) in needed and s.get("kind") == "given" and s.get("value") != 1  # 1 day, 1 byte: a unit
-            and not _states(text, figures, s)]
+    return [
+        f"the solution uses {s.get('label') or s.get('name')} ({_shown(s)}), which the scenario never states"
+        for s in steps
+        if str(s.get("name")) in needed
+        and s.get("kind") == "given"
+        and s.get("value") != 1  # 1 day, 1 byte: a unit
+        and not _states(text, figures, s)
+    ]
 
 
 def _distractor_problems(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
@@ -794,7 +921,11 @@ def _label_in(step: Mapping, text: str) -> bool:
 # Software that runs on one vendor's parts only, and the words that name such a part. A question
 # that recommends nvJPEG on an AMD GPU or CMSIS-NN on an Xtensa core describes no real setup.
 _VENDOR_SOFTWARE: tuple[tuple[re.Pattern, re.Pattern, str], ...] = (
-    (re.compile(r"\b(?:CUDA|cuDNN|cuBLAS|TensorRT|NCCL|nvJPEG|DALI|Nsight|NVLink)\b"), re.compile(r"NVIDIA|Jetson|\bH100|\bA100|\bB200"), "NVIDIA"),
+    (
+        re.compile(r"\b(?:CUDA|cuDNN|cuBLAS|TensorRT|NCCL|nvJPEG|DALI|Nsight|NVLink)\b"),
+        re.compile(r"NVIDIA|Jetson|\bH100|\bA100|\bB200"),
+        "NVIDIA",
+    ),
     (re.compile(r"\b(?:ROCm|MIOpen|RCCL|rocJPEG|rocAL|hipBLAS)\b"), re.compile(r"\bAMD\b|Instinct|MI300"), "AMD"),
     (re.compile(r"\b(?:Core ML|Neural Engine)\b"), re.compile(r"\bApple\b|iPhone|\bA1\d"), "Apple"),
     (re.compile(r"\b(?:SNPE|QNN|Hexagon)\b"), re.compile(r"Qualcomm|Snapdragon"), "Qualcomm"),
@@ -815,7 +946,9 @@ def vendor_software_problems(row: Mapping, specs: Specs) -> list[str]:
     for software, owner, vendor in _VENDOR_SOFTWARE:
         named = sorted({m.group(0) for m in software.finditer(text)})
         if named and not owner.search(text) and not any(owner.search(part) for part in parts):
-            problems.append(f"names {', '.join(named)} ({vendor} only) for {', '.join(sorted(ids))}, which run none of it")
+            problems.append(
+                f"names {', '.join(named)} ({vendor} only) for {', '.join(sorted(ids))}, which run none of it"
+            )
     return problems
 
 
@@ -827,15 +960,23 @@ def coherence(row: Mapping, specs: Specs) -> Verdict:
     steps = _calc(row)
     if not steps:
         return Verdict("coherence", not problems, "; ".join(problems) or UNVERIFIABLE)
-    problems += _orphans(row, steps, specs) + _unstated_givens(row, steps, specs) + _distractor_problems(row, steps, specs)
+    problems += (
+        _orphans(row, steps, specs) + _unstated_givens(row, steps, specs) + _distractor_problems(row, steps, specs)
+    )
     return _fail("coherence", problems)
 
 
 # --------------------------------------------------------------------------- answer_key
 
-_BOUND = re.compile(r"(?P<neg>\bnot\s+|\bno\s+longer\s+|n't\s+|\brather\s+than\s+|\binstead\s+of\s+)?"
-                    r"\b(?P<kind>memory|memory[- ]bandwidth|bandwidth|compute)[- ]bound\b", re.IGNORECASE)
-_DOMINATES = re.compile(r"\bdominated\s+by\s+(?:the\s+)?(?P<after>[\w -]{3,60})|(?P<before>(?:\b[\w-]+\s+){1,8}?)dominates?\b", re.IGNORECASE)
+_BOUND = re.compile(
+    r"(?P<neg>\bnot\s+|\bno\s+longer\s+|n't\s+|\brather\s+than\s+|\binstead\s+of\s+)?"
+    r"\b(?P<kind>memory|memory[- ]bandwidth|bandwidth|compute)[- ]bound\b",
+    re.IGNORECASE,
+)
+_DOMINATES = re.compile(
+    r"\bdominated\s+by\s+(?:the\s+)?(?P<after>[\w -]{3,60})|(?P<before>(?:\b[\w-]+\s+){1,8}?)dominates?\b",
+    re.IGNORECASE,
+)
 
 
 def _time_steps(steps: list[dict], words: tuple[str, ...], others: tuple[str, ...]) -> list[dict]:
@@ -868,7 +1009,9 @@ def _bound_problem(row: Mapping, steps: list[dict]) -> str | None:
     said = kinds.pop()
     if (said == "memory") != (_step_base(memory)[0] > _step_base(compute)[0]):
         big, small = (compute, memory) if said == "memory" else (memory, compute)
-        return f"the text says {said}-bound, but {big['name']} ({_shown(big)}) exceeds {small['name']} ({_shown(small)})"
+        return (
+            f"the text says {said}-bound, but {big['name']} ({_shown(big)}) exceeds {small['name']} ({_shown(small)})"
+        )
     return None
 
 
@@ -912,8 +1055,10 @@ def _minority_of_total(x: Mapping, used: list[dict], env: dict) -> str | None:
         except (CalcError, KeyError, pint.PintError, ZeroDivisionError, TypeError, ValueError):
             continue
         if share < 0.5:
-            return (f"the text says {x['label']} dominates, but it is {_shown(x)} of {total.get('label') or total['name']} "
-                    f"({_shown(total)}), {round(100 * share)}%")
+            return (
+                f"the text says {x['label']} dominates, but it is {_shown(x)} of {total.get('label') or total['name']} "
+                f"({_shown(total)}), {round(100 * share)}%"
+            )
     return None
 
 
@@ -929,11 +1074,15 @@ def _dominance_problems(row: Mapping, steps: list[dict]) -> list[str]:
         if len(named) != 1:
             continue  # no step, or several: the mapping is not unambiguous
         x = named[0]
-        related = closure(steps, [str(x["name"])]) | {str(s["name"]) for s in used if str(x["name"]) in closure(steps, [str(s["name"])])}
+        related = closure(steps, [str(x["name"])]) | {
+            str(s["name"]) for s in used if str(x["name"]) in closure(steps, [str(s["name"])])
+        }
         rivals = [s for s in used if str(s["name"]) not in related and _step_base(s)[1] == _step_base(x)[1]]
         bigger = max(rivals, key=lambda s: _step_base(s)[0], default=None)
         if bigger is not None and _step_base(bigger)[0] > _step_base(x)[0]:
-            problems.append(f"the text says {x['label']} dominates, but {bigger.get('label') or bigger['name']} ({_shown(bigger)}) is larger than {_shown(x)}")
+            problems.append(
+                f"the text says {x['label']} dominates, but {bigger.get('label') or bigger['name']} ({_shown(bigger)}) is larger than {_shown(x)}"
+            )
         elif (minority := _minority_of_total(x, used, stated_quantities(steps))) is not None:
             problems.append(minority)
     return problems
@@ -958,7 +1107,9 @@ def answer_key(row: Mapping) -> Verdict:
             problems.append(f"claim {name} cannot be re-evaluated: {exc}")
             continue
         if actual != bool(said):
-            problems.append(f"claim {name} says {str(bool(said)).lower()}, the calc says {str(actual).lower()} ({claim.get('expression')})")
+            problems.append(
+                f"claim {name} says {str(bool(said)).lower()}, the calc says {str(actual).lower()} ({claim.get('expression')})"
+            )
     bound = _bound_problem(row, steps)
     problems += ([bound] if bound else []) + _dominance_problems(row, steps)
     return _fail("answer_key", problems)
@@ -976,17 +1127,27 @@ def _zone_problems(row: Mapping, zone: str, steps: list[dict], derived: int) -> 
     declared = _items(row, "claims") is not None
     claims = _claims(row)
     problems = []
-    if zone in ("diagnosis", "debug") and not any(s.get("kind") == "given" and str(s.get("source", "")).startswith("observed") for s in steps):
+    if zone in ("diagnosis", "debug") and not any(
+        s.get("kind") == "given" and str(s.get("source", "")).startswith("observed") for s in steps
+    ):
         problems.append(f"{zone} reasons from a symptom, but no given step has an 'observed: ...' source")
-    if zone == "evaluation" and declared and len(set(_items(row, "platforms") or [])) < 2 \
-            and not any(_OPTION_CLAIM.search(str(c.get("name", ""))) for c in claims):
-        problems.append("evaluation compares two options, but the row has one platform and no prefer_/choose_/option_ claim")
+    if (
+        zone == "evaluation"
+        and declared
+        and len(set(_items(row, "platforms") or [])) < 2
+        and not any(_OPTION_CLAIM.search(str(c.get("name", ""))) for c in claims)
+    ):
+        problems.append(
+            "evaluation compares two options, but the row has one platform and no prefer_/choose_/option_ claim"
+        )
     if zone in ("design", "specification", "realization") and declared and not claims:
         problems.append(f"{zone} makes a decision, but no claim justifies it")
     if zone == "optimization" and not any(_LEVER.search(n) for n in _used(steps, row)):
         problems.append("optimization applies a lever, but no after_/lever/optimized/improved step computes its effect")
     if zone in ("mastery", "debug") and derived < 3:
-        problems.append(f"{zone} integrates several steps, but the answer takes {derived} derived step(s) (needs 3 or more)")
+        problems.append(
+            f"{zone} integrates several steps, but the answer takes {derived} derived step(s) (needs 3 or more)"
+        )
     if zone == "recall" and derived > 1:
         problems.append(f"recall states one figure, but the answer takes {derived} derived steps")
     return problems
@@ -1001,12 +1162,20 @@ def _recalled_specs_stated(row: Mapping, steps: list[dict], specs: Specs) -> lis
     problems = []
     # a number the scenario must state as a figure of its own (8 input channels) says nothing when a
     # hardware figure has the same value (8 lanes per dot product): it is read as the scenario's
-    own = {s.get("value") for s in steps if s.get("kind") == "given" and str(s.get("source", "")).startswith("scenario:")}
+    own = {
+        s.get("value") for s in steps if s.get("kind") == "given" and str(s.get("source", "")).startswith("scenario:")
+    }
     for s in steps:
-        if s.get("kind") == "given" and str(s.get("source", "")).startswith("specs/hardware.yaml") and s.get("value") not in own:
+        if (
+            s.get("kind") == "given"
+            and str(s.get("source", "")).startswith("specs/hardware.yaml")
+            and s.get("value") not in own
+        ):
             shown = re.escape(_shown(s))  # as a number of its own: a 4 inside "24" or "400 MHz" is not the figure 4
             if re.search(rf"(?<![\w.,]){shown}(?![\d])", text) or any(_same_quantity(f, s) for f in figures):
-                problems.append(f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, which a {_text(row, 'level')} candidate should recall")
+                problems.append(
+                    f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, which a {_text(row, 'level')} candidate should recall"
+                )
     return problems
 
 
@@ -1022,7 +1191,9 @@ def structure(row: Mapping, specs: Specs) -> Verdict:
     problems = []
     level = specs.level_by_id.get(_text(row, "level"))
     if level is not None and not level.steps[0] - 1 <= derived <= level.steps[1] + 1:
-        problems.append(f"{level.id} takes {level.steps[0]}-{level.steps[1]} steps, but the answer takes {derived} derived step(s)")
+        problems.append(
+            f"{level.id} takes {level.steps[0]}-{level.steps[1]} steps, but the answer takes {derived} derived step(s)"
+        )
     problems += _recalled_specs_stated(row, steps, specs) + _zone_problems(row, _text(row, "zone"), steps, derived)
     return _fail("structure", problems)
 
@@ -1050,7 +1221,9 @@ def _reasoning_keyed(row: Mapping) -> bool:
     return _text(row, "backend") == "item-models" and _text(row, "signature").count("|") >= 2
 
 
-def distinctness(cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embed, vectors: np.ndarray | None = None) -> list[Verdict]:
+def distinctness(
+    cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embed, vectors: np.ndarray | None = None
+) -> list[Verdict]:
     """Within one cell, in order: a question fails if its solution-path signature repeats
     an earlier accepted one, or its text is more similar than ``threshold`` to one.
     Two item-model questions whose signatures (their reasoning) differ are distinct whatever
@@ -1065,13 +1238,24 @@ def distinctness(cell: pd.DataFrame, threshold: float, embed: Embed = tfidf_embe
     for i, row in enumerate(rows):
         sig = _text(row, "signature")
         if sig and sig in signatures:
-            verdicts.append(Verdict("distinctness", False, f"same solution path and parameters as {signatures[sig]}", signatures[sig]))
+            verdicts.append(
+                Verdict(
+                    "distinctness", False, f"same solution path and parameters as {signatures[sig]}", signatures[sig]
+                )
+            )
             continue
         compare = [j for j in accepted if not (_reasoning_keyed(row) and _reasoning_keyed(rows[j]))]
         sims = vectors[compare] @ vectors[i] if compare else np.array([])
         if sims.size and float(sims.max()) > threshold:
             j = compare[int(sims.argmax())]
-            verdicts.append(Verdict("distinctness", False, f"cosine similarity {float(sims.max()):.2f} > {threshold} with {rows[j].get('id')}", str(rows[j].get("id"))))
+            verdicts.append(
+                Verdict(
+                    "distinctness",
+                    False,
+                    f"cosine similarity {float(sims.max()):.2f} > {threshold} with {rows[j].get('id')}",
+                    str(rows[j].get("id")),
+                )
+            )
             continue
         accepted.append(i)
         if sig:
@@ -1141,10 +1325,16 @@ def _not_native(row: Mapping) -> str | None:
         return f"item model {_text(row, 'item_model')!r} does not exist"
     topic = _text(row, "topic")
     native = set(model.spec.topics) | {t for d in model.spec.questions for t in (d.topics or [])}
-    return None if topic in native else f"item model {model.id} does not compute {topic}'s mechanism (it serves {', '.join(sorted(native))})"
+    return (
+        None
+        if topic in native
+        else f"item model {model.id} does not compute {topic}'s mechanism (it serves {', '.join(sorted(native))})"
+    )
 
 
-def topic_fit_verdicts(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, top_k: int | None = None) -> list[Verdict]:
+def topic_fit_verdicts(
+    df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, top_k: int | None = None
+) -> list[Verdict]:
     """A question fits its topic when an item-model question comes from an item model native
     to the topic; a question without that structure (Claude, imported) when its text (question,
     solution, napkin math) has its topic among the ``top_k`` of all topics whose name and
@@ -1171,9 +1361,19 @@ def topic_fit_verdicts(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embe
         if own in order[:top_k]:
             verdicts.append(_ok("topic_fit"))
         elif _text(row, "backend") == "item-models" and _text(row, "item_model"):  # native, checked above
-            verdicts.append(Verdict("topic_fit", True, f"native item model; its text ranks {own} {order.index(own) + 1} of {len(ids)}"))
+            verdicts.append(
+                Verdict(
+                    "topic_fit", True, f"native item model; its text ranks {own} {order.index(own) + 1} of {len(ids)}"
+                )
+            )
         else:
-            verdicts.append(Verdict("topic_fit", False, f"reads closer to {', '.join(order[:3])} and {top_k - 3} more topics than to its topic {own} (rank {order.index(own) + 1} of {len(ids)})"))
+            verdicts.append(
+                Verdict(
+                    "topic_fit",
+                    False,
+                    f"reads closer to {', '.join(order[:3])} and {top_k - 3} more topics than to its topic {own} (rank {order.index(own) + 1} of {len(ids)})",
+                )
+            )
     return verdicts
 
 
@@ -1183,8 +1383,14 @@ COMPUTATION_KEY = ["track", "item_model", "framing", "platforms", "workload", "s
 
 
 def _computation_key(row: Mapping) -> tuple:
-    return (_text(row, "track"), _text(row, "item_model"), _text(row, "framing"),
-            tuple(sorted(str(p) for p in _items(row, "platforms") or [])), _text(row, "workload"), _text(row, "scale_point"))
+    return (
+        _text(row, "track"),
+        _text(row, "item_model"),
+        _text(row, "framing"),
+        tuple(sorted(str(p) for p in _items(row, "platforms") or [])),
+        _text(row, "workload"),
+        _text(row, "scale_point"),
+    )
 
 
 def repeated_computations(df: pd.DataFrame) -> pd.DataFrame:
@@ -1203,7 +1409,17 @@ def repeated_computations(df: pd.DataFrame) -> pd.DataFrame:
         first = rows[0]
         for row in rows[1:]:
             if _text(row, "topic") != _text(first, "topic"):
-                out.append([_text(row, "id"), _text(row, "topic"), *key[:3], list(key[3]), *key[4:], _text(first, "topic"), _text(first, "id")])
+                out.append(
+                    [
+                        _text(row, "id"),
+                        _text(row, "topic"),
+                        *key[:3],
+                        list(key[3]),
+                        *key[4:],
+                        _text(first, "topic"),
+                        _text(first, "id"),
+                    ]
+                )
     return pd.DataFrame(out, columns=columns)
 
 
@@ -1227,13 +1443,20 @@ def row_verdicts(row: Mapping, specs: Specs, criteria: tuple[str, ...] = ROW_CRI
     }
     unknown = [c for c in criteria if c not in judges]
     if unknown:
-        raise ValueError(f"not a criterion of one row: {unknown}; choose among {', '.join(ROW_CRITERIA)} "
-                         "(distinctness and topic_fit need the whole frame: validate_questions)")
+        raise ValueError(
+            f"not a criterion of one row: {unknown}; choose among {', '.join(ROW_CRITERIA)} "
+            "(distinctness and topic_fit need the whole frame: validate_questions)"
+        )
     return {c: judges[c]() for c in criteria}
 
 
-def validate_questions(df: pd.DataFrame, specs: Specs, embed: Embed = tfidf_embed, vectors: dict[str, np.ndarray] | None = None,
-                       on_row: Callable[[], None] | None = None) -> pd.DataFrame:
+def validate_questions(
+    df: pd.DataFrame,
+    specs: Specs,
+    embed: Embed = tfidf_embed,
+    vectors: dict[str, np.ndarray] | None = None,
+    on_row: Callable[[], None] | None = None,
+) -> pd.DataFrame:
     """Every question with its verdicts: a boolean and a reason per criterion, ``passed``
     and the list of ``failures``. Nothing is dropped. ``vectors`` maps question id to its
     stored embedding (the question_embeddings asset); without it texts are embedded here.

@@ -31,17 +31,16 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import pandas as pd  # noqa: E402
-
 import great_expectations as gx  # noqa: E402
-from great_expectations.data_context.types.resource_identifiers import (  # noqa: E402
-    ExpectationSuiteIdentifier,
-    ValidationResultIdentifier,
-)
+import pandas as pd  # noqa: E402
 from great_expectations.data_context.types.base import (  # noqa: E402
     DataContextConfig,
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
+)
+from great_expectations.data_context.types.resource_identifiers import (  # noqa: E402
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
 )
 from great_expectations.expectations.expectation import Expectation as GxExpectation  # noqa: E402
 
@@ -88,7 +87,9 @@ def build_suite(suite_name: str, suite: Suite, params: dict) -> gx.ExpectationSu
         try:
             expectations.append(cls(**kwargs))
         except Exception as exc:  # pydantic validation of the kwargs
-            raise ValueError(f"suite {suite_name}: expectation #{i} {spec.type}: invalid kwargs {kwargs!r}: {exc}") from exc
+            raise ValueError(
+                f"suite {suite_name}: expectation #{i} {spec.type}: invalid kwargs {kwargs!r}: {exc}"
+            ) from exc
     return gx.ExpectationSuite(name=suite_name, expectations=expectations, meta={"description": suite.description})
 
 
@@ -115,8 +116,14 @@ def _get_context(docs_dir: Path | None = None):
         stores = {name: dict(config) for name, config in defaults.stores.items()}
         sites: dict = {}
         if key is not None:
-            for name, folder in ((defaults.expectations_store_name, "expectations"), (defaults.validation_results_store_name, "validations")):
-                stores[name]["store_backend"] = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(key / ".gx" / folder)}
+            for name, folder in (
+                (defaults.expectations_store_name, "expectations"),
+                (defaults.validation_results_store_name, "validations"),
+            ):
+                stores[name]["store_backend"] = {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(key / ".gx" / folder),
+                }
             sites[SITE] = {
                 "class_name": "SiteBuilder",
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
@@ -152,12 +159,16 @@ def _failure_line(evr) -> str:
     return failure_line(config.type, dict(config.kwargs), evr.result or {}, _exception_message(evr.exception_info))
 
 
-def _summarize(suite_name: str, suite: Suite, validation, docs_path: Path | None, results_page: Path | None = None) -> SuiteResult:
+def _summarize(
+    suite_name: str, suite: Suite, validation, docs_path: Path | None, results_page: Path | None = None
+) -> SuiteResult:
     order: dict[tuple, int] = {}
     for i, e in enumerate(suite.expectations):  # report failures in spec order
         order.setdefault((e.type, e.kwargs.get("column")), i)
     failed = [r for r in validation.results if not r.success]
-    failed.sort(key=lambda r: order.get((r.expectation_config.type, r.expectation_config.kwargs.get("column")), len(order)))
+    failed.sort(
+        key=lambda r: order.get((r.expectation_config.type, r.expectation_config.kwargs.get("column")), len(order))
+    )
     return SuiteResult(
         suite=suite_name,
         success=bool(validation.success),
@@ -172,7 +183,9 @@ def _summarize(suite_name: str, suite: Suite, validation, docs_path: Path | None
 # --------------------------------------------------------------------------- run
 
 
-def run_suite(df: pd.DataFrame, suite_name: str, suite: Suite, params: dict, docs_dir: Path | None = None) -> SuiteResult:
+def run_suite(
+    df: pd.DataFrame, suite_name: str, suite: Suite, params: dict, docs_dir: Path | None = None
+) -> SuiteResult:
     """Validate ``df`` against the spec suite ``suite_name`` with ``params`` substituted.
 
     Raises ``ValueError`` for an unknown expectation type or invalid kwargs and
@@ -193,7 +206,13 @@ def run_suite(df: pd.DataFrame, suite_name: str, suite: Suite, params: dict, doc
             try:
                 validation, docs_path, results_page = _validate_with_docs(df, suite_name, gx_suite, docs_dir)
             except Exception as exc:  # noqa: BLE001 - docs are optional; validate without them
-                log.warning("suite %s: Data Docs not written to %s (%s); validating without docs", suite_name, docs_dir, exc, exc_info=True)
+                log.warning(
+                    "suite %s: Data Docs not written to %s (%s); validating without docs",
+                    suite_name,
+                    docs_dir,
+                    exc,
+                    exc_info=True,
+                )
         if validation is None:
             try:
                 validation = _validate(df, suite_name, gx_suite)
@@ -238,12 +257,16 @@ def _validate_with_docs(df: pd.DataFrame, suite_name: str, gx_suite: gx.Expectat
     try:
         stored = context.suites.add_or_update(gx_suite)
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=definition_name, data=_batch_definition(context, suite_name, tag), suite=stored)
+            gx.ValidationDefinition(
+                name=definition_name, data=_batch_definition(context, suite_name, tag), suite=stored
+            )
         )
         run_id = gx.RunIdentifier(run_time=datetime.now(timezone.utc))
         validation = definition.run(batch_parameters={"dataframe": df}, result_format=RESULT_FORMAT, run_id=run_id)
         suite_id = ExpectationSuiteIdentifier(name=stored.name)
-        result_id = ValidationResultIdentifier(expectation_suite_identifier=suite_id, run_id=run_id, batch_identifier=validation.batch_id)
+        result_id = ValidationResultIdentifier(
+            expectation_suite_identifier=suite_id, run_id=run_id, batch_identifier=validation.batch_id
+        )
         # what UpdateDataDocsAction does in a Checkpoint: render just this result and suite, then the index
         context.build_data_docs(site_names=[SITE], resource_identifiers=[result_id, suite_id])
     finally:

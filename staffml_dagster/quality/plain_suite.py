@@ -57,12 +57,16 @@ def _values_to_be_between(values: pd.Series, kwargs: dict) -> pd.Series:
     try:
         numbers = pd.to_numeric(values)
     except (TypeError, ValueError) as exc:
-        raise _CannotEvaluate("Column values, min_value, and max_value must either be None or of the same type.") from exc
+        raise _CannotEvaluate(
+            "Column values, min_value, and max_value must either be None or of the same type."
+        ) from exc
     return _outside(numbers, kwargs)
 
 
 def _value_lengths_to_be_between(values: pd.Series, kwargs: dict) -> pd.Series:
-    return _outside(values.map(lambda v: len(v) if isinstance(v, str) else float("nan")).astype(float), kwargs)  # a non-string is unexpected
+    return _outside(
+        values.map(lambda v: len(v) if isinstance(v, str) else float("nan")).astype(float), kwargs
+    )  # a non-string is unexpected
 
 
 # expectation type -> unexpected mask over the column's non-null values
@@ -89,7 +93,9 @@ def _result(df: pd.DataFrame, type_: str, kwargs: dict) -> tuple[bool, dict]:
     sees_nulls = type_ == "expect_column_values_to_not_be_null"
     checked = values if sees_nulls else values[values.notna()]
     try:
-        unexpected = checked[PLAIN_EXPECTATIONS[type_](checked, kwargs).to_numpy(dtype=bool)] if len(checked) else checked
+        unexpected = (
+            checked[PLAIN_EXPECTATIONS[type_](checked, kwargs).to_numpy(dtype=bool)] if len(checked) else checked
+        )
     except TypeError as exc:  # unhashable or incomparable values
         raise _CannotEvaluate(str(exc)) from exc
     element_count, unexpected_count = len(values), len(unexpected)
@@ -127,9 +133,13 @@ def run_plain_suite(df: pd.DataFrame, suite_name: str, suite: Suite, params: dic
     """
     unsupported = unsupported_expectations(suite)
     if unsupported:
-        raise ValueError(f"suite {suite_name}: expectation type(s) {', '.join(sorted(set(unsupported)))} cannot run "
-                         f"without Great Expectations; the per-partition check evaluates {', '.join(sorted(PLAIN_EXPECTATIONS))}")
-    resolved = [(e.type, resolve_kwargs(e.kwargs, params, suite=suite_name, expectation=e.type)) for e in suite.expectations]
+        raise ValueError(
+            f"suite {suite_name}: expectation type(s) {', '.join(sorted(set(unsupported)))} cannot run "
+            f"without Great Expectations; the per-partition check evaluates {', '.join(sorted(PLAIN_EXPECTATIONS))}"
+        )
+    resolved = [
+        (e.type, resolve_kwargs(e.kwargs, params, suite=suite_name, expectation=e.type)) for e in suite.expectations
+    ]
     failures = []
     for type_, kwargs in resolved:
         try:
@@ -139,4 +149,6 @@ def run_plain_suite(df: pd.DataFrame, suite_name: str, suite: Suite, params: dic
             continue
         if not success:
             failures.append(failure_line(type_, kwargs, result))
-    return SuiteResult(suite=suite_name, success=not failures, blocking=suite.blocking, failures=failures, evaluated=len(resolved))
+    return SuiteResult(
+        suite=suite_name, success=not failures, blocking=suite.blocking, failures=failures, evaluated=len(resolved)
+    )

@@ -116,7 +116,9 @@ def _short(value: Any) -> str:
 
 
 def _expected(kwargs: dict) -> str:
-    shown = {k: v for k, v in kwargs.items() if k not in ("column", "batch_id", "result_format", "catch_exceptions", "meta")}
+    shown = {
+        k: v for k, v in kwargs.items() if k not in ("column", "batch_id", "result_format", "catch_exceptions", "meta")
+    }
     return ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "(no arguments)"
 
 
@@ -125,7 +127,9 @@ def _observed(result: dict) -> str:
     if "unexpected_count" in result:
         count, total = result.get("unexpected_count"), result.get("element_count")
         pct = result.get("unexpected_percent")
-        parts.append(f"{count} of {total} values unexpected" + (f" ({pct:.1f}%)" if isinstance(pct, (int, float)) else ""))
+        parts.append(
+            f"{count} of {total} values unexpected" + (f" ({pct:.1f}%)" if isinstance(pct, (int, float)) else "")
+        )
         counts = result.get("partial_unexpected_counts") or []
         if counts:
             sample = ", ".join(f"{_short(c['value'])} x{c['count']}" for c in counts[:SAMPLE])
