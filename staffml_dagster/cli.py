@@ -191,8 +191,8 @@ def summary(con=None) -> str:
 
         reasons = ", ".join(f"'{r}'" for r in sorted(SATURATED))
         measured = con.execute(
-            f"SELECT count(*), sum(capacity), avg(CASE WHEN stop_reason IN ({reasons}) THEN 1.0 ELSE 0.0 END) FROM "
-            "cell_capacity"
+            "SELECT count(*), sum(capacity), "
+            f"avg(CASE WHEN stop_reason IN ({reasons}) THEN 1.0 ELSE 0.0 END) FROM cell_capacity"
         ).fetchone()
         if measured[0]:
             lines.append(
@@ -388,8 +388,8 @@ def review_import_command(args) -> int:
     )
     if path:
         print(
-            f'written: {path}  (query: staffml sql "SELECT reviewer, round, avg(staff_worthy) FROM reviews GROUP BY '
-            'ALL")'
+            f"written: {path}  "
+            '(query: staffml sql "SELECT reviewer, round, avg(staff_worthy) FROM reviews GROUP BY ALL")'
         )
     return 0 if len(result.rows) else 1
 
@@ -529,8 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"coverage report: {data_dir() / 'reports' / 'coverage.html'}")
         print(
-            f'warehouse: {data_dir() / "warehouse"}  (query: staffml sql "SELECT zone, count(*) FROM questions GROUP '
-            'BY zone")'
+            f"warehouse: {data_dir() / 'warehouse'}  "
+            '(query: staffml sql "SELECT zone, count(*) FROM questions GROUP BY zone")'
         )
         print("UI: make ui  ->  http://127.0.0.1:3000")
         return 1 if out["failed"] or (args.strict and not out["corpus_ok"]) else 0

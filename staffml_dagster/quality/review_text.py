@@ -119,8 +119,8 @@ def normalise_text(text: object, field: str = "") -> str:
     out = re.sub(r"\n{3,}", "\n\n", out)
     # a label line is preceded by a blank line (except the first)
     out = re.sub(
-        r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|The Pitfall|The Rationale|The "
-        r"Consequence):\*\*)",
+        r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|"
+        r"The Pitfall|The Rationale|The Consequence):\*\*)",
         r"\n\n\1",
         out,
     )

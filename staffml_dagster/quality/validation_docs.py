@@ -153,29 +153,30 @@ def results_page(results: dict[str, list[StoredResult]]) -> str:
         )
     else:
         body.append(
-            "<table id='suites'><thead><tr><th>suite</th><th>latest run</th><th>at</th><th>runs "
-            f"stored</th></tr></thead><tbody>{summary}</tbody></table>"
+            "<table id='suites'><thead><tr><th>suite</th><th>latest run</th><th>at</th><th>runs stored</th></tr>"
+            f"</thead><tbody>{summary}</tbody></table>"
         )
     for suite, runs in results.items():
         latest = runs[0]
         stats = latest.data.get("statistics") or {}
         body.append(
-            f"<section class='suite' id='{e(suite)}'><h2>{e(suite)}: <span "
-            f"class='{'pass' if latest.success else 'fail'}'>{'passed' if latest.success else 'failed'}</span></h2>"
+            f"<section class='suite' id='{e(suite)}'><h2>{e(suite)}: "
+            f"<span class='{'pass' if latest.success else 'fail'}'>"
+            f"{'passed' if latest.success else 'failed'}</span></h2>"
         )
         if latest.description:
             body.append(f"<p>{e(latest.description)}</p>")
         body.append(
             f"<p>Run at {e(latest.run_time)}: {stats.get('successful_expectations', '?')} of "
-            f"{stats.get('evaluated_expectations', '?')} expectations met. <a "
-            f"href='{e(latest.gx_page.as_posix())}'>Great Expectations' page of this run</a> (needs a network for its "
-            "styles).</p>"
+            f"{stats.get('evaluated_expectations', '?')} expectations met. "
+            f"<a href='{e(latest.gx_page.as_posix())}'>Great Expectations' page of this run</a> "
+            "(needs a network for its styles).</p>"
         )
         body.append(_expectation_rows(latest.data))
         if len(runs) > 1:
             earlier = "".join(
-                f"<tr><td>{e(r.run_time)}</td><td "
-                f"class='{'pass' if r.success else 'fail'}'>{'passed' if r.success else 'failed'}</td></tr>"
+                f"<tr><td>{e(r.run_time)}</td>"
+                f"<td class='{'pass' if r.success else 'fail'}'>{'passed' if r.success else 'failed'}</td></tr>"
                 for r in runs[1 : HISTORY + 1]
             )
             body.append(
