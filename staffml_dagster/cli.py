@@ -29,7 +29,8 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
     instance = _instance()
     for gone in reclaim_dead_runs(instance):
         print(
-            f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool slot(s) freed",
+            f"reclaimed run {gone.run_id}: its process is gone; was {gone.status}, now failed, {gone.slots} pool "
+            "slot(s) freed",
             flush=True,
         )
     from staffml_dagster.paths import warehouse_dir
@@ -171,7 +172,9 @@ def summary(con=None) -> str:
     lines = [
         f"questions: {len(q)} in {per_partition.size} partitions ({len(pairs)} applicable of {len(matrix)})",
         f"per track: {q.groupby('track').size().to_dict()}",
-        f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: {q.groupby('track')['zone'].nunique().to_dict()}; levels per track: {q.groupby('track')['level'].nunique().to_dict()}",
+        f"smallest partition: {int(per_partition.min()) if len(per_partition) else 0}; zones per track: "
+        f"{q.groupby('track')['zone'].nunique().to_dict()}; levels per track: "
+        f"{q.groupby('track')['level'].nunique().to_dict()}",
         f"sigma/mu of per-topic counts: {cv(per_topic):.3f}" if len(per_topic) else "no topics",
         f"validated corpus: {corpus} questions passed every criterion",
     ]
@@ -188,25 +191,29 @@ def summary(con=None) -> str:
 
         reasons = ", ".join(f"'{r}'" for r in sorted(SATURATED))
         measured = con.execute(
-            f"SELECT count(*), sum(capacity), avg(CASE WHEN stop_reason IN ({reasons}) THEN 1.0 ELSE 0.0 END) FROM cell_capacity"
+            "SELECT count(*), sum(capacity), "
+            f"avg(CASE WHEN stop_reason IN ({reasons}) THEN 1.0 ELSE 0.0 END) FROM cell_capacity"
         ).fetchone()
         if measured[0]:
             lines.append(
-                f"measured capacity: {int(measured[1])} distinct questions over {measured[0]} cells, {measured[2]:.0%} saturated "
-                f"(the StaffML method estimates {METHOD_ESTIMATE}; ours counts one question per distinct reasoning)"
+                f"measured capacity: {int(measured[1])} distinct questions over {measured[0]} cells, {measured[2]:.0%} "
+                f"saturated (the StaffML method estimates {METHOD_ESTIMATE}; ours counts one question per distinct "
+                "reasoning)"
             )
     if {"corpus", "cells"} <= tables:
         from staffml_dagster.quality.coverage import COVERAGE_SQL
 
         if "coverage_report" in tables:  # the coverage asset's own fill, against the measured capacity
             done = con.execute(
-                "SELECT avg(CASE WHEN at_target THEN 1.0 ELSE 0.0 END), sum(CASE WHEN overfilled THEN 1 ELSE 0 END) FROM coverage_report"
+                "SELECT avg(CASE WHEN at_target THEN 1.0 ELSE 0.0 END), sum(CASE WHEN overfilled THEN 1 ELSE 0 END) "
+                "FROM coverage_report"
             ).fetchone()
         else:
             done = con.execute(COVERAGE_SQL["completeness"]).fetchone()
         balance = con.execute(COVERAGE_SQL["topic_balance"]).fetchone()
         lines.append(
-            f"corpus coverage: {done[0]:.1%} of cells at target, {done[1]} overfilled; sigma/mu across topics {balance[2]:.3f}, largest topic share {balance[3]:.2%}"
+            f"corpus coverage: {done[0]:.1%} of cells at target, {done[1]} overfilled; sigma/mu across topics "
+            f"{balance[2]:.3f}, largest topic share {balance[3]:.2%}"
         )
     if "open_gaps" in tables:
         n, missing = con.execute("SELECT count(*), coalesce(sum(missing), 0) FROM open_gaps").fetchone()
@@ -342,7 +349,8 @@ def review_export_command(args) -> int:
     sources = [e["source"] for e in sheet.key.values()]
     rejected = f", {sources.count('rejected')} rejected by the gate" if sources.count("rejected") else ""
     print(
-        f"sheet {sheet.sheet}: {len(sheet.items)} items ({sources.count('corpus')} corpus, {sources.count('calibration')} calibration{rejected})"
+        f"sheet {sheet.sheet}: {len(sheet.items)} items ({sources.count('corpus')} corpus, "
+        f"{sources.count('calibration')} calibration{rejected})"
     )
     print(f"give the reviewer: {written['html']}  (or, for a spreadsheet, {written['csv']})")
     print(f"key (never give it to the reviewer): {written['key']}")
@@ -380,7 +388,8 @@ def review_import_command(args) -> int:
     )
     if path:
         print(
-            f'written: {path}  (query: staffml sql "SELECT reviewer, round, avg(staff_worthy) FROM reviews GROUP BY ALL")'
+            f"written: {path}  "
+            '(query: staffml sql "SELECT reviewer, round, avg(staff_worthy) FROM reviews GROUP BY ALL")'
         )
     return 0 if len(result.rows) else 1
 
@@ -408,7 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     p_import.add_argument("path", help="a folder or a single question/bundle file")
     p_import.add_argument(
         "--out",
-        help="folder for part.parquet and import_report.json (default: <warehouse>/imported_corpus, the view imported_corpus)",
+        help=(
+            "folder for part.parquet and import_report.json "
+            "(default: <warehouse>/imported_corpus, the view imported_corpus)"
+        ),
     )
     p_audit = sub.add_parser(
         "audit",
@@ -503,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(out['failed'])} failed partition(s)" if args.partition else f"{len(out['failed'])} failed step(s)"
         )
         print(
-            f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {failed} {out['failed'][:5] if out['failed'] else ''}".rstrip()
+            f"done in {out['seconds']:.0f} s; {out['partitions']} partitions, {failed} "
+            f"{out['failed'][:5] if out['failed'] else ''}".rstrip()
         )
         print(summary())
         print(
@@ -516,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"coverage report: {data_dir() / 'reports' / 'coverage.html'}")
         print(
-            f'warehouse: {data_dir() / "warehouse"}  (query: staffml sql "SELECT zone, count(*) FROM questions GROUP BY zone")'
+            f"warehouse: {data_dir() / 'warehouse'}  "
+            '(query: staffml sql "SELECT zone, count(*) FROM questions GROUP BY zone")'
         )
         print("UI: make ui  ->  http://127.0.0.1:3000")
         return 1 if out["failed"] or (args.strict and not out["corpus_ok"]) else 0

@@ -49,14 +49,22 @@ questions_job = dg.define_asset_job(
     "questions_job",
     selection=dg.AssetSelection.groups("questions", "validation") | dg.AssetSelection.assets("cell_capacity"),
     partitions_def=questions.topic_track,
-    description="Measure the capacity of, generate and validate the questions of one or more (topic, track) partitions: cell_capacity, questions, question_embeddings, validated_questions. Pick one topic and one track to fill one partition.",
+    description=(
+        "Measure the capacity of, generate and validate the questions of one or more (topic, track) partitions: "
+        "cell_capacity, questions, question_embeddings, validated_questions. "
+        "Pick one topic and one track to fill one partition."
+    ),
 )
 
 refresh_partition_job = dg.define_asset_job(
     "refresh_partition",
     selection=dg.AssetSelection.assets("questions", "question_embeddings", "validated_questions"),
     partitions_def=questions.topic_track,
-    description="Regenerate, embed and validate the questions of one or more (topic, track) partitions against their measured capacity (questions_job or capacity_job measures it): questions, question_embeddings, validated_questions.",
+    description=(
+        "Regenerate, embed and validate the questions of one or more (topic, track) partitions against their "
+        "measured capacity (questions_job or capacity_job measures it): "
+        "questions, question_embeddings, validated_questions."
+    ),
 )
 
 corpus_job = dg.define_asset_job(
@@ -69,7 +77,10 @@ design_stages_job = dg.define_asset_job(
     "design_stages",
     selection=dg.AssetSelection.groups("design", "taxonomy", "applicability", "capacity")
     - dg.AssetSelection.assets("cell_capacity"),
-    description="Skills, zones, levels, tracks, topics, hardware, applicability and cells: everything above the questions (no partitions: cell_capacity is measured per partition by questions_job).",
+    description=(
+        "Skills, zones, levels, tracks, topics, hardware, applicability and cells: everything above the questions "
+        "(no partitions: cell_capacity is measured per partition by questions_job)."
+    ),
 )
 
 
@@ -79,7 +90,11 @@ everything_job = dg.define_asset_job(
         "design", "taxonomy", "applicability", "capacity", "questions", "validation", "corpus"
     ),
     partitions_def=topic_track,
-    description="The whole graph offline in one run: design stages, the capacity of every cell, then the questions of every partition in the range filled to it, their validation, the corpus and its coverage report (what `make run` launches).",
+    description=(
+        "The whole graph offline in one run: design stages, the capacity of every cell, then the questions of every "
+        "partition in the range filled to it, their validation, the corpus and its coverage report "
+        "(what `make run` launches)."
+    ),
 )
 
 
@@ -87,7 +102,9 @@ capacity_job = dg.define_asset_job(
     "capacity_job",
     selection=dg.AssetSelection.assets("cell_capacity"),
     partitions_def=topic_track,
-    description="Measure the empirical capacity of every cell (all partitions in one run when launched by the schedule).",
+    description=(
+        "Measure the empirical capacity of every cell (all partitions in one run when launched by the schedule)."
+    ),
 )
 
 
@@ -102,7 +119,9 @@ def _all_partitions_request() -> dg.RunRequest:
     job=capacity_job,
     cron_schedule=cached_specs().generation.capacity.schedule,
     execution_timezone="UTC",
-    description="Re-estimate the capacity of every (topic, track) partition in one run; questions top up where it rose.",
+    description=(
+        "Re-estimate the capacity of every (topic, track) partition in one run; questions top up where it rose."
+    ),
 )
 def capacity_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return _all_partitions_request()
@@ -112,7 +131,10 @@ def capacity_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     name="reclaim_dead_runs",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every minute: runs whose process died (kill -9, out of memory) are marked failed and their `anthropic` pool slots freed, so later runs do not wait for ever.",
+    description=(
+        "Every minute: runs whose process died (kill -9, out of memory) are marked failed and their `anthropic` "
+        "pool slots freed, so later runs do not wait for ever."
+    ),
 )
 def reclaim_dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     from staffml_dagster.runs import reclaim_dead_runs

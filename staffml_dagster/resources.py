@@ -56,8 +56,8 @@ class GeneratorResource(dg.ConfigurableResource):
 
         if self.backend not in GENERATOR_BACKENDS:
             raise dg.Failure(
-                f"unknown generator backend {self.backend!r} in resource `generator` (STAFFML_GENERATOR or the run config); "
-                f"choose one of {', '.join(GENERATOR_BACKENDS)}"
+                f"unknown generator backend {self.backend!r} in resource `generator` (STAFFML_GENERATOR or the run "
+                f"config); choose one of {', '.join(GENERATOR_BACKENDS)}"
             )
         try:
             return make_backend(self.backend, warehouse)

@@ -7,12 +7,13 @@ dagster-daemon. The instance is ``deploy/dagster.yaml`` itself, copied unchanged
 temporary DAGSTER_HOME and pointed at the server through the same environment variables
 compose sets; the workspace is ``deploy/workspace.yaml``.
 
-One deployment serves the browser test and the deployment test (``shared_deployment``), so
-the servers start once; the deployment test's module stops them when it is done. Every process runs in its own process group;
-``Deployment.stop`` terminates each group (SIGTERM, then SIGKILL), checks that nothing of it
-is left, stops PostgreSQL with ``pg_ctl stop`` and removes the temporary directories, also
-when a step fails or is interrupted. It runs from the fixtures' finalizers (so also when a
-test fails), on SIGTERM (turned into KeyboardInterrupt) and from ``atexit`` as a last resort.
+One deployment serves the browser test and the deployment test (``shared_deployment``), so the
+servers start once; the deployment test's module stops them when it is done. Every process runs
+in its own process group; ``Deployment.stop`` terminates each group (SIGTERM, then SIGKILL),
+checks that nothing of it is left, stops PostgreSQL with ``pg_ctl stop`` and removes the
+temporary directories, also when a step fails or is interrupted. It runs from the fixtures'
+finalizers (so also when a test fails), on SIGTERM (turned into KeyboardInterrupt) and from
+``atexit`` as a last resort.
 """
 
 from __future__ import annotations
@@ -145,7 +146,10 @@ class LocalPostgres:
         if out.returncode:
             raise RuntimeError(f"initdb failed:\n{out.stdout}\n{out.stderr}")
         # test-only settings: no fsync (the cluster is thrown away), sockets in our own directory
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         out = self._run(
             str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start"
         )

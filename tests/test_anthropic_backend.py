@@ -64,9 +64,9 @@ def kv_capacity_question(specs) -> dict:
         ),
         "question": "How many concurrent 8192-token sequences fit in the memory left beside the weights?",
         "realistic_solution": (
-            "Each token stores K and V for 32 layers, 8 KV heads and 128 dimensions at 2 bytes, which is 131.1 kB, so one "
-            "8192-token sequence needs 1.074 GB. The 63.94 GB left after the weights holds 59 such sequences, so the "
-            "batch is capped by KV memory long before compute."
+            "Each token stores K and V for 32 layers, 8 KV heads and 128 dimensions at 2 bytes, which is 131.1 kB, so "
+            "one 8192-token sequence needs 1.074 GB. The 63.94 GB left after the weights holds 59 such sequences, so "
+            "the batch is capped by KV memory long before compute."
         ),
         "common_mistake": (
             "**The Pitfall:** Sizing the cache with all 32 attention heads instead of the 8 KV heads. "
@@ -108,19 +108,20 @@ def kv_read_time_question(specs) -> dict:
     return {
         "title": "Decode-step KV read time at batch 32 on H100",
         "scenario": (
-            "An inference service runs Llama 3 8B on an NVIDIA H100 SXM5 80GB whose HBM3 delivers 3.35 TB/s. It decodes a "
-            "batch of 32 sequences, each holding 8192 tokens of context, with an FP16 KV cache over 32 layers, 8 KV heads "
-            "and head dimension 128."
+            "An inference service runs Llama 3 8B on an NVIDIA H100 SXM5 80GB whose HBM3 delivers 3.35 TB/s. It "
+            "decodes a batch of 32 sequences, each holding 8192 tokens of context, with an FP16 KV cache over 32 "
+            "layers, 8 KV heads and head dimension 128."
         ),
         "question": "What is the minimum time per decode step spent reading the KV cache from HBM?",
         "realistic_solution": (
-            "Every decode step reads the whole KV cache once: 131.1 kB per token times 8192 tokens times 32 sequences is "
-            "34.37 GB, which at full HBM bandwidth takes 10.26 ms, so the step is memory-bound before any weight reads."
+            "Every decode step reads the whole KV cache once: 131.1 kB per token times 8192 tokens times 32 sequences "
+            "is 34.37 GB, which at full HBM bandwidth takes 10.26 ms, so the step is memory-bound before any weight "
+            "reads."
         ),
         "common_mistake": (
-            "**The Pitfall:** Counting only the keys and forgetting the values. **The Rationale:** The name KV cache is "
-            "read as one tensor per token. **The Consequence:** The estimate halves to 5.13 ms and the latency budget "
-            "is blown in production."
+            "**The Pitfall:** Counting only the keys and forgetting the values. **The Rationale:** The name KV cache "
+            "is read as one tensor per token. **The Consequence:** The estimate halves to 5.13 ms and the latency "
+            "budget is blown in production."
         ),
         "napkin_math": "At 10.26 ms per step the KV reads alone cap decode near 97 steps per second for this batch.",
         "calc": [s.as_dict() for s in c.steps],
@@ -782,7 +783,8 @@ def test_offline_generation_never_imports_the_sdk():
         "from staffml_dagster.generation.backend import CellRequest\n"
         "from staffml_dagster.specs import load_specs\n"
         "from staffml_dagster.resources import make_backend\n"
-        "rows = make_backend('item-models', None).generate(load_specs(), CellRequest('kv-cache-management', 'cloud', 'quantify', 'L3', 1, 1))\n"
+        "rows = make_backend('item-models', None).generate("
+        "load_specs(), CellRequest('kv-cache-management', 'cloud', 'quantify', 'L3', 1, 1))\n"
         "print(len(rows), 'anthropic' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -124,7 +124,9 @@ def test_what_cannot_be_parsed_is_unverifiable_not_wrong():
             "question": "Why?",
             "realistic_solution": "Because the scheduler waits.",
             "napkin_math": "No numbers to check here.",
-            "common_mistake": "**The Pitfall:** Blaming the network for a scheduling stall that the queue explains entirely.",
+            "common_mistake": (
+                "**The Pitfall:** Blaming the network for a scheduling stall that the queue explains entirely."
+            ),
         }
     ]
     result = audit_rows(rows, _specs())
@@ -286,7 +288,10 @@ def _question(qid: str, track: str = "cloud", **fields) -> dict:
         "question": "How many gigabytes remain for activations and cache?",
         "details": {
             "realistic_solution": "Subtract the weights from the device memory: 40 GB minus 12 GB leaves 28 GB.",
-            "common_mistake": "**The Pitfall:** Adding the weights to the memory instead of subtracting them, which gives 52 GB of demand.",
+            "common_mistake": (
+                "**The Pitfall:** Adding the weights to the memory instead of subtracting them, "
+                "which gives 52 GB of demand."
+            ),
             "napkin_math": "**Calculations:**\n- Headroom: 40 GB - 12 GB = 28 GB.\n",
         },
     }
@@ -377,7 +382,9 @@ def test_a_repeated_question_is_a_duplicate_of_the_first(specs):
         "scenario": "A box idles.",
         "question": "Why?",
         "realistic_solution": "It waits.",
-        "common_mistake": "**The Pitfall:** Blaming the network for a scheduling stall that the queue explains entirely.",
+        "common_mistake": (
+            "**The Pitfall:** Blaming the network for a scheduling stall that the queue explains entirely."
+        ),
     }
     again = {**first, "id": "cloud-9202", "scenario": "A  box IDLES."}  # case and spacing aside
     other = {**first, "id": "cloud-9203", "scenario": "A box is busy."}

@@ -376,7 +376,8 @@ def test_coverage_page_groups_topics_by_area_and_shows_thresholds(tmp_path):
     )  # per track, then all
     # the balance figures beside their thresholds: sigma/mu 0.881 fails < 0.5; Alpha holds 5 of 7 (71.4%)
     assert re.search(
-        r"σ/μ of questions per topic</th><td class='figure'>0\.881</td><td>&lt; 0\.5 \(balance_max_cv\)</td><td class='fail'>",
+        r"σ/μ of questions per topic</th><td class='figure'>0\.881</td>"
+        r"<td>&lt; 0\.5 \(balance_max_cv\)</td><td class='fail'>",
         page,
     )
     assert "71.4%" in page and "≤ 10% (max_topic_share)" in page

@@ -46,7 +46,9 @@ def question(qid: str, **fields) -> dict:
         "question": "How many gigabytes remain for activations and cache?",
         "details": {
             "realistic_solution": "Subtract the weights from the device memory: 40 GB minus 12 GB leaves 28 GB.",
-            "common_mistake": "**The Pitfall:** Adding the weights to the memory instead of subtracting them, which gives 52 GB.",
+            "common_mistake": (
+                "**The Pitfall:** Adding the weights to the memory instead of subtracting them, which gives 52 GB."
+            ),
             "napkin_math": "**Calculations:**\n- 40 GB - 12 GB = 28 GB.\n",
         },
         "status": "published",
@@ -124,7 +126,10 @@ def test_legacy_layout_takes_track_level_zone_from_the_folders(tmp_path, specs):
         "topic": "duty-cycling",
         "status": "published",
         "provenance": "imported",
-        "scenario": "An invented soil probe wakes once a minute for 30 ms at 20 mW and sleeps at 5 uW. Estimate its average power.",
+        "scenario": (
+            "An invented soil probe wakes once a minute for 30 ms at 20 mW and sleeps at 5 uW. "
+            "Estimate its average power."
+        ),
         "details": {
             "realistic_solution": "Weight each state by its time share.",
             "common_mistake": "Ignoring sleep power.",
@@ -586,7 +591,14 @@ rows = pd.read_parquet(sys.argv[1]).to_dict("records")
 if sys.argv[3] == "before-publish":
     exporter._before_publish = lambda generation: os._exit(9)
 else:
-    exporter._clean = (lambda real: lambda out, ex: os._exit(9) if (ex / "current").is_symlink() and len(list(ex.glob("gen-*"))) > 1 else real(out, ex))(exporter._clean)
+    real_clean = exporter._clean
+
+    def clean_then_die(out, ex):
+        if (ex / "current").is_symlink() and len(list(ex.glob("gen-*"))) > 1:
+            os._exit(9)
+        return real_clean(out, ex)
+
+    exporter._clean = clean_then_die
 exporter.export_corpus(rows, Path(sys.argv[2]))
 """
 

@@ -191,7 +191,7 @@ def test_hostile_review_files(data, tmp_path, capsys):
     broken.write_text("{not json")
     assert cli.main(["review", "import", str(good), str(wrong), str(broken), "--round", "1", "--reviewer", "ana"]) == 0
     captured = capsys.readouterr()
-    errors = [l for l in captured.err.splitlines() if l.startswith("error: ")]
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 9, captured.err
     text = "\n".join(errors)
     assert f"{good}: scores[2] (item 0123456789): unknown item, not on sheet {sheet}" in text
@@ -204,8 +204,8 @@ def test_hostile_review_files(data, tmp_path, capsys):
     )
     assert f"{good}: scores[7]: not an object" in text
     assert (
-        f"{good}: scores[8] (item {f}): template_smell must be 0, 1 or 2, got '3'; reason for unknown criterion 'nosuch'"
-        in text
+        f"{good}: scores[8] (item {f}): template_smell must be 0, 1 or 2, got '3'; reason for unknown criterion "
+        "'nosuch'" in text
     )
     assert f"{wrong}: the sheet was saved by reviewer 'ben', not --reviewer 'ana'" in text
     assert f"{broken}: not valid JSON" in text

@@ -39,7 +39,10 @@ PUBLISHED_NAPKIN = (
     "**Calculations:**\n1. Contention: 30 ms + 25 ms = 55 ms\n\n"
     "**Conclusion & Interpretation:**\n- **Result: 55 ms. The frame misses its deadline.**"
 )
-MISTAKE = "**The Pitfall:** Using peak FLOPs.\n**The Rationale:** It looks compute bound.\n**The Consequence:** A 10x optimistic estimate."
+MISTAKE = (
+    "**The Pitfall:** Using peak FLOPs.\n**The Rationale:** It looks compute bound.\n"
+    "**The Consequence:** A 10x optimistic estimate."
+)
 CELLS = [("kv-cache-management", "cloud"), ("kv-cache-management", "edge"), ("quantization", "mobile")]
 
 

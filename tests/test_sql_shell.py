@@ -90,7 +90,8 @@ def test_write_mode_copies_out_but_never_into_the_warehouse(filled, tmp_path, ca
         run_query(f"COPY (SELECT * FROM corpus LIMIT 1) TO '{filled}/corpus/part.parquet'", write_dir=out)
     with pytest.raises(QueryRefused, match="outside"):
         run_query(
-            f"COPY (SELECT * FROM corpus) TO '{out}/../data/warehouse/corpus' (FORMAT parquet, PARTITION_BY (topic), OVERWRITE)",
+            f"COPY (SELECT * FROM corpus) TO '{out}/../data/warehouse/corpus' "
+            "(FORMAT parquet, PARTITION_BY (topic), OVERWRITE)",
             write_dir=out,
         )
     with pytest.raises(QueryRefused, match="ATTACH statements are refused"):

@@ -128,7 +128,8 @@ def test_staffml_sql_prints_a_table(warehouse, capsys):
         main(
             [
                 "sql",
-                "SELECT track, count(*) AS applicable FROM applicability_matrix WHERE applicable GROUP BY track ORDER BY track",
+                "SELECT track, count(*) AS applicable FROM applicability_matrix WHERE applicable "
+                "GROUP BY track ORDER BY track",
             ]
         )
         == 0

@@ -270,7 +270,9 @@ def run(copies: int, seed: int) -> dict:
         for c in AUDIT_CRITERIA
     }
     return {
-        "corpus": "../shared/reference/staffml_questions_sample.jsonl (40 published StaffML questions; text not copied)",
+        "corpus": (
+            "../shared/reference/staffml_questions_sample.jsonl (40 published StaffML questions; text not copied)"
+        ),
         "seed": seed,
         "copies_per_question": copies,
         "seconds": round(elapsed, 1),
@@ -301,14 +303,17 @@ def main() -> int:
     print(f"{'defect':18} {'caught':>14}   goal >= {GOAL_CAUGHT:.0%}")
     for kind, r in results["planted"].items():
         print(
-            f"{kind:18} {r['caught']:>5}/{r['planted']:<5} {r['rate']:.1%}  {'met' if r['goal_met'] else 'MISSED'}  {r['by_mode'] or ''}"
+            f"{kind:18} {r['caught']:>5}/{r['planted']:<5} {r['rate']:.1%}  {'met' if r['goal_met'] else 'MISSED'}  "
+            f"{r['by_mode'] or ''}"
         )
     print(
-        f"\nclean questions ({results['clean']['questions']}): false alarms per criterion (goal <= {GOAL_FALSE_ALARMS:.0%})"
+        f"\nclean questions ({results['clean']['questions']}): false alarms per criterion (goal <= "
+        f"{GOAL_FALSE_ALARMS:.0%})"
     )
     for c, r in results["clean"]["per_criterion"].items():
         print(
-            f"  {c:16} flagged {r['flagged']}, confirmed real {r['confirmed_real']}, false alarms {r['false_alarms']} ({r['false_alarm_rate']:.1%})"
+            f"  {c:16} flagged {r['flagged']}, confirmed real {r['confirmed_real']}, false alarms {r['false_alarms']} "
+            f"({r['false_alarm_rate']:.1%})"
         )
     print(f"written: {args.out}")
     return (

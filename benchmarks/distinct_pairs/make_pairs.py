@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         md.append(f"## Pair {i}\n")
         for name, q in (("A", x), ("B", y)):
             md.append(
-                f"### {name}: {q.title}\n\n{q.scenario}\n\n**Question.** {q.question}\n\n**Solution.** {q.realistic_solution}\n"
+                f"### {name}: {q.title}\n\n{q.scenario}\n\n**Question.** {q.question}\n\n**Solution.** "
+                f"{q.realistic_solution}\n"
             )
         key[str(i)] = {"kind": kind, "a": rendered(x), "b": rendered(y)}
     (a.out / "pairs.md").write_text("\n".join(md))

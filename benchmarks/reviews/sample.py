@@ -124,7 +124,8 @@ def read_rejected(warehouse: Path) -> pd.DataFrame:
     files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.is_dir() else []
     if not files:
         raise SampleError(
-            f"no validated questions in {root}: expected {root}/**/*.parquet for --rejected (run the pipeline first, or pass --warehouse)"
+            f"no validated questions in {root}: expected {root}/**/*.parquet for --rejected (run the pipeline first, "
+            "or pass --warehouse)"
         )
     df = _read_parquet(files)
     if "passed" not in df.columns:
@@ -149,7 +150,10 @@ def read_calibration(path: Path) -> pd.DataFrame:
     try:
         df = read_rows(path)
     except ReviewError as exc:
-        hint = " (the published StaffML sample; pass --calibration-file PATH, or --calibration 0 to review without calibration items)"
+        hint = (
+            " (the published StaffML sample; pass --calibration-file PATH, "
+            "or --calibration 0 to review without calibration items)"
+        )
         raise SampleError(
             str(exc).replace("calibration file not found", "calibration set not found")
             + (hint if "not found" in str(exc) else "")
@@ -200,7 +204,8 @@ def draw_rejected(
     if len(usable) < k:
         raise SampleError(
             f"asked for --rejected {k}, but {source} holds only {len(df)} rejected row(s) (passed false): "
-            f"{len(distinct)} with distinct signatures, {len(usable)} not sharing an id or signature with the drawn corpus items"
+            f"{len(distinct)} with distinct signatures, {len(usable)} not sharing an id or signature with the drawn "
+            "corpus items"
         )
     return usable.head(k).reset_index(drop=True)
 
@@ -363,7 +368,8 @@ def readme_text(
         f"# Blind review, seed {seed}\n\n"
         f"- drawn: {date}\n"
         f"- seed: {seed}\n"
-        f"- items: {n_corpus + n_calibration + n_rejected} ({n_corpus} from the corpus, {n_calibration} published StaffML calibration items{rejected})\n"
+        f"- items: {n_corpus + n_calibration + n_rejected} ({n_corpus} from the corpus, "
+        f"{n_calibration} published StaffML calibration items{rejected})\n"
         f"- corpus: {warehouse}/corpus\n"
         + (f"- rejected: {warehouse}/validated_questions (passed false)\n" if n_rejected else "")
         + f"- calibration: {calibration if calibration else 'none'}\n\n"
@@ -397,7 +403,8 @@ def sample(
         used = seed_used(out.parent, seed, out)
         if used:
             raise SampleError(
-                f"seed {seed} was already used ({', '.join(str(p) for p in used)}); the protocol asks for a new seed (or pass --force)"
+                f"seed {seed} was already used ({', '.join(str(p) for p in used)}); the protocol asks for a new seed "
+                "(or pass --force)"
             )
     if rejected < 0:
         raise SampleError(f"--rejected must be 0 or more, got {rejected}")
@@ -495,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     n_rej = sum(1 for e in key.values() if e["source"] == "rejected")
     rej = f", {n_rej} rejected" if n_rej else ""
     print(
-        f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal - n_rej} corpus, {n_cal} calibration{rej}), key.json, README.md"
+        f"wrote {out}/items.md ({len(key)} items: {len(key) - n_cal - n_rej} corpus, {n_cal} calibration{rej}), "
+        "key.json, README.md"
     )
     print("give the reviewer items.md and REVIEW_RUBRIC.md only; never key.json")
     return 0

@@ -276,7 +276,8 @@ def render_markdown(summary: dict, title: str = "Review summary") -> str:
     out = [
         f"# {title}",
         "",
-        f"{summary['items']} items: {ps['corpus']['items']} corpus, {ps['staffml']['items']} published StaffML (calibration){rejected_note}.",
+        f"{summary['items']} items: {ps['corpus']['items']} corpus, {ps['staffml']['items']} published StaffML "
+        f"(calibration){rejected_note}.",
         "",
     ]
     header = "| criterion | corpus | staffml | corpus - staffml |" + (" rejected |" if has_rejected else "")
@@ -289,7 +290,10 @@ def render_markdown(summary: dict, title: str = "Review summary") -> str:
         out.append(row + (f" {cells['rejected']} |" if has_rejected else ""))
     smell = {s: ("-" if ps[s]["template_smell_mean"] is None else f"{ps[s]['template_smell_mean']:.2f}") for s in shown}
     counts = {s: " / ".join(str(ps[s]["template_smell_counts"][str(v)]) for v in SMELL_VALUES) for s in shown}
-    row = f"| template_smell (mean; 0/1/2 counts) | {smell['corpus']} ({counts['corpus']}) | {smell['staffml']} ({counts['staffml']}) | |"
+    row = (
+        f"| template_smell (mean; 0/1/2 counts) | {smell['corpus']} ({counts['corpus']}) "
+        f"| {smell['staffml']} ({counts['staffml']}) | |"
+    )
     out.append(row + (f" {smell['rejected']} ({counts['rejected']}) |" if has_rejected else ""))
     out.append("")
 
@@ -298,16 +302,18 @@ def render_markdown(summary: dict, title: str = "Review summary") -> str:
     out += [f"## Gate vs reviewer (items with gate verdicts: {scope})", ""]
     if not has_rejected:
         out += [
-            "The sample has no rejected items and every corpus item passed the gate, so the agreement mostly restates the "
-            "reviewer's pass share: it cannot show whether the gate rejects what the reviewer rejects. Draw with "
+            "The sample has no rejected items and every corpus item passed the gate, so the agreement mostly restates "
+            "the reviewer's pass share: it cannot show whether the gate rejects what the reviewer rejects. Draw with "
             "`sample.py --rejected K` for that.",
             "",
         ]
     if summary["gate_agreement"]:
         out += [
-            "Counts: gate verdict (pass/fail) x reviewer score (1/0); the two disagreement cells name the items (#number source).",
+            "Counts: gate verdict (pass/fail) x reviewer score (1/0); the two disagreement cells name the items "
+            "(#number source).",
             "",
-            "| criterion | gate column | agreement | gate pass, reviewer 1 | gate pass, reviewer 0 | gate fail, reviewer 1 | gate fail, reviewer 0 |",
+            "| criterion | gate column | agreement | gate pass, reviewer 1 | gate pass, reviewer 0 | gate fail, "
+            "reviewer 1 | gate fail, reviewer 0 |",
             "|---|---|---|---|---|---|---|",
         ]
         for c, a in summary["gate_agreement"].items():
@@ -315,8 +321,8 @@ def render_markdown(summary: dict, title: str = "Review summary") -> str:
             sources = {d["item"]: d["source"] for d in a.get("disagreements", [])}
             out.append(
                 f"| {c} | `{a['gate']}` | {_pct(a['agreement'])} ({a['items']} items) | {n['gate_pass']['reviewer_1']} "
-                f"| {_disagreeing(a['gate_pass_reviewer_fail'], sources)} | {_disagreeing(a['gate_fail_reviewer_pass'], sources)} "
-                f"| {n['gate_fail']['reviewer_0']} |"
+                f"| {_disagreeing(a['gate_pass_reviewer_fail'], sources)} | "
+                f"{_disagreeing(a['gate_fail_reviewer_pass'], sources)} | {n['gate_fail']['reviewer_0']} |"
             )
     else:
         out.append("key.json has no gate verdicts for the corpus or rejected items: no agreement to compute.")
@@ -390,8 +396,8 @@ def redact_calibration(directory: Path) -> int:
         entry = key.get(m.group(1)) if m else None
         if entry and entry.get("source") == "staffml" and "not reproduced" not in block:
             block = (
-                f"## Item {m.group(1)}\n\n(published StaffML question `{entry.get('id')}`, scored blind with the others; "
-                "its text is not reproduced here: see ../shared/reference/staffml_questions_sample.jsonl)\n\n"
+                f"## Item {m.group(1)}\n\n(published StaffML question `{entry.get('id')}`, scored blind with the "
+                "others; its text is not reproduced here: see ../shared/reference/staffml_questions_sample.jsonl)\n\n"
             )
             redacted += 1
         out.append(block)

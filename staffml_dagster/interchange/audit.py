@@ -102,15 +102,17 @@ class AuditResult:
     def summary(self) -> str:
         flagged = self.flagged_questions()
         lines = [
-            f"audited {self.questions} question(s) from {self.source}: {len(self.findings)} finding(s) in {len(flagged)} question(s)"
+            f"audited {self.questions} question(s) from {self.source}: {len(self.findings)} finding(s) in "
+            f"{len(flagged)} question(s)"
         ]
         lines.append("per criterion: " + ", ".join(f"{c} {n}" for c, n in self.per_criterion().items()))
         lines.append(
-            f"arithmetic: {self.statements_checked} statement(s) recomputed; {len(self.arithmetic_unverifiable)} question(s) "
-            f"with none parseable (unverifiable, not a finding)"
+            f"arithmetic: {self.statements_checked} statement(s) recomputed; {len(self.arithmetic_unverifiable)} "
+            "question(s) with none parseable (unverifiable, not a finding)"
         )
         lines.append(
-            f"hardware figures: {self.figures_checked} written beside a platform and checked against specs/hardware.yaml"
+            f"hardware figures: {self.figures_checked} written beside a platform and checked against "
+            "specs/hardware.yaml"
         )
         return "\n".join(lines)
 
@@ -304,7 +306,8 @@ def report_html(result: AuditResult) -> str:
     counts = result.per_criterion()
     rows = "".join(f"<tr><td>{e(c)}</td><td class=n>{n}</td></tr>" for c, n in counts.items())
     findings = "".join(
-        f"<tr><td class=c>{e(f.question_id)}</td><td class=c>{e(f.criterion)}</td><td>{e(f.field)}</td><td>{e(f.evidence)}</td>"
+        f"<tr><td class=c>{e(f.question_id)}</td><td class=c>{e(f.criterion)}</td>"
+        f"<td>{e(f.field)}</td><td>{e(f.evidence)}</td>"
         f"<td>{e(f.suggested_fix or '')}</td><td><code>{e(f.source_path)}</code></td></tr>"
         for f in result.findings
     )
@@ -313,11 +316,12 @@ def report_html(result: AuditResult) -> str:
         "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         f"<title>StaffML audit</title><style>{_STYLE}</style></head><body>"
         f"<h1>Audit of {e(result.source)}</h1><p>{result.questions} question(s); {len(result.findings)} finding(s) in "
-        f"{len(result.flagged_questions())} question(s). {result.statements_checked} arithmetic statement(s) recomputed; "
-        f"{len(result.arithmetic_unverifiable)} question(s) without a parseable statement (unverifiable). "
+        f"{len(result.flagged_questions())} question(s). {result.statements_checked} arithmetic statement(s) "
+        f"recomputed; {len(result.arithmetic_unverifiable)} question(s) without a parseable statement (unverifiable). "
         f"{result.figures_checked} hardware figure(s) checked against specs/hardware.yaml.</p>"
         f"<h2>Findings per criterion</h2><table><tr><th>criterion</th><th>findings</th></tr>{rows}</table>"
-        "<h2>Findings</h2><table><tr><th>question</th><th>criterion</th><th>field</th><th>evidence</th><th>suggested fix</th><th>source</th></tr>"
+        "<h2>Findings</h2><table><tr><th>question</th><th>criterion</th><th>field</th><th>evidence</th>"
+        "<th>suggested fix</th><th>source</th></tr>"
         f"{findings or '<tr><td colspan=6>nothing found</td></tr>'}</table></body></html>\n"
     )
 

@@ -197,7 +197,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, _LimitExceeded):
         return f"{problem} ({at.rstrip(': ')})"
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
-        return f"{at}{problem.replace('could not determine a constructor for the tag', 'the tag')} is not allowed (plain YAML only, read with safe_load)"
+        return (
+            f"{at}{problem.replace('could not determine a constructor for the tag', 'the tag')} is not allowed "
+            "(plain YAML only, read with safe_load)"
+        )
     if isinstance(exc, yaml.composer.ComposerError) and "another document" in problem:
         return f"{at}more than one YAML document in a question file"
     return f"malformed YAML at {at}{problem}"
@@ -394,7 +397,8 @@ def _bundle_entries(path: Path, kind: str, limits: ImportLimits, rel: str) -> It
                 yield (
                     f"{rel}[{i}]",
                     _Refused(
-                        f"entry of {size:,} bytes is above the limit of {limits.max_file_bytes:,} bytes for one question"
+                        f"entry of {size:,} bytes is above the limit of {limits.max_file_bytes:,} bytes for one "
+                        "question"
                     ),
                 )
                 continue

@@ -147,7 +147,8 @@ def review_imported(
         is_dup,
         "distinctness",
         [
-            f"{_DUPLICATE_WORDING[r.duplicate_kind].format(sim=r.duplicate_similarity)} generated question {r.duplicate_of}"
+            f"{_DUPLICATE_WORDING[r.duplicate_kind].format(sim=r.duplicate_similarity)} generated question "
+            f"{r.duplicate_of}"
             for r in out[is_dup].itertuples()
         ],
     )

@@ -204,10 +204,10 @@ def capacity_sentence(stats: dict) -> str:
     """The measured corpus size beside the method's estimate, and why they differ."""
     return (
         f"Measured capacity: {stats['capacity_total']:,} distinct questions over {stats['cells_measured']:,} cells "
-        f"({stats['cells_saturated_share']:.0%} saturated); the corpus holds {stats['questions']:,}. The StaffML method "
-        f"estimates {METHOD_ESTIMATE} at capacity. Ours counts a question once per distinct reasoning (item model, "
-        "design, outcome of its claims): the same chain of formulas with other platforms or numbers is not a new "
-        "question unless the conclusion changes, and a topic holds only questions written for its own mechanism, "
+        f"({stats['cells_saturated_share']:.0%} saturated); the corpus holds {stats['questions']:,}. The StaffML "
+        f"method estimates {METHOD_ESTIMATE} at capacity. Ours counts a question once per distinct reasoning (item "
+        "model, design, outcome of its claims): the same chain of formulas with other platforms or numbers is not a "
+        "new question unless the conclusion changes, and a topic holds only questions written for its own mechanism, "
         "so the capacity grows with the designs written, not with the platforms and workloads they range over."
     )
 
@@ -220,17 +220,20 @@ def evidence_section(evidence: pd.DataFrame) -> list[str]:
     flagged = evidence[evidence["physics_without_evidence"].astype(bool)]
     applicable = evidence[evidence["applicable"].astype(bool)]
     columns = ["topic", "track", "native_item_models", "attempts", "passed", "pass_share", "evidence", "justification"]
-    table = lambda df: (
-        df[columns]
-        .assign(pass_share=df["pass_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}"))
-        .to_html(index=False)
-    )
+
+    def table(df: pd.DataFrame) -> str:
+        return (
+            df[columns]
+            .assign(pass_share=df["pass_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}"))
+            .to_html(index=False)
+        )
+
     return [
         "<h2>Applicability: physics and evidence</h2>",
-        f"<p>{len(applicable)} of {len(evidence)} (topic, track) pairs are applicable by physics (every pair's justification "
-        "names the substrates it rests on). Beside the decision, the evidence of this run: questions generated, the share "
-        "that passed validation and the leading failure reasons. Evidence never changes the decision; it flags where the "
-        "generator cannot follow the physics.</p>",
+        f"<p>{len(applicable)} of {len(evidence)} (topic, track) pairs are applicable by physics (every pair's "
+        "justification names the substrates it rests on). Beside the decision, the evidence of this run: questions "
+        "generated, the share that passed validation and the leading failure reasons. Evidence never changes the "
+        "decision; it flags where the generator cannot follow the physics.</p>",
         f"<h3>Applicable by physics, not served by the generator ({len(flagged)})</h3>",
         table(flagged.sort_values(["topic", "track"])) if len(flagged) else "<p>none</p>",
         "<h3>Evidence per applicable pair, lowest pass share first</h3>",
@@ -318,7 +321,8 @@ def write_report(
     under = cov.cells[~cov.cells["at_target"]].head(200)
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>StaffML corpus coverage</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}",
         HEATMAP_CSS,
         "</style></head><body>",
         "<h1>Corpus coverage</h1>",
@@ -375,9 +379,11 @@ COVERAGE_SQL = {
                sum(CASE WHEN filled > theoretical_capacity THEN 1 ELSE 0 END) AS overfilled_cells
         FROM ({CELL_FILL_SQL})""",
     "topic_balance": """
-        SELECT count(*) AS topics, sum(n) AS questions, stddev_pop(n) / avg(n) AS cv_topics, max(n) / sum(n) AS max_topic_share
+        SELECT count(*) AS topics, sum(n) AS questions, stddev_pop(n) / avg(n) AS cv_topics,
+               max(n) / sum(n) AS max_topic_share
         FROM (SELECT a.topic, count(q.id) AS n
-              FROM (SELECT DISTINCT topic FROM applicability_matrix) a LEFT JOIN corpus q USING (topic) GROUP BY ALL)""",
+              FROM (SELECT DISTINCT topic FROM applicability_matrix) a LEFT JOIN corpus q USING (topic)
+              GROUP BY ALL)""",
     "empty_partitions": """
         SELECT a.topic, a.track FROM applicability_matrix a
         WHERE a.applicable AND NOT EXISTS (SELECT 1 FROM corpus q WHERE q.topic = a.topic AND q.track = a.track)""",
@@ -417,7 +423,8 @@ HEATMAP_CSS = """
 .heat td.flag{color:#c0392b;font-weight:bold}
 .heat tfoot th,.heat tfoot td{border-top:2px solid #333;font-weight:bold;text-align:center}
 .legend{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:8px 0;font-size:13px}
-.legend span.swatch{display:inline-block;width:2.2em;height:1.3em;vertical-align:middle;margin-right:4px;border-radius:2px}
+.legend span.swatch{display:inline-block;width:2.2em;height:1.3em;vertical-align:middle;margin-right:4px;
+  border-radius:2px}
 table.balance td.pass{color:#1e7d32;font-weight:bold}
 table.balance td.fail{color:#c0392b;font-weight:bold}
 table.balance th{text-align:left}
@@ -473,7 +480,8 @@ def legend_html() -> str:
     ]
     items.append(f"<span><span class='swatch' style='{EMPTY_STYLE}'></span>applicable, empty (0 validated)</span>")
     items.append(
-        f"<span><span class='swatch' style='{INAPPLICABLE_STYLE}'></span>not applicable (physics; or a zone not asked at that level)</span>"
+        f"<span><span class='swatch' style='{INAPPLICABLE_STYLE}'></span>not applicable (physics; or a zone not asked "
+        "at that level)</span>"
     )
     return (
         "<div class='legend' id='legend'><b>Fill against measured capacity:</b> "
@@ -511,7 +519,8 @@ def topic_track_heatmap_html(
     mean = float(per_topic.reindex([t[0] for t in topics], fill_value=0).mean()) if topics else 0.0
     head = "".join(f"<th scope='col' class='track'>{html.escape(name)}</th>" for _, name in tracks)
     rows = [
-        f"<table class='heat' id='topic-track'><thead><tr><th>competency area / topic</th>{head}<th>topic total (share)</th></tr></thead>"
+        f"<table class='heat' id='topic-track'><thead><tr><th>competency area / topic</th>{head}<th>topic total "
+        "(share)</th></tr></thead>"
     ]
     for area in areas:
         members = [t for t in topics if t[2] == area]
@@ -520,8 +529,9 @@ def topic_track_heatmap_html(
         area_total = int(sum(per_topic.get(t[0], 0) for t in members))
         share = area_total / total if total else 0.0
         rows.append(
-            f"<tbody class='area' data-area='{html.escape(area)}'><tr class='area'><th colspan='{len(tracks) + 2}'>"
-            f"{html.escape(area)} <small>({len(members)} topics, {area_total:,} questions, {share:.1%})</small></th></tr>"
+            f"<tbody class='area' data-area='{html.escape(area)}'><tr class='area'><th "
+            f"colspan='{len(tracks) + 2}'>{html.escape(area)} <small>({len(members)} topics, {area_total:,} questions, "
+            f"{share:.1%})</small></th></tr>"
         )
         for topic_id, name, _ in members:
             cells = []
@@ -547,8 +557,11 @@ def topic_track_heatmap_html(
                 " under half the mean" if n < mean / 2 else ""
             )
             rows.append(
-                f"<tr><th scope='row' class='topic' title='{html.escape(topic_id)}'>{html.escape(name)}</th>{''.join(cells)}"
-                f"<td class='total{' flag' if flag else ''}' title='{html.escape(why.strip()) or 'within the balance thresholds'}'>{n} ({topic_share:.1%})</td></tr>"
+                "<tr><th scope='row' class='topic' "
+                f"title='{html.escape(topic_id)}'>{html.escape(name)}</th>{''.join(cells)}<td "
+                f"class='total{' flag' if flag else ''}' "
+                f"title='{html.escape(why.strip()) or 'within the balance thresholds'}'>{n} "
+                f"({topic_share:.1%})</td></tr>"
             )
         rows.append("</tbody>")
     foot = []
@@ -556,7 +569,8 @@ def topic_track_heatmap_html(
         on_track = fill[fill["track"] == track_id]
         foot.append(f"<td>{int(on_track['questions'].sum()):,} / {int(on_track['capacity'].sum()):,}</td>")
     rows.append(
-        f"<tfoot><tr><th>track total</th>{''.join(foot)}<td>{total:,} / {int(fill['capacity'].sum()):,}</td></tr></tfoot></table>"
+        f"<tfoot><tr><th>track total</th>{''.join(foot)}<td>{total:,} / "
+        f"{int(fill['capacity'].sum()):,}</td></tr></tfoot></table>"
     )
     return "\n".join(rows)
 
@@ -589,7 +603,8 @@ def zone_level_heatmap_html(cells: pd.DataFrame, zones: list[str], levels: list[
             )
         zone_total = int(agg.loc[zone, "filled"].sum()) if zone in agg.index.get_level_values(0) else 0
         rows.append(
-            f"<tr><th scope='row' class='topic'>{html.escape(zone)}</th>{''.join(tds)}<td class='total'>{zone_total:,}</td></tr>"
+            f"<tr><th scope='row' class='topic'>{html.escape(zone)}</th>{''.join(tds)}<td "
+            f"class='total'>{zone_total:,}</td></tr>"
         )
     rows.append("</tbody></table>")
     return "\n".join(rows)
@@ -630,8 +645,8 @@ def balance_html(stats: dict, balance_max_cv: float, max_topic_share: float) -> 
         for name, value, threshold, v in rows
     )
     return (
-        "<table class='balance' id='balance'><thead><tr><th>balance</th><th>value</th><th>threshold (specs/quality.yaml)</th><th></th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
+        "<table class='balance' id='balance'><thead><tr><th>balance</th><th>value</th><th>threshold "
+        f"(specs/quality.yaml)</th><th></th></tr></thead><tbody>{body}</tbody></table>"
     )
 
 
@@ -654,13 +669,15 @@ def overview_section(
             "<h2>Balance against the blocking thresholds</h2>",
             balance_html(cov.stats, balance_max_cv, max_topic_share),
             "<h2>Validated questions per topic and track</h2>",
-            f"<p>{int(counts.get('filled', 0))} partitions hold questions, {int(counts.get('empty', 0))} applicable partitions hold none, "
-            f"{int(counts.get('inapplicable', 0))} are not applicable by physics. Topics are grouped by competency area; a topic total "
-            f"in red is above {max_topic_share:.0%} of the corpus or under half the mean topic. Hover a cell for its justification or counts.</p>",
+            f"<p>{int(counts.get('filled', 0))} partitions hold questions, {int(counts.get('empty', 0))} applicable "
+            f"partitions hold none, {int(counts.get('inapplicable', 0))} are not applicable by physics. Topics are "
+            f"grouped by competency area; a topic total in red is above {max_topic_share:.0%} of the corpus or under "
+            "half the mean topic. Hover a cell for its justification or counts.</p>",
             legend_html(),
             topic_track_heatmap_html(fill, topics, tracks, areas, max_topic_share),
             "<h2>Validated questions per zone and level</h2>",
-            "<p>Against the summed capacity of the zone's cells at that level; greyed where the zone is not asked at the level.</p>",
+            "<p>Against the summed capacity of the zone's cells at that level; greyed where the zone is not asked at "
+            "the level.</p>",
             zone_level_heatmap_html(cov.cells, zones),
         ]
     )

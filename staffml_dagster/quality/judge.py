@@ -167,7 +167,10 @@ def judge_question(backend: JudgeClient, row: dict, system: str | None = None) -
         text = (
             user
             if attempt == 0
-            else f"{user}\n\nYour previous reply could not be read: {problem}. Call `{JUDGE_TOOL_NAME}` once, with every criterion."
+            else (
+                f"{user}\n\nYour previous reply could not be read: {problem}. "
+                f"Call `{JUDGE_TOOL_NAME}` once, with every criterion."
+            )
         )
         phash = hashlib.sha256(json.dumps([backend.model, system, text]).encode()).hexdigest()
         key = hashlib.sha256(

@@ -69,12 +69,24 @@ PREFERRED_TRACKS = ("cloud", "edge", "mobile", "tinyml")
 
 # The rubric as the reviewer sees it next to the radio buttons (REVIEW_RUBRIC.md, shortened).
 CRITERION_HELP = {
-    "topic_fit": "Answering requires understanding of the stated topic itself, not a generic calculation dressed in its words.",
-    "zone_fit": "The cognitive task is the zone's (diagnosis, evaluation, design, ...) and the level matches the difficulty.",
-    "grounding": "Hardware figures are real and right for the named part, the part belongs to the track, no invented names.",
-    "math_correct": "Your own recomputation agrees with the answer, and the answer is consistent with the scenario's figures.",
-    "mistake_real": "The common mistake is one a real engineer makes, its wrong value follows from it, its consequence is true.",
-    "coherent": "Scenario, question and solution are one realistic situation; every figure is used or a deliberate distractor.",
+    "topic_fit": (
+        "Answering requires understanding of the stated topic itself, not a generic calculation dressed in its words."
+    ),
+    "zone_fit": (
+        "The cognitive task is the zone's (diagnosis, evaluation, design, ...) and the level matches the difficulty."
+    ),
+    "grounding": (
+        "Hardware figures are real and right for the named part, the part belongs to the track, no invented names."
+    ),
+    "math_correct": (
+        "Your own recomputation agrees with the answer, and the answer is consistent with the scenario's figures."
+    ),
+    "mistake_real": (
+        "The common mistake is one a real engineer makes, its wrong value follows from it, its consequence is true."
+    ),
+    "coherent": (
+        "Scenario, question and solution are one realistic situation; every figure is used or a deliberate distractor."
+    ),
     "staff_worthy": "You would use it, at most lightly edited, when interviewing for the stated level.",
     SMELL: "0 reads as written by a person, 1 somewhat formulaic, 2 clearly assembled from templates.",
 }
@@ -204,7 +216,10 @@ _PAGE_SCRIPT = r"""
   var SHEET = document.body.getAttribute("data-sheet");
   var CRITERIA = JSON.parse(document.getElementById("criteria").textContent);
   var SMELL = "template_smell";
-  function picked(name){var el=document.querySelector('input[type=radio][name="'+name+'"]:checked');return el?parseInt(el.value,10):null;}
+  function picked(name){
+    var el=document.querySelector('input[type=radio][name="'+name+'"]:checked');
+    return el?parseInt(el.value,10):null;
+  }
   function collect(){
     var rows=[], incomplete=[];
     document.querySelectorAll("article.item").forEach(function(a){
@@ -224,13 +239,15 @@ _PAGE_SCRIPT = r"""
   }
   document.getElementById("save").addEventListener("click", function(){
     var got=collect();
-    var data={sheet:SHEET, reviewer:document.getElementById("reviewer").value.trim(), saved_at:new Date().toISOString(), scores:got.rows};
+    var data={sheet:SHEET, reviewer:document.getElementById("reviewer").value.trim(),
+              saved_at:new Date().toISOString(), scores:got.rows};
     var blob=new Blob([JSON.stringify(data,null,2)],{type:"application/json"});
     var a=document.createElement("a");
     a.href=URL.createObjectURL(blob);
     a.download="review-"+SHEET+(data.reviewer?"-"+data.reviewer.replace(/[^A-Za-z0-9._-]/g,"_"):"")+".json";
     document.body.appendChild(a); a.click(); a.remove();
-    document.getElementById("status").textContent=got.rows.length+" item(s) saved"+(got.incomplete.length?"; incomplete: item "+got.incomplete.join(", "):"");
+    document.getElementById("status").textContent=got.rows.length+" item(s) saved"+
+      (got.incomplete.length?"; incomplete: item "+got.incomplete.join(", "):"");
   });
 })();
 """
@@ -253,9 +270,10 @@ def render_html(sheet: Sheet) -> str:
         f"<title>Review sheet {e(sheet.sheet)}</title><style>{_PAGE_STYLE}</style></head>",
         f'<body data-sheet="{e(sheet.sheet)}">',
         f"<h1>Review sheet {e(sheet.sheet)}</h1>",
-        f"<p>{len(sheet.items)} items. Score each criterion 1 (passes) or 0 (fails), with a one-line reason for every 0, and "
-        "template_smell 0-2. Recompute the napkin math and check every hardware figure you know. Items you leave blank are "
-        "not saved. When done, press <b>Save scores</b>: your browser downloads a JSON file; send it back as it is.</p>",
+        f"<p>{len(sheet.items)} items. Score each criterion 1 (passes) or 0 (fails), with a one-line reason for every "
+        "0, and template_smell 0-2. Recompute the napkin math and check every hardware figure you know. Items you "
+        "leave blank are not saved. When done, press <b>Save scores</b>: your browser downloads a JSON file; send it "
+        "back as it is.</p>",
         '<p><label>Your name <input id="reviewer" autocomplete="off"></label></p>',
         "<details><summary>The rubric</summary><dl>",
         *[f"<dt>{e(c)}</dt><dd>{e(CRITERION_HELP[c])}</dd>" for c in (*RUBRIC_CRITERIA, SMELL)],
@@ -277,7 +295,8 @@ def render_html(sheet: Sheet) -> str:
             hint = "reason (optional)" if c == SMELL else "reason (required for a 0)"
             out.append(
                 f'<fieldset data-criterion="{c}"><legend>{c}</legend><p>{e(CRITERION_HELP[c])}</p>{radios}'
-                f'<input class="reason" type="text" maxlength="{MAX_REASON_CHARS}" name="{k}.{c}.reason" placeholder="{hint}">'
+                f'<input class="reason" type="text" maxlength="{MAX_REASON_CHARS}" name="{k}.{c}.reason" '
+                f'placeholder="{hint}">'
                 "</fieldset>"
             )
         out.append("</article>")
@@ -565,7 +584,8 @@ def write_reviews(new: pd.DataFrame, warehouse: Path) -> Path:
     dup = merged.duplicated(["question_id", "reviewer", "round"], keep=False)
     if dup.any():
         raise ReviewError(
-            f"refusing to write duplicate (question_id, reviewer, round) rows: {merged.loc[dup, 'question_id'].tolist()[:5]}"
+            "refusing to write duplicate (question_id, reviewer, round) rows: "
+            f"{merged.loc[dup, 'question_id'].tolist()[:5]}"
         )
     path = reviews_path(warehouse)
     write_parquet_atomic(merged.sort_values(["round", "reviewer", "question_id"]).reset_index(drop=True), path)

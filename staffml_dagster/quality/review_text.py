@@ -67,7 +67,8 @@ def _strip_provenance(line: str) -> str:
 
 
 _LABEL_RE = re.compile(
-    r"^\s*(?:#+\s*)?(?:(?:[-*]|\d+[.)])\s+)?(?:\*\*|__)?\s*(?P<label>[A-Za-z][A-Za-z &]*?)\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(?P<rest>.*)$"
+    r"^\s*(?:#+\s*)?(?:(?:[-*]|\d+[.)])\s+)?(?:\*\*|__)?\s*(?P<label>[A-Za-z][A-Za-z "
+    r"&]*?)\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(?P<rest>.*)$"
 )
 
 
@@ -118,7 +119,8 @@ def normalise_text(text: object, field: str = "") -> str:
     out = re.sub(r"\n{3,}", "\n\n", out)
     # a label line is preceded by a blank line (except the first)
     out = re.sub(
-        r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|The Pitfall|The Rationale|The Consequence):\*\*)",
+        r"(?<=[^\n])\n(\*\*(?:Assumptions & Constraints|Calculations|Conclusion|"
+        r"The Pitfall|The Rationale|The Consequence):\*\*)",
         r"\n\n\1",
         out,
     )
@@ -152,9 +154,9 @@ def _dedent_sections(lines: list[str]) -> list[str]:
     section: list[str] = []
 
     def flush():
-        indents = [len(l) - len(l.lstrip(" ")) for l in section if l.strip()]
+        indents = [len(line) - len(line.lstrip(" ")) for line in section if line.strip()]
         cut = min(indents, default=0)
-        out.extend(l[cut:] if l.strip() else "" for l in section)
+        out.extend(line[cut:] if line.strip() else "" for line in section)
         section.clear()
 
     for line in lines:
@@ -173,5 +175,5 @@ def _join_conclusion(lines: list[str]) -> list[str]:
         start = lines.index("**Conclusion:**")
     except ValueError:
         return lines
-    body = " ".join(l.strip() for l in lines[start + 1 :] if l.strip())
+    body = " ".join(line.strip() for line in lines[start + 1 :] if line.strip())
     return lines[: start + 1] + ([body] if body else [])

@@ -118,7 +118,8 @@ def _expectation_rows(data: dict) -> str:
         ok = bool(r.get("success"))
         rows.append(
             f"<tr class='expectation'><td class='{'pass' if ok else 'fail'}'>{'pass' if ok else 'fail'}</td>"
-            f"<td><code>{html.escape(str(config.get('type', '?')))}</code></td><td>{html.escape(str(column)) if column is not None else 'table'}</td>"
+            f"<td><code>{html.escape(str(config.get('type', '?')))}</code></td>"
+            f"<td>{html.escape(str(column)) if column is not None else 'table'}</td>"
             f"<td><code>{expected}</code></td><td>{_observed(r.get('result') or {}, r.get('exception_info'))}</td></tr>"
         )
     return (
@@ -131,7 +132,8 @@ def results_page(results: dict[str, list[StoredResult]]) -> str:
     """HTML: per suite, the latest run's statistics and every expectation's outcome, then the earlier runs."""
     e = html.escape
     summary = "".join(
-        f"<tr><td><a href='#{e(suite)}'>{e(suite)}</a></td><td class='{'pass' if runs[0].success else 'fail'}'>{'passed' if runs[0].success else 'failed'}</td>"
+        f"<tr><td><a href='#{e(suite)}'>{e(suite)}</a></td>"
+        f"<td class='{'pass' if runs[0].success else 'fail'}'>{'passed' if runs[0].success else 'failed'}</td>"
         f"<td>{e(runs[0].run_time)}</td><td>{len(runs)}</td></tr>"
         for suite, runs in results.items()
     )
@@ -139,36 +141,42 @@ def results_page(results: dict[str, list[StoredResult]]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>Great Expectations: validation results</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Great Expectations: validation results of the corpus suites</h1>",
-        "<p>The suites of <code>specs/quality.yaml</code> run on the whole corpus (the blocking checks of the <code>corpus</code> asset), "
-        "read from the results Great Expectations stored beside this page. This page needs no network. Great Expectations' own "
-        "Data Docs (<a href='index.html'>index.html</a>) load their scripts and styles from CDNs and are blank without a network.</p>",
+        "<p>The suites of <code>specs/quality.yaml</code> run on the whole corpus (the blocking checks of the "
+        "<code>corpus</code> asset), read from the results Great Expectations stored beside this page. This page needs "
+        "no network. Great Expectations' own Data Docs (<a href='index.html'>index.html</a>) load their scripts and "
+        "styles from CDNs and are blank without a network.</p>",
     ]
     if not results:
         body.append(
-            "<p id='no-results'>No validation result stored yet: materialize the <code>corpus</code> asset (its checks run the suites).</p>"
+            "<p id='no-results'>No validation result stored yet: materialize the <code>corpus</code> asset (its checks "
+            "run the suites).</p>"
         )
     else:
         body.append(
-            "<table id='suites'><thead><tr><th>suite</th><th>latest run</th><th>at</th><th>runs stored</th></tr></thead>"
-            f"<tbody>{summary}</tbody></table>"
+            "<table id='suites'><thead><tr><th>suite</th><th>latest run</th><th>at</th><th>runs stored</th></tr>"
+            f"</thead><tbody>{summary}</tbody></table>"
         )
     for suite, runs in results.items():
         latest = runs[0]
         stats = latest.data.get("statistics") or {}
         body.append(
             f"<section class='suite' id='{e(suite)}'><h2>{e(suite)}: "
-            f"<span class='{'pass' if latest.success else 'fail'}'>{'passed' if latest.success else 'failed'}</span></h2>"
+            f"<span class='{'pass' if latest.success else 'fail'}'>"
+            f"{'passed' if latest.success else 'failed'}</span></h2>"
         )
         if latest.description:
             body.append(f"<p>{e(latest.description)}</p>")
         body.append(
-            f"<p>Run at {e(latest.run_time)}: {stats.get('successful_expectations', '?')} of {stats.get('evaluated_expectations', '?')} "
-            f"expectations met. <a href='{e(latest.gx_page.as_posix())}'>Great Expectations' page of this run</a> (needs a network for its styles).</p>"
+            f"<p>Run at {e(latest.run_time)}: {stats.get('successful_expectations', '?')} of "
+            f"{stats.get('evaluated_expectations', '?')} expectations met. "
+            f"<a href='{e(latest.gx_page.as_posix())}'>Great Expectations' page of this run</a> "
+            "(needs a network for its styles).</p>"
         )
         body.append(_expectation_rows(latest.data))
         if len(runs) > 1:
             earlier = "".join(
-                f"<tr><td>{e(r.run_time)}</td><td class='{'pass' if r.success else 'fail'}'>{'passed' if r.success else 'failed'}</td></tr>"
+                f"<tr><td>{e(r.run_time)}</td>"
+                f"<td class='{'pass' if r.success else 'fail'}'>{'passed' if r.success else 'failed'}</td></tr>"
                 for r in runs[1 : HISTORY + 1]
             )
             body.append(

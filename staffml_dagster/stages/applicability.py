@@ -87,11 +87,14 @@ def unjustified_inclusions(matrix: pd.DataFrame) -> list[str]:
     group_name=GROUP,
     kinds={"pandas"},
     code_version="1",
-    description="Topic x track applicability (86 x 4): applicable or not, the required and missing substrates, and for every pair a justification sentence naming the substrates it rests on (the missing physics of an exclusion, the provided physics of an inclusion). Generation evidence is recorded downstream, in applicability_evidence.",
 )
 def applicability_matrix(
     context: dg.AssetExecutionContext, specs: SpecsResource, topics: pd.DataFrame, tracks: pd.DataFrame
 ) -> pd.DataFrame:
+    """Topic x track applicability (86 x 4): applicable or not, the required and missing substrates, and for every pair
+    a justification sentence naming the substrates it rests on (the missing physics of an exclusion, the provided
+    physics of an inclusion). Generation evidence is recorded downstream, in applicability_evidence.
+    """
     df = applicability_rows(specs.load())
     per_track = df.groupby("track")["applicable"].agg(["sum", "count"])
     meta = table_metadata(
@@ -114,9 +117,11 @@ def applicability_matrix(
 @dg.asset_check(
     asset=applicability_matrix,
     blocking=True,
-    description="Every pair is justified by the substrates it rests on (an exclusion by the physics it lacks, an inclusion by the physics it needs); every topic is applicable somewhere.",
 )
 def exclusions_are_justified(applicability_matrix: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every pair is justified by the substrates it rests on (an exclusion by the physics it lacks, an inclusion by the
+    physics it needs); every topic is applicable somewhere.
+    """
     bad = unjustified_exclusions(applicability_matrix) + unjustified_inclusions(applicability_matrix)
     orphan = sorted(
         set(applicability_matrix["topic"]) - set(applicability_matrix.loc[applicability_matrix["applicable"], "topic"])
@@ -208,7 +213,8 @@ def applicability_evidence_rows(
             )
         else:
             text = (
-                f"{r.attempts} generated from {r.native_item_models} native item model(s), {r.passed} passed ({r.pass_share:.0%})"
+                f"{r.attempts} generated from {r.native_item_models} native item model(s), "
+                f"{r.passed} passed ({r.pass_share:.0%})"
                 + (f"; leading failures: {', '.join(r.leading_failures)}" if r.leading_failures else "")
             )
             if r.pass_share < min_pass_share:
@@ -224,7 +230,6 @@ def applicability_evidence_rows(
     group_name="corpus",
     kinds={"pandas"},
     code_version="1",
-    description="Generation evidence per (topic, track) beside the physics of applicability_matrix: questions generated (attempts), the share that passed validation, the leading failure reasons, the native item models; flags the pairs physics admits but the generator cannot produce valid questions for (none generated, or a pass share below quality.yaml applicability_min_pass_share). Built downstream of validation: the matrix decides, the evidence is recorded beside it.",
 )
 def applicability_evidence(
     context: dg.AssetExecutionContext,
@@ -232,6 +237,12 @@ def applicability_evidence(
     applicability_matrix: pd.DataFrame,
     validated_questions: pd.DataFrame,
 ) -> pd.DataFrame:
+    """Generation evidence per (topic, track) beside the physics of applicability_matrix: questions generated
+    (attempts), the share that passed validation, the leading failure reasons, the native item models; flags the pairs
+    physics admits but the generator cannot produce valid questions for (none generated, or a pass share below
+    quality.yaml applicability_min_pass_share). Built downstream of validation: the matrix decides, the evidence is
+    recorded beside it.
+    """
     from staffml_dagster.core.item_model import native_item_model_counts
 
     loaded = specs.load()

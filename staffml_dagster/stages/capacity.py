@@ -61,7 +61,6 @@ def cell_rows(specs: Specs, applicable: Iterable[tuple[str, str]]) -> pd.DataFra
     group_name=GROUP,
     kinds={"pandas"},
     code_version="1",
-    description="Every applicable (topic, track, zone, level) cell within the zone's level affinity, with its theoretical capacity = platforms x architectures x failure modes x scale points, and the generation target.",
 )
 def cells(
     context: dg.AssetExecutionContext,
@@ -70,6 +69,9 @@ def cells(
     zones: pd.DataFrame,
     levels: pd.DataFrame,
 ) -> pd.DataFrame:
+    """Every applicable (topic, track, zone, level) cell within the zone's level affinity, with its theoretical capacity
+    = platforms x architectures x failure modes x scale points, and the generation target.
+    """
     df = cell_rows(specs.load(), applicable_pairs(applicability_matrix))
     meta = table_metadata(df, ["topic", "track", "zone", "level", "theoretical_capacity", "target"], rows=15)
     meta.update(
@@ -88,9 +90,11 @@ def cells(
 
 @dg.asset_check(
     asset=cells,
-    description="Every cell has a positive theoretical capacity (a topic whose architectures do not fit a track would have none).",
 )
 def cells_have_capacity(cells: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every cell has a positive theoretical capacity (a topic whose architectures do not fit a track would have
+    none).
+    """
     empty = cells[cells["theoretical_capacity"] == 0]
     pairs = sorted({f"{r.topic}|{r.track}" for r in empty.itertuples()})
     return dg.AssetCheckResult(passed=not pairs, metadata={"zero_capacity_partitions": ", ".join(pairs[:30]) or "none"})
@@ -259,7 +263,6 @@ def capacity_plot(measured: pd.DataFrame, title: str) -> bytes:
     kinds={"pandas", "parquet"},
     code_version="1",
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Empirical capacity of every cell of the partition. The offline item models are enumerated: the capacity is the exact number of distinct reasonings their designs reach (stop reason `exhausted`). Another backend (Claude) is sampled in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.",
 )
 def cell_capacity(
     context: dg.AssetExecutionContext,
@@ -269,6 +272,11 @@ def cell_capacity(
     warehouse: DuckDBWarehouse,
     cells: pd.DataFrame,
 ) -> pd.DataFrame:
+    """Empirical capacity of every cell of the partition. The offline item models are enumerated: the capacity is the
+    exact number of distinct reasonings their designs reach (stop reason `exhausted`). Another backend (Claude) is
+    sampled in rounds, grouped at the similarity threshold, and the number of distinct questions estimated (Chao1 with
+    its interval, Chao2, Good-Turing coverage, saturation fit). Records the curve and why sampling stopped.
+    """
     from staffml_dagster.paths import reports_dir
     from staffml_dagster.storage.atomic import write_atomic
 

@@ -33,7 +33,10 @@ JUDGE_GATE_ENV = "STAFFML_JUDGE_GATE"
 class CorpusConfig(dg.Config):
     use_judge: bool | None = Field(
         default=None,
-        description=f"Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every reviewer (unset: {JUDGE_GATE_ENV}=1 where the run executes, else advisory).",
+        description=(
+            "Let the LLM judge block questions on the criteria where review_agreement shows kappa >= 0.6 with every "
+            f"reviewer (unset: {JUDGE_GATE_ENV}=1 where the run executes, else advisory)."
+        ),
     )
 
     def judge_gate(self) -> bool:
@@ -45,7 +48,6 @@ class CorpusConfig(dg.Config):
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     code_version="1",
-    description="The corpus: every question that passed all criteria, across all partitions; with use_judge (or STAFFML_JUDGE_GATE=1), minus those the LLM judge fails on a criterion where review_agreement shows it agrees with every reviewer at kappa >= 0.6 (metadata `judge` says which).",
 )
 def corpus(
     context: dg.AssetExecutionContext,
@@ -53,6 +55,10 @@ def corpus(
     validated_questions: pd.DataFrame,
     warehouse: DuckDBWarehouse,
 ) -> pd.DataFrame:
+    """The corpus: every question that passed all criteria, across all partitions; with use_judge (or
+    STAFFML_JUDGE_GATE=1), minus those the LLM judge fails on a criterion where review_agreement shows it agrees with
+    every reviewer at kappa >= 0.6 (metadata `judge` says which).
+    """
     df = passed_questions(validated_questions)
     df, judge_note = apply_judge_gate(df, warehouse.connect() if config.judge_gate() else None)
     meta = table_metadata(df, ["id", "topic", "track", "zone", "level", "title"])
@@ -70,7 +76,8 @@ def apply_judge_gate(df: pd.DataFrame, con) -> tuple[pd.DataFrame, str]:
     if con is None:
         return (
             df,
-            f"advisory: the corpus is not run with use_judge (or {JUDGE_GATE_ENV}=1); judge verdicts are recorded in judge_verdicts only",
+            f"advisory: the corpus is not run with use_judge (or {JUDGE_GATE_ENV}=1); "
+            "judge verdicts are recorded in judge_verdicts only",
         )
     views = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     judge = con.execute("SELECT * FROM judge_verdicts").df() if "judge_verdicts" in views else None
@@ -78,13 +85,15 @@ def apply_judge_gate(df: pd.DataFrame, con) -> tuple[pd.DataFrame, str]:
     trusted = trusted_criteria(agreement)
     if not trusted:
         return df, (
-            f"advisory: use_judge is set, but no criterion has the judge at kappa >= {TRUST_THRESHOLD} with every reviewer "
+            f"advisory: use_judge is set, but no criterion has the judge at kappa >= {TRUST_THRESHOLD} "
+            "with every reviewer "
             "in review_agreement (materialize judge_verdicts, import review rounds, then review_agreement)"
         )
     blocked = judge_blocks(df, judge, trusted)
     kept = df[~df["id"].astype(str).isin(set(blocked["id"]))].reset_index(drop=True)
     lines = [
-        f"blocks on {', '.join(trusted)} ({'; '.join(f'{c}: {why}' for c, why in trusted.items())}); other criteria advisory.",
+        f"blocks on {', '.join(trusted)} ({'; '.join(f'{c}: {why}' for c, why in trusted.items())}); "
+        "other criteria advisory.",
         f"{len(blocked)} question(s) removed:",
     ]
     lines += [f"- `{r.id}`: {'; '.join(r.judge_failures)}" for r in blocked.head(30).itertuples()]
@@ -140,11 +149,13 @@ def corpus_check_result(
     asset=corpus,
     blocking=True,
     additional_ins={"applicability_matrix": dg.AssetIn("applicability_matrix")},
-    description="Balance across topics: sigma/mu below specs/quality.yaml balance_max_cv and no topic above max_topic_share of the corpus.",
 )
 def corpus_is_balanced(
     specs: SpecsResource, corpus: pd.DataFrame, applicability_matrix: pd.DataFrame
 ) -> dg.AssetCheckResult:
+    """Balance across topics: sigma/mu below specs/quality.yaml balance_max_cv and no topic above max_topic_share of the
+    corpus.
+    """
     loaded = specs.load()
     per_topic, _ = _corpus_suite_frames(corpus, applicability_matrix)
     mean, total = float(per_topic["questions"].mean()), float(per_topic["questions"].sum())
@@ -199,9 +210,11 @@ def corpus_fills_partitions(
 @dg.asset_check(
     asset=corpus,
     blocking=False,
-    description="The same computation (item model, framing, platforms, workload, scale point) does not reappear under another topic of the track (a question is native to its topic: assets/item_models/README.md).",
 )
 def computation_unique_across_topics(corpus: pd.DataFrame) -> dg.AssetCheckResult:
+    """The same computation (item model, framing, platforms, workload, scale point) does not reappear under another
+    topic of the track (a question is native to its topic: assets/item_models/README.md).
+    """
     repeats = repeated_computations(corpus)
     pairs = (
         repeats.groupby(["repeats_topic", "topic"]).size().sort_values(ascending=False)
@@ -274,7 +287,6 @@ def open_gap_rows(
     group_name=GROUP,
     kinds={"pandas"},
     code_version="1",
-    description="The open gaps (cells whose validated questions are below their measured capacity), ranked most important first: mastery and optimization zones, then underfilled critical topics (specs/generation.yaml gap_priority, topics.yaml critical), least filled topic first. A budgeted backend generates cells in this order.",
 )
 def open_gaps(
     context: dg.AssetExecutionContext,
@@ -284,6 +296,10 @@ def open_gaps(
     applicability_matrix: pd.DataFrame,
     cell_capacity: pd.DataFrame,
 ) -> pd.DataFrame:
+    """The open gaps (cells whose validated questions are below their measured capacity), ranked most important first:
+    mastery and optimization zones, then underfilled critical topics (specs/generation.yaml gap_priority, topics.yaml
+    critical), least filled topic first. A budgeted backend generates cells in this order.
+    """
     gaps = open_gap_rows(specs.load(), validated_questions, cells, applicability_matrix, cell_capacity)
     context.add_output_metadata(gaps_metadata(gaps))
     return gaps
@@ -293,7 +309,6 @@ def open_gaps(
     group_name=GROUP,
     kinds={"pandas", "html"},
     code_version="1",
-    description="Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and level; sigma/mu; completeness; overfilled cells; the native item models serving each partition; the ranked open gaps; the applicability evidence and the pairs physics admits but the generator cannot serve. Heatmaps in metadata and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops the release. A Reviews section gives the gate's, the judge's and the reviewers' agreement with the reviewers per rubric criterion (from the last review_agreement).",
 )
 def coverage_report(
     context: dg.AssetExecutionContext,
@@ -306,6 +321,13 @@ def coverage_report(
     open_gaps: pd.DataFrame,
     warehouse: DuckDBWarehouse,
 ) -> pd.DataFrame:
+    """Coverage of the validated questions: fill vs target and capacity per cell; counts by topic, track, zone and
+    level; sigma/mu; completeness; overfilled cells; the native item models serving each partition; the ranked open
+    gaps; the applicability evidence and the pairs physics admits but the generator cannot serve. Heatmaps in metadata
+    and in data/reports/coverage.html. Reads validated_questions, so it reports also when a blocking corpus check stops
+    the release. A Reviews section gives the gate's, the judge's and the reviewers' agreement with the reviewers per
+    rubric criterion (from the last review_agreement).
+    """
     from staffml_dagster.core.item_model import native_item_model_counts
 
     loaded = specs.load()

@@ -70,11 +70,13 @@ def stored_embeddings(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> 
     kinds={"pandas", "parquet"},
     code_version="2",
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline, or the hashed TF-IDF fallback).",
 )
 def question_embeddings(
     context: dg.AssetExecutionContext, embedder: EmbedderResource, warehouse: DuckDBWarehouse, questions: pd.DataFrame
 ) -> pd.DataFrame:
+    """A float32, L2-normalised embedding of each question's scenario + question + solution (all-MiniLM-L6-v2 offline,
+    or the hashed TF-IDF fallback).
+    """
     previous = stored_embeddings(warehouse, context.partition_keys)
     model = embedder.get()
     stored = (
@@ -85,7 +87,8 @@ def question_embeddings(
     if len(questions):
         fresh = sum(text_hash(distinct_text(r)) not in stored for r in questions.to_dict("records"))
         context.log.info(
-            f"{PROGRESS}question_embeddings: {fresh} of {len(questions)} text(s) to encode with {model.name}, the others reuse their stored vectors"
+            f"{PROGRESS}question_embeddings: {fresh} of {len(questions)} text(s) to encode with {model.name}, "
+            "the others reuse their stored vectors"
         )
     df, reused = embedding_rows(questions, model, previous)
     dim = len(df["vector"].iloc[0]) if len(df) else 0

@@ -25,7 +25,10 @@ IMPORT_PATH_ENV = "STAFFML_IMPORT_PATH"
 class ImportConfig(dg.Config):
     path: str = Field(
         default="",
-        description=f"A folder or file holding a StaffML corpus (YAML tree, .json or .jsonl bundle). Empty: the {IMPORT_PATH_ENV} environment variable; neither set: an empty table.",
+        description=(
+            "A folder or file holding a StaffML corpus (YAML tree, .json or .jsonl bundle). "
+            f"Empty: the {IMPORT_PATH_ENV} environment variable; neither set: an empty table."
+        ),
     )
 
 
@@ -78,7 +81,6 @@ def import_metadata(result: ImportResult) -> dict:
     kinds={"pandas", "parquet"},
     code_version="1",
     deps=["questions", "question_embeddings"],
-    description="Questions imported from a StaffML corpus (config `path` or STAFFML_IMPORT_PATH), each with the verdicts generated questions get, deduplicated against the generated questions (exact and near-duplicate), with coverage of our cells (the `cells` asset) in metadata. Unmapped values (e.g. the `global` track) are kept empty and fail specificity; unknown fields are kept in `extra`. No path configured: an empty table.",
 )
 def imported_questions(
     context: dg.AssetExecutionContext,
@@ -88,6 +90,11 @@ def imported_questions(
     warehouse: DuckDBWarehouse,
     cells: pd.DataFrame,
 ) -> pd.DataFrame:
+    """Questions imported from a StaffML corpus (config `path` or STAFFML_IMPORT_PATH), each with the verdicts generated
+    questions get, deduplicated against the generated questions (exact and near-duplicate), with coverage of our cells
+    (the `cells` asset) in metadata. Unmapped values (e.g. the `global` track) are kept empty and fail specificity;
+    unknown fields are kept in `extra`. No path configured: an empty table.
+    """
     loaded = specs.load()
     path = config.path or os.environ.get(IMPORT_PATH_ENV, "")
     if not path:

@@ -176,7 +176,6 @@ def run_questions(
     pool="anthropic",
     automation_condition=TOP_UP,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions from the generator backend (offline item models by default, Claude with the `generator` resource set to anthropic). An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run, which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.",
 )
 def questions(
     context: dg.AssetExecutionContext,
@@ -188,6 +187,13 @@ def questions(
     applicability_matrix: pd.DataFrame,
     cell_capacity: pd.DataFrame,
 ) -> pd.DataFrame:
+    """Questions of each (topic, track) partition: every applicable cell filled up to its target with distinct questions
+    from the generator backend (offline item models by default, Claude with the `generator` resource set to anthropic).
+    An inapplicable partition is an empty table with the reason in metadata. A backfill of many partitions is one run,
+    which generates the cells of all its partitions in gap order (open_gaps: mastery and optimization zones and
+    underfilled critical topics first); a spent budget stops it there, the cells reached are written and the others keep
+    what they held. Runs in the `anthropic` concurrency pool, whose limit is set in dagster.yaml.
+    """
     record_owner(
         context.instance, context.run_id
     )  # this process holds an `anthropic` slot: tag it so a dead one is reclaimed
@@ -236,7 +242,8 @@ def questions(
         )
     if outcome["stopped"]:
         context.log.warning(
-            f"generation stopped after the most important cells: {outcome['stopped']}; {len(outcome['not_reached'])} cell(s) not reached keep what they held"
+            f"generation stopped after the most important cells: {outcome['stopped']}; "
+            f"{len(outcome['not_reached'])} cell(s) not reached keep what they held"
         )
         meta.update(
             {

@@ -42,9 +42,13 @@ def agreement_rows(report) -> pd.DataFrame:
     kinds={"pandas", "parquet"},
     deps=["validated_questions", "judge_verdicts"],
     code_version="1",
-    description="Inter-rater reliability per rubric criterion between the deterministic gate (its verdicts mapped onto the rubric), the LLM judge (when it ran) and each human reviewer (the reviews table of `staffml review import`): Cohen's kappa per pair, Fleiss' kappa over all, 95% bootstrap intervals, the same per review round (convergence), and the questions raters split on most, for the next round. Report in data/reports/review_agreement.md.",
 )
 def review_agreement(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> pd.DataFrame:
+    """Inter-rater reliability per rubric criterion between the deterministic gate (its verdicts mapped onto the
+    rubric), the LLM judge (when it ran) and each human reviewer (the reviews table of `staffml review import`): Cohen's
+    kappa per pair, Fleiss' kappa over all, 95% bootstrap intervals, the same per review round (convergence), and the
+    questions raters split on most, for the next round. Report in data/reports/review_agreement.md.
+    """
     con = warehouse.connect()
     validated = _view(con, "validated_questions")
     reviews = _view(con, "reviews")
@@ -86,7 +90,10 @@ def review_agreement(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
 class JudgeConfig(dg.Config):
     only_passed: bool = Field(
         default=False,
-        description="Judge only the questions that passed the gate (default: every validated question, so the judge is also compared with the gate's rejections).",
+        description=(
+            "Judge only the questions that passed the gate "
+            "(default: every validated question, so the judge is also compared with the gate's rejections)."
+        ),
     )
 
 
@@ -103,11 +110,16 @@ def judge_skipped_frame() -> pd.DataFrame:
     pool="anthropic",
     code_version="1",
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="The LLM judge: Claude scores every validated question of the partition on the review rubric (REVIEW_RUBRIC.md), a score and a one-line reason per criterion, through the anthropic backend's client, response cache, budget (STAFFML_ANTHROPIC_BUDGET_USD) and the `anthropic` pool. Without ANTHROPIC_API_KEY it is skipped with a note and an empty table: a verdict is never invented. Advisory, except where review_agreement shows kappa >= 0.6 with every reviewer and the corpus is run with use_judge.",
 )
 def judge_verdicts(
     context: dg.AssetExecutionContext, config: JudgeConfig, validated_questions: pd.DataFrame
 ) -> pd.DataFrame:
+    """The LLM judge: Claude scores every validated question of the partition on the review rubric (REVIEW_RUBRIC.md), a
+    score and a one-line reason per criterion, through the anthropic backend's client, response cache, budget
+    (STAFFML_ANTHROPIC_BUDGET_USD) and the `anthropic` pool. Without ANTHROPIC_API_KEY it is skipped with a note and an
+    empty table: a verdict is never invented. Advisory, except where review_agreement shows kappa >= 0.6 with every
+    reviewer and the corpus is run with use_judge.
+    """
     from staffml_dagster.generation.anthropic import KEY_ENV
 
     rows = validated_questions

@@ -78,9 +78,11 @@ def skills(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFr
     group_name=GROUP,
     kinds={"pandas"},
     code_version="1",
-    description="The 12 zones: 4 single skills and 6 pairs derived from `skills`, plus the 2 integration zones declared in specs/zones.yaml, each with its level affinity.",
 )
 def zones(context: dg.AssetExecutionContext, specs: SpecsResource, skills: pd.DataFrame) -> pd.DataFrame:
+    """The 12 zones: 4 single skills and 6 pairs derived from `skills`, plus the 2 integration zones declared in
+    specs/zones.yaml, each with its level affinity.
+    """
     loaded = specs.load()
     if list(skills["id"]) != [s.id for s in loaded.skills.skills]:
         raise dg.Failure(f"skills asset {list(skills['id'])} is stale against specs/skills.yaml; rematerialize skills")

@@ -149,9 +149,11 @@ def tracks(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFr
     group_name=GROUP,
     kinds={"pandas", "yaml"},
     code_version="1",
-    description="The 86 topics in 13 competency areas, with required substrates, prerequisite edges and the capacity dimensions (architectures, failure modes, scale axes).",
 )
 def topics(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFrame:
+    """The 86 topics in 13 competency areas, with required substrates, prerequisite edges and the capacity dimensions
+    (architectures, failure modes, scale axes).
+    """
     df = topics_table(specs.load())
     meta = table_metadata(df, ["topic", "competency_area", "tier", "requires", "architectures"], rows=15)
     meta["topics_per_area"] = dg.MetadataValue.md(
@@ -165,9 +167,11 @@ def topics(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFr
     group_name=GROUP,
     kinds={"pandas", "yaml"},
     code_version="1",
-    description="Real hardware platforms per track with memory, bandwidth, compute per precision and power, each with unit and source (specs/hardware.yaml).",
 )
 def hardware_platforms(context: dg.AssetExecutionContext, specs: SpecsResource) -> pd.DataFrame:
+    """Real hardware platforms per track with memory, bandwidth, compute per precision and power, each with unit and
+    source (specs/hardware.yaml).
+    """
     df = platforms_table(specs.load())
     meta = table_metadata(
         df,

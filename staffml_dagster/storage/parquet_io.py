@@ -97,7 +97,8 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             missing = [c for c in dims if c not in obj.columns]
             if missing:
                 raise ValueError(
-                    f"{asset}: a multi-partition output needs the partition column(s) {missing} to split rows by partition"
+                    f"{asset}: a multi-partition output needs the partition column(s) {missing} to split rows by "
+                    "partition"
                 )
             mask = pd.Series(True, index=obj.index)
             for name, value in dims.items():
@@ -112,7 +113,8 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             df = read_partition(self.root, asset, None)
             if df is None:
                 raise FileNotFoundError(
-                    f"asset {asset!r} has not been materialized: {partition_dir(self.root, asset, None) / PART_FILE} is missing"
+                    f"asset {asset!r} has not been materialized: {partition_dir(self.root, asset, None) / PART_FILE} "
+                    "is missing"
                 )
             return df
         partitions_def = context.asset_partitions_def

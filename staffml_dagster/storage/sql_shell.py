@@ -65,7 +65,8 @@ def check_statements(query: str, allowed: set) -> None:
             name = str(kind).rsplit(".", 1)[-1]
             if duckdb.StatementType.COPY in allowed:
                 raise QueryRefused(
-                    f"{name} statements are refused: with --write-to only SELECT and COPY ... TO a file in that folder run"
+                    f"{name} statements are refused: with --write-to only SELECT and COPY ... TO a file in that folder "
+                    "run"
                 )
             raise QueryRefused(
                 f"{name} statements are refused: staffml sql is read-only (SELECT, SHOW, DESCRIBE, SUMMARIZE, "

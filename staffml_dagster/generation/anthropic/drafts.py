@@ -35,14 +35,19 @@ class CalcStepDraft(BaseModel):
 
     name: str = Field(description="Python identifier, unique in the list")
     expression: str = Field(
-        description="given: the literal quantity with unit, e.g. '3.35 TB/s'; derived: arithmetic over earlier step names"
+        description=(
+            "given: the literal quantity with unit, e.g. '3.35 TB/s'; derived: arithmetic over earlier step names"
+        )
     )
     value: float = Field(description="the stated value in `unit`, 4 significant figures for derived steps")
     unit: str = Field(description="pint unit, '' for counts and ratios")
     label: str = Field(min_length=2, description="what the number is, in words")
     source: str = Field(
         default="",
-        description="givens: 'specs/hardware.yaml: <platform>.<figure>', 'specs/workloads.yaml: <id>.<field>', 'specs/tracks.yaml: <track>.scale_points.<axis>' or 'assumption: <why>'; derived: ''",
+        description=(
+            "givens: 'specs/hardware.yaml: <platform>.<figure>', 'specs/workloads.yaml: <id>.<field>', "
+            "'specs/tracks.yaml: <track>.scale_points.<axis>' or 'assumption: <why>'; derived: ''"
+        ),
     )
     kind: Literal["given", "derived"]
 
@@ -94,11 +99,16 @@ class QuestionDraft(BaseModel):
     scale_point: str = Field(description="'<axis>=<value>' from the track's scale points, or ''")
     claims: list[ClaimDraft] = Field(
         default_factory=list,
-        description="the conclusions the solution states (which option wins, fits or not, which resource binds), each as a checkable comparison; required for design, specification, realization and evaluation",
+        description=(
+            "the conclusions the solution states (which option wins, fits or not, which resource binds), each as a "
+            "checkable comparison; required for design, specification, realization and evaluation"
+        ),
     )
     distractors: list[str] = Field(
         default_factory=list,
-        description="L5 and L6+ only: calc step names the scenario states on purpose that the solution names as irrelevant",
+        description=(
+            "L5 and L6+ only: calc step names the scenario states on purpose that the solution names as irrelevant"
+        ),
     )
 
 
@@ -109,7 +119,9 @@ class SubmitQuestions(BaseModel):
 def tool_definition() -> dict:
     return {
         "name": TOOL_NAME,
-        "description": "Submit the requested interview questions. Call it exactly once with every question of the request.",
+        "description": (
+            "Submit the requested interview questions. Call it exactly once with every question of the request."
+        ),
         "input_schema": inline_refs(SubmitQuestions.model_json_schema()),
     }
 

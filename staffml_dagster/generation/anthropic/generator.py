@@ -167,7 +167,10 @@ class AnthropicGenerator:
         self.failures: list[dict] = []
 
     def __repr__(self) -> str:
-        return f"AnthropicGenerator(model={self.model!r}, cache_dir={str(self.cache_dir)!r}, budget_usd={self.budget_usd}, spent_usd={self.spent_usd:.4f})"
+        return (
+            f"AnthropicGenerator(model={self.model!r}, cache_dir={str(self.cache_dir)!r}, "
+            f"budget_usd={self.budget_usd}, spent_usd={self.spent_usd:.4f})"
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -210,7 +213,8 @@ class AnthropicGenerator:
             return None
         if len(requests) > MAX_BATCH_REQUESTS:
             raise ValueError(
-                f"{len(requests)} requests exceed the Message Batches limit of {MAX_BATCH_REQUESTS}; submit fewer cells per batch"
+                f"{len(requests)} requests exceed the Message Batches limit of {MAX_BATCH_REQUESTS}; submit fewer "
+                "cells per batch"
             )
         self._check_budget()
         batch = self.client.messages.batches.create(requests=requests)
@@ -250,7 +254,8 @@ class AnthropicGenerator:
         manifest = self.manifests.load(batch_id)
         if manifest.get("model") != self.model:
             raise AnthropicBackendError(
-                f"batch {batch_id} was submitted for model {manifest.get('model')!r}; this generator uses {self.model!r}"
+                f"batch {batch_id} was submitted for model {manifest.get('model')!r}; this generator uses "
+                f"{self.model!r}"
             )
         deadline = self.clock() + timeout
         while True:
@@ -259,7 +264,8 @@ class AnthropicGenerator:
                 break
             if self.clock() >= deadline:
                 raise BatchTimeout(
-                    f"batch {batch_id} is still {batch.processing_status} after {timeout:g} s; call collect_batch again later (the id is persisted under {self.manifests.dir})"
+                    f"batch {batch_id} is still {batch.processing_status} after {timeout:g} s; call collect_batch "
+                    f"again later (the id is persisted under {self.manifests.dir})"
                 )
             logger.info("anthropic batch %s: %s, next poll in %g s", batch_id, batch.processing_status, poll_interval)
             self.sleep(poll_interval)
@@ -429,7 +435,8 @@ class AnthropicGenerator:
                 call.label,
                 None,
                 [
-                    f"the reply holds {len(items)} questions but {call.count} were requested; the extra ones are not used"
+                    f"the reply holds {len(items)} questions but {call.count} were requested; the extra ones are not "
+                    "used"
                 ],
                 items[call.count :],
             )
@@ -446,7 +453,8 @@ class AnthropicGenerator:
                     + "\n".join(f"- {r}" for r in reasons)
                     + f"\n\nIts draft, as data:\n<draft>\n{escape_data(excerpt(raw, None)[:DRAFT_CHARS])}\n</draft>\n\n"
                     f"This replaces the count above: call `{TOOL_NAME}` with exactly 1 question — the same idea, "
-                    "corrected so that every check passes (or a new question for this cell if the idea cannot be fixed)."
+                    "corrected so that every check passes "
+                    "(or a new question for this cell if the idea cannot be fixed)."
                 )
                 repair = self._repair_call(call, note, f"{call.label}.q{index}.{attempt}", 1)
                 fixed = self._fetch(repair, allow_calls, repair=True)
@@ -478,7 +486,8 @@ class AnthropicGenerator:
         reasons = row_problems(specs, cell, draft, row)
         if row["signature"] in seen:
             reasons.append(
-                "it repeats an accepted question of this cell (same platforms, workload, scale point and title); write a different one"
+                "it repeats an accepted question of this cell (same platforms, workload, scale point and title); write "
+                "a different one"
             )
         return row, reasons
 
@@ -584,8 +593,8 @@ class AnthropicGenerator:
     def _check_budget(self) -> None:
         if self.spent_usd >= self.budget_usd:
             raise BudgetExceeded(
-                f"budget of ${self.budget_usd:.2f} reached after ${self.spent_usd:.4f}; raise the budget or resume later "
-                f"(replies so far are cached under {self.cache_dir})"
+                f"budget of ${self.budget_usd:.2f} reached after ${self.spent_usd:.4f}; raise the budget or resume "
+                f"later (replies so far are cached under {self.cache_dir})"
             )
 
     def _count_retry(self, request: Any, call_next: Callable[[Any], Any]) -> Any:

@@ -52,8 +52,8 @@ class ModelsSpec(BaseModel):
             raise SpecError(
                 MODELS_FILE,
                 f"models.{model}",
-                f"no price for this model; add input, output, cache_write_5m and cache_read (USD per MTok, from {self.source.split(' ')[0]}) "
-                f"or choose one of {', '.join(sorted(self.models))}",
+                "no price for this model; add input, output, cache_write_5m and cache_read (USD per MTok, from "
+                f"{self.source.split(' ')[0]}) or choose one of {', '.join(sorted(self.models))}",
             )
         return self.models[model]
 

@@ -52,7 +52,8 @@ def _platform_line(p: Platform) -> str:
             if p.memory_bandwidth
             else "no published memory bandwidth (weights in on-chip SRAM; the host link is its interconnect)"
         ),
-        f"peak compute per precision (`{p.id}.compute.<precision>`): {compute}; default precision {p.default_precision}",
+        f"peak compute per precision (`{p.id}.compute.<precision>`): {compute}; default precision "
+        f"{p.default_precision}",
         f"power {_fig(p.power)} (`{p.id}.power`)",
     ]
     for attr in ("idle_power", "clock", "flash"):
@@ -103,8 +104,14 @@ def static_block(specs: Specs, track: str) -> str:
 
 _SPEC_POLICY = {
     "given": "every figure the solver needs, hardware figures included, is stated in the scenario.",
-    "partial": "the scenario states the workload and scale figures but leaves the platform's own hardware figures for the candidate to recall (calc still carries them with their specs/hardware.yaml source).",
-    "withheld": "design under ambiguity: the scenario names the platform and the goal but not the specs; the candidate recalls the figures and chooses assumptions (calc still carries every figure with its source).",
+    "partial": (
+        "the scenario states the workload and scale figures but leaves the platform's own hardware figures for the "
+        "candidate to recall (calc still carries them with their specs/hardware.yaml source)."
+    ),
+    "withheld": (
+        "design under ambiguity: the scenario names the platform and the goal but not the specs; the candidate "
+        "recalls the figures and chooses assumptions (calc still carries every figure with its source)."
+    ),
 }
 
 
