@@ -141,7 +141,8 @@ def over_raw_encode(run_seconds: float, texts: int, encode_seconds: float) -> di
     travels between machines, where seconds do not."""
     if texts <= 0 or encode_seconds <= 0:
         raise ValueError(
-            f"no raw encode time to compare with ({texts} texts in {encode_seconds:g} s): did the run write any question?"
+            f"no raw encode time to compare with ({texts} texts in {encode_seconds:g} s): did the run write any "
+            "question?"
         )
     return {
         "run_texts": texts,

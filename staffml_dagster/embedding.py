@@ -48,7 +48,8 @@ class NumpyMiniLM:
         if config.get("hidden_act") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(
                 f"{path / 'config.json'}: expected a BERT with gelu and absolute positions, got "
-                f"hidden_act={config.get('hidden_act')!r}, position_embedding_type={config.get('position_embedding_type')!r}"
+                f"hidden_act={config.get('hidden_act')!r}, "
+                f"position_embedding_type={config.get('position_embedding_type')!r}"
             )
         self.heads = config["num_attention_heads"]
         self.eps = np.float32(config["layer_norm_eps"])

@@ -307,15 +307,23 @@ class Platform(_Model):
     unit_cost: Money | None = None
     kernel_library: str | None = Field(
         default=None,
-        description="the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)",
+        description=(
+            "the vendor's optimized INT8 kernels a question names (CMSIS-NN on a Cortex-M, ESP-NN on the ESP32-S3)"
+        ),
     )
     on_chip: dict[str, Size] = Field(
         default_factory=dict,
-        description="named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a size in bytes",
+        description=(
+            "named on-chip memories (l2_cache, shared_memory_per_sm, dtcm, threadgroup_memory, ...), each a "
+            "size in bytes"
+        ),
     )
     geometry: dict[str, Count] = Field(
         default_factory=dict,
-        description="counts that shape how work maps onto the part (gpu_cores, simd_width, max_threads_per_threadgroup, ...), unit `count`",
+        description=(
+            "counts that shape how work maps onto the part (gpu_cores, simd_width, "
+            "max_threads_per_threadgroup, ...), unit `count`"
+        ),
     )
 
     @field_validator("on_chip", "geometry")
@@ -458,7 +466,9 @@ class QualitySpec(_Model):
         default=0.5,
         gt=0,
         le=1,
-        description="applicability evidence: an applicable pair whose generated questions pass below this share is flagged",
+        description=(
+            "applicability evidence: an applicable pair whose generated questions pass below this share is flagged"
+        ),
     )
     suites: dict[str, Suite]
 

@@ -324,7 +324,8 @@ def test_plain_suite_runs_every_type_the_spec_uses_and_refuses_others(real_specs
     )
     with pytest.raises(
         ValueError,
-        match=r"suite odd: expectation type\(s\) expect_column_stdev_to_be_between cannot run without Great Expectations",
+        match=r"suite odd: expectation type\(s\) expect_column_stdev_to_be_between cannot run without Great "
+        r"Expectations",
     ):
         run_plain_suite(questions, "odd", odd, {})
     partial = {k: v for k, v in params.items() if k != "backends"}

@@ -293,7 +293,8 @@ def _decode_row(**changes) -> dict:
         ),
         "common_mistake": (
             "**The Pitfall:** Dividing FLOPs by peak compute gives 0.01624 ms instead of 4.794 ms.\n"
-            "**The Rationale:** Peak TFLOPS is the headline figure.\n**The Consequence:** The latency plan is off by 300x."
+            "**The Rationale:** Peak TFLOPS is the headline figure.\n**The Consequence:** The latency plan is off by "
+            "300x."
         ),
         "napkin_math": (
             "**Assumptions & Constraints:**\n- Llama 3 8B parameters: 8.03e9\n- bytes per weight: 2 byte\n"
@@ -338,7 +339,10 @@ def test_stated_figures_skip_names_labels_and_years(specs):
     figures = {f.text: f.values for f in stated_figures(text, specs)}
     assert list(figures) == ["8", "8,192 tokens", "8.03e9", "1.5 billion", "32k", "90%", "0.5 ms"]
     assert figures["1.5 billion"] == (1.5e9,) and 0.9 in figures["90%"] and 32768.0 in figures["32k"]
-    kinds = "An ASIL D brake unit certified to ISO 26262 and IEC 61508 SIL 2 reads a 3-axis IMU through a 4-way switch into a 1D CNN with an 8-bit exponent."
+    kinds = (
+        "An ASIL D brake unit certified to ISO 26262 and IEC 61508 SIL 2 reads a 3-axis IMU through a 4-way switch "
+        "into a 1D CNN with an 8-bit exponent."
+    )
     assert [f.text for f in stated_figures(kinds, specs)] == []  # standards, levels and kinds are not figures
 
 
@@ -513,7 +517,8 @@ KV_TEXT = {
         "2 x layers x KV heads x head dim x bytes per element. Grouped-query attention shares KV heads, "
         "and paging or quantizing the cache lets more concurrent sequences and longer contexts fit."
     ),
-    "napkin_math": "KV cache per token = 2 x 32 layers x 8 KV heads x 128 x 2 bytes = 131 kB; per 8,192-token session 1.07 GB.",
+    "napkin_math": "KV cache per token = 2 x 32 layers x 8 KV heads x 128 x 2 bytes = 131 kB; per 8,192-token session "
+    "1.07 GB.",
 }
 
 
@@ -526,7 +531,8 @@ def test_topic_fit_flags_a_kv_cache_question_labelled_thermal_management(specs):
         not wrong.passed
         and "kv-cache-management" in wrong.reason
         and wrong.reason.endswith(
-            f"than to its topic thermal-management (rank {wrong.reason.split('rank ')[1].split(' ')[0]} of {len(specs.topics.topics)})"
+            f"than to its topic thermal-management (rank {wrong.reason.split('rank ')[1].split(' ')[0]} of "
+            f"{len(specs.topics.topics)})"
         )
     )
     assert right.passed, right.reason

@@ -212,7 +212,7 @@ def test_on_chip_and_geometry_paths_resolve_like_compute_paths(specs):
     assert hardware_figure(specs, "specs/hardware.yaml: a17-pro.geometry.simd_width").value == 32
 
 
-# ------------------------------------------------------- every spec error found before a run: every spec error found before a run
+# ------------------------------------------------------- every spec error found before a run
 
 
 def test_duplicate_key_is_refused_not_silently_overwritten(specs_copy):
@@ -377,7 +377,8 @@ def test_item_models_are_checked_and_reject_duplicate_keys(specs, tmp_path):
     try:
         with pytest.raises(
             ItemModelError,
-            match=r"kv-cache-sessions.yaml: line \d+, column \d+: not valid YAML: duplicate key 'zone' \(first written on line \d+\)",
+            match=r"kv-cache-sessions.yaml: line \d+, column \d+: not valid YAML: duplicate key 'zone' "
+            r"\(first written on line \d+\)",
         ):
             check_item_models(specs, tmp_path)
     finally:

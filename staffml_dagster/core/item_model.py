@@ -249,7 +249,8 @@ def _template(text: str) -> jinja2.Template:
 _AN = re.compile(r"\b([Aa]) (?=[AEIOaei]\S|o(?!ne\b)\S|8|1[18]\b|1[18][,.]\d)")
 _WHOLE_MILLIONS = re.compile(r"(?<![\d.])(\d+)\.0 (thousand|million|billion|trillion)\b")
 _ONE_PLURAL = re.compile(
-    r"(?<![\d.,])1 (day|hour|minute|second|week|month|year|GPU|node|device|byte|token|frame|step|request|sample|cycle|image|epoch|user)s\b"
+    r"(?<![\d.,])1 "
+    r"(day|hour|minute|second|week|month|year|GPU|node|device|byte|token|frame|step|request|sample|cycle|image|epoch|user)s\b"
 )
 
 

@@ -258,7 +258,8 @@ def _mentioned_platforms(text: str, specs: Specs) -> set[str]:
 # external memory. A figure written beside one ("NVLink (900 GB/s)", "50 GB/s inter-node") is theirs.
 _OTHER_PARTS = re.compile(
     r"(?<![\w-])(?:NVLink(?:\s?\d(?:\.0)?)?|NVSwitch|InfiniBand|IB|PCIe(?:\s?(?:Gen\s?)?\d(?:\.0)?)?(?:\s?x\d+)?|Ethernet|RoCE(?:\s?v2)?|CXL|ICI|"
-    r"Infinity Fabric|UFS(?:\s?\d(?:\.\d)?)?|eMMC|NVMe|SSD|USB\s?\d?(?:\.\d)?|SPI|QSPI|I2C|Wi-?Fi(?:\s?\d)?|Bluetooth|BLE|LTE(?:-M)?|MIPI|CSI-?2?|"
+    r"Infinity Fabric|UFS(?:\s?\d(?:\.\d)?)?|eMMC|NVMe|SSD|USB\s?\d?(?:\.\d)?|SPI|QSPI|I2C|"
+    r"Wi-?Fi(?:\s?\d)?|Bluetooth|BLE|LTE(?:-M)?|MIPI|CSI-?2?|"
     r"PSRAM|interconnect|network|fabric|link|bus|inter-node|intra-node|cross-node|S3)(?![\w-])",
     re.IGNORECASE,
 )
@@ -397,9 +398,13 @@ def figure_problem(attribution: Attribution, specs: Specs, tol: float) -> str | 
         widen = FAMILY_MEMORY_RANGE if q.check("[information]") else FAMILY_RANGE
         if any(b / widen <= x <= b * widen for b in (float(f.to_base_units().magnitude) for f in same_dim)):
             return None
-        return f"'{attribution.text}' next to {attribution.name} is far from the figures of every {attribution.name} in specs/hardware.yaml ({', '.join(p.id for p in members)})"
+        return (
+            f"'{attribution.text}' next to {attribution.name} is far from the figures of every {attribution.name} "
+            f"in specs/hardware.yaml ({', '.join(p.id for p in members)})"
+        )
     platform = members[0]
-    return f"'{attribution.text}' next to {attribution.name if attribution.name in platform.name else platform_aliases(specs)[platform.id][0]} matches none of its figures in specs/hardware.yaml"
+    name = attribution.name if attribution.name in platform.name else platform_aliases(specs)[platform.id][0]
+    return f"'{attribution.text}' next to {name} matches none of its figures in specs/hardware.yaml"
 
 
 def _cited_mismatches(text: str, specs: Specs, tol: float) -> list[str]:
@@ -462,7 +467,8 @@ def grounding(row: Mapping, specs: Specs, tol: float | None = None) -> Verdict:
             continue
         if not math.isclose(float(step.get("value", 0)), expected, rel_tol=tol):
             problems.append(
-                f"step {step.get('name')} states {step.get('value')} {step.get('unit')} for {where}; specs say {fmt_quantity(expected, str(step.get('unit')))}"
+                f"step {step.get('name')} states {step.get('value')} {step.get('unit')} for {where}; specs say "
+                f"{fmt_quantity(expected, str(step.get('unit')))}"
             )
     if not _calc(row):
         # free text (e.g. imported questions): figures stated next to a platform's name must be
@@ -584,7 +590,7 @@ def hygiene(row: Mapping, specs: Specs) -> Verdict:
     return _fail("hygiene", problems)
 
 
-# --------------------------------------------------------------------------- structure of a row (calc, claims, distractors)
+# ------------------------------------------------------------- structure of a row (calc, claims, distractors)
 
 UNVERIFIABLE = "unverifiable: no structured calc"
 _LATE_LEVELS = ("L5", "L6+")  # the levels where the candidate recalls specs and distractors are allowed
@@ -679,7 +685,8 @@ _NUMBER = re.compile(
 _MASKS = (
     r"\b\d+:\d+\b",  # 2:4 sparsity, ratios, clock times
     r"\b\d+(?:\.\d+)?x\d+\b",  # 224x224, 8x7B
-    r"(?i)\b(?:PCIe|NVLink|UFS|eMMC|USB|Gen|RoCE|CUDA|version|Llama|GPT|Gemma|Qwen|Phi|Whisper|Python)[ -]?\d+(?:\.\d+)*\b",
+    r"(?i)\b(?:PCIe|NVLink|UFS|eMMC|USB|Gen|RoCE|CUDA|version|Llama|GPT|Gemma|Qwen|Phi|Whisper|Python)"
+    r"[ -]?\d+(?:\.\d+)*\b",
     r"(?m)^\s*\d+[.)]\s",  # list markers
     r"\b\d+\s?nm\b",  # a process node (45 nm) names a technology, not a figure to compute with
     r"\b(?:IEC|ISO|IEEE|RFC|MISRA|DO|UL)[ -]?\d+(?:[-./:]\d+)*\b",  # a standard's number (IEC 61508, ISO 26262)
@@ -865,7 +872,8 @@ def _orphans(row: Mapping, steps: list[dict], specs: Specs) -> list[str]:
         for fig in stated_figures(_text(row, key), specs):
             if not any(_matches(fig, s) for s in used) and not any(_close(v, t) for v in fig.values for t in traps):
                 problems.append(
-                    f"{key} states {fig.text!r}, which the solution never uses (use it, cut it, or make it a named distractor at L5+)"
+                    f"{key} states {fig.text!r}, which the solution never uses (use it, cut it, or make it a named "
+                    "distractor at L5+)"
                 )
     return problems
 
@@ -1081,7 +1089,8 @@ def _dominance_problems(row: Mapping, steps: list[dict]) -> list[str]:
         bigger = max(rivals, key=lambda s: _step_base(s)[0], default=None)
         if bigger is not None and _step_base(bigger)[0] > _step_base(x)[0]:
             problems.append(
-                f"the text says {x['label']} dominates, but {bigger.get('label') or bigger['name']} ({_shown(bigger)}) is larger than {_shown(x)}"
+                f"the text says {x['label']} dominates, but {bigger.get('label') or bigger['name']} "
+                f"({_shown(bigger)}) is larger than {_shown(x)}"
             )
         elif (minority := _minority_of_total(x, used, stated_quantities(steps))) is not None:
             problems.append(minority)
@@ -1108,7 +1117,8 @@ def answer_key(row: Mapping) -> Verdict:
             continue
         if actual != bool(said):
             problems.append(
-                f"claim {name} says {str(bool(said)).lower()}, the calc says {str(actual).lower()} ({claim.get('expression')})"
+                f"claim {name} says {str(bool(said)).lower()}, the calc says {str(actual).lower()} "
+                f"({claim.get('expression')})"
             )
     bound = _bound_problem(row, steps)
     problems += ([bound] if bound else []) + _dominance_problems(row, steps)
@@ -1174,7 +1184,8 @@ def _recalled_specs_stated(row: Mapping, steps: list[dict], specs: Specs) -> lis
             shown = re.escape(_shown(s))  # as a number of its own: a 4 inside "24" or "400 MHz" is not the figure 4
             if re.search(rf"(?<![\w.,]){shown}(?![\d])", text) or any(_same_quantity(f, s) for f in figures):
                 problems.append(
-                    f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, which a {_text(row, 'level')} candidate should recall"
+                    f"the scenario states {s.get('label') or s.get('name')} ({_shown(s)}) from specs/hardware.yaml, "
+                    f"which a {_text(row, 'level')} candidate should recall"
                 )
     return problems
 
@@ -1371,7 +1382,8 @@ def topic_fit_verdicts(
                 Verdict(
                     "topic_fit",
                     False,
-                    f"reads closer to {', '.join(order[:3])} and {top_k - 3} more topics than to its topic {own} (rank {order.index(own) + 1} of {len(ids)})",
+                    f"reads closer to {', '.join(order[:3])} and {top_k - 3} more topics than to its topic {own} "
+                    f"(rank {order.index(own) + 1} of {len(ids)})",
                 )
             )
     return verdicts

@@ -79,7 +79,8 @@ def resolve_kwargs(kwargs: dict, params: dict, *, suite: str | None = None, expe
         where = f"expectation {expectation}, kwarg {key!r}" if expectation else f"kwarg {key!r}"
         known = ", ".join(sorted(params)) or "none"
         return MissingParameterError(
-            f"{f'suite {suite}: ' if suite else ''}parameter ${{{name}}} has no value ({where}); known parameters: {known}"
+            f"{f'suite {suite}: ' if suite else ''}parameter ${{{name}}} has no value ({where}); known parameters: "
+            f"{known}"
         )
 
     def sub(value: Any, key: str) -> Any:

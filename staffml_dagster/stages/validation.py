@@ -45,11 +45,13 @@ def verdict_metadata(df: pd.DataFrame) -> dict:
     kinds={"pandas", "parquet"},
     code_version="1",
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Every question of the partition with a verdict and a reason per criterion (specificity, grounding, falsifiability, computability, distinctness, hygiene, coherence, answer_key, structure, topic_fit); failures are kept with their reasons, never dropped.",
 )
 def validated_questions(
     context: dg.AssetExecutionContext, specs: SpecsResource, questions: pd.DataFrame, question_embeddings: pd.DataFrame
 ) -> pd.DataFrame:
+    """Every question of the partition with a verdict and a reason per criterion (specificity,
+    grounding, falsifiability, computability, distinctness, hygiene, coherence, answer_key,
+    structure, topic_fit); failures are kept with their reasons, never dropped."""
     progress = ProgressLog(
         context.log.info,
         "validated_questions",
@@ -75,11 +77,14 @@ def validated_questions(
 @dg.asset_check(
     asset=validated_questions,
     partitions_def=topic_track,
-    description="The suite `validated_questions` (specs/quality.yaml) over the run's partitions: schema, closed enums, non-null fields, value ranges; evaluated in pandas the way Great Expectations evaluates it, with the same failure lines, so a one-partition run neither loads GX nor reads the other partitions (the whole-corpus suites run in GX with Data Docs).",
 )
 def validated_questions_expectations(
     context: dg.AssetCheckExecutionContext, specs: SpecsResource, validated_questions: pd.DataFrame
 ) -> dg.AssetCheckResult:
+    """The suite `validated_questions` (specs/quality.yaml) over the run's partitions: schema,
+    closed enums, non-null fields, value ranges; evaluated in pandas the way Great Expectations
+    evaluates it, with the same failure lines, so a one-partition run neither loads GX nor reads
+    the other partitions (the whole-corpus suites run in GX with Data Docs)."""
     loaded = specs.load()
     suite = loaded.quality.suites["validated_questions"]
     result = run_plain_suite(validated_questions, "validated_questions", suite, suite_params(loaded))
