@@ -42,7 +42,8 @@ def test_selects_still_work(filled, capsys):
     ("COPY (SELECT 'x' AS id, 'kv-cache-management' AS topic, 'cloud' AS track FROM corpus LIMIT 1) "
      "TO '{wh}/questions' (FORMAT parquet, PARTITION_BY (topic, track), OVERWRITE)", "COPY statements are refused"),
     ("ATTACH '{wh}/evil.duckdb' AS evil", "ATTACH statements are refused"),
-    ("INSTALL httpfs", "LOAD statements are refused"),
+    ("INSTALL httpfs", "INSTALL statements are refused"),
+    ("FORCE INSTALL httpfs", "INSTALL statements are refused"),
     ("LOAD parquet", "LOAD statements are refused"),
     ("SET enable_external_access = true", "SET statements are refused"),
     ("CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
