@@ -258,7 +258,7 @@ def sql_cases(data: Path, scratch: Path) -> list[Case]:
         ("COPY PARTITION_BY OVERWRITE questions", f"COPY (SELECT * FROM questions LIMIT 1) TO '{wh}/questions' "
                                                    "(FORMAT parquet, PARTITION_BY (topic, track), OVERWRITE)", ("COPY",)),
         ("ATTACH a file in the warehouse", f"ATTACH '{wh}/evil.duckdb' AS evil", ("ATTACH",)),
-        ("INSTALL httpfs", "INSTALL httpfs", ("refused",)),
+        ("INSTALL httpfs", "INSTALL httpfs", ("INSTALL",)),
         ("LOAD an extension", "LOAD parquet", ("LOAD",)),
         ("SET external access", "SET enable_external_access = true", ("SET",)),
         ("DROP VIEW", "DROP VIEW corpus", ("DROP",)),
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
            "warehouse_build_s": round(build_s, 1) if build_s else None, "seconds": round(time.perf_counter() - started, 1),
            "figures": total, "by_group": {g: figures([r for r in results if r["group"] == g]) for g in dict.fromkeys(r["group"] for r in results)},
            "cases": results}
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    args.out.write_text(json.dumps(out, indent=1).replace(str(tmp), "<tmp>") + "\n")  # the same on every run
     print(f"written: {args.out}")
     return 0 if total["handled_cleanly"] == total["tried"] and not total["lost_or_corrupted"] else 1
 
