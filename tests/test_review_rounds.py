@@ -123,6 +123,15 @@ def test_where_is_one_condition_not_statements(data, tmp_path, capsys, where):
     assert not (tmp_path / "o").exists()
 
 
+def test_where_reads_only_the_warehouse(data, tmp_path, capsys):
+    """The selection runs on the sql shell's locked-down connection: no file outside the warehouse."""
+    where = "id IN (SELECT column0 FROM read_csv('/etc/passwd', header = false, delim = ':'))"
+    assert cli.main(["review", "export", "--out", str(tmp_path / "o"), "--where", where]) == 1
+    err = capsys.readouterr().err
+    assert "review export failed, nothing written: --where" in err and "/etc/passwd" in err and "Permission" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("inside", ["", "corpus", "corpus/topic=kv-cache-management"])
 def test_a_sheet_into_the_warehouse_is_refused(data, capsys, inside):
     """`review export --out data/warehouse/corpus` used to put the sheet among the corpus table's files."""
