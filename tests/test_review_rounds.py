@@ -106,6 +106,16 @@ def test_export_selection_errors(data, tmp_path, capsys):
     assert "2 items" in capsys.readouterr().out
 
 
+def test_an_unreadable_sheet_leaves_the_warehouse_untouched(data, tmp_path, capsys):
+    """A refused import used to create <warehouse>/reviews/.lock, the lock of a write that never came."""
+    broken = tmp_path / "filled.json"
+    broken.write_text('{"sheet": ')
+    before = sorted(p.relative_to(data) for p in (data / "warehouse").rglob("*"))
+    assert cli.main(["review", "import", str(broken), "--round", "1", "--reviewer", "a"]) == 1
+    assert "filled.json: not valid JSON" in capsys.readouterr().err
+    assert sorted(p.relative_to(data) for p in (data / "warehouse").rglob("*")) == before
+
+
 @pytest.mark.parametrize("where", [
     "1=1); COPY (SELECT 1 AS x) TO '{part}'; --",
     "1=1); DROP VIEW corpus; --",

@@ -539,7 +539,9 @@ def import_review_files(files: list[Path], reviewer: str, round_: int, data: Pat
                 if path.exists():
                     keys[r.sheet] = load_key(path)
         raw += rows
-    with _reviews_lock(warehouse):  # two imports at once must not drop each other's rows
+    # two imports at once must not drop each other's rows; with nothing read there is nothing to
+    # store, and no lock file is left in the warehouse
+    with _reviews_lock(warehouse) if raw else contextlib.nullcontext():
         result = validate_reviews(raw, keys, reviewer, round_, read_reviews(warehouse))
         result.errors[:0] = errors
         result.files = len(files)
