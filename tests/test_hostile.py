@@ -48,7 +48,8 @@ def test_a_subset_of_the_cases_is_refused_cleanly_and_nothing_changes(hostile, p
     scratch.mkdir()
     hostile.restore(pristine, work)
     cases = _pick(hostile.all_cases(work, scratch), "sql: COPY over the corpus", "sql: ATTACH a file in the warehouse",
-                  "spec: duplicate key", "import: python tag", "export: --out the warehouse")
+                  "spec: duplicate key", "import: python tag", "export: --out the warehouse",
+                  "review: --where closes the SELECT and COPYs")
     results = hostile.run_cases(cases, pristine, work)
     assert [r["case"] for r in results if not r["clean"]] == [], results
     assert [r["case"] for r in results if r["lost"] or r["corrupted"]] == [], results

@@ -16,6 +16,8 @@ staffml_dagster.cli``, the function the ``staffml`` script calls):
   tests/test_interchange.py's hostile-import test, one per folder), into the default
   ``<warehouse>/imported_corpus``;
 * ``export``: ``staffml export --out`` the warehouse, a folder or file inside it, a link to it;
+* ``review``: ``staffml review export --where`` that closes its SELECT or reads a file outside,
+  ``--out`` inside the warehouse; ``staffml review import`` of a broken sheet, a bad reviewer name;
 * ``audit``: ``staffml audit`` of garbage, into the default ``<data>/reports/audit``.
 
 For each case it records the exit code, whether the error is clean (non-zero exit, no Python
@@ -360,6 +362,24 @@ def export_cases(data: Path, scratch: Path) -> list[Case]:
             Case("export: --out under a file", "export", ["export", "--out", str(blocker / "sub")], ("a-file",))]
 
 
+def review_cases(data: Path, scratch: Path) -> list[Case]:
+    wh = data / "warehouse"
+    broken = scratch / "filled.json"
+    broken.write_text('{"sheet": ')
+    out = str(scratch / "sheet")
+    return [Case("review: --where closes the SELECT and COPYs", "review",
+                 ["review", "export", "--out", out, "--where", f"1=1); COPY (SELECT 1 AS x) TO '{wh}/corpus/part.parquet'; --"],
+                 ("--where", "one condition")),
+            Case("review: --where reads /etc/passwd", "review",
+                 ["review", "export", "--out", out, "--where", "id IN (SELECT column0 FROM read_csv('/etc/passwd', header = false))"],
+                 ("--where", "/etc/passwd")),
+            Case("review: --out the corpus table", "review", ["review", "export", "--out", str(wh / "corpus")], ("inside the warehouse",)),
+            Case("review: import a broken JSON sheet", "review", ["review", "import", str(broken), "--round", "1", "--reviewer", "a"],
+                 ("filled.json", "not valid JSON")),
+            Case("review: a reviewer name with ../", "review", ["review", "import", str(broken), "--round", "1", "--reviewer", "../../x"],
+                 ("--reviewer", "../../x"))]
+
+
 def audit_cases(scratch: Path) -> list[Case]:
     folder = scratch / "audit"
     folder.mkdir()
@@ -378,7 +398,8 @@ def audit_cases(scratch: Path) -> list[Case]:
 
 
 def all_cases(data: Path, scratch: Path) -> list[Case]:
-    return spec_cases(scratch) + sql_cases(data, scratch) + import_cases(scratch) + export_cases(data, scratch) + audit_cases(scratch)
+    return (spec_cases(scratch) + sql_cases(data, scratch) + import_cases(scratch) + export_cases(data, scratch)
+            + review_cases(data, scratch) + audit_cases(scratch))
 
 
 # ------------------------------------------------------------------------------ main
