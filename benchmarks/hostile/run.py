@@ -112,7 +112,7 @@ def run_case(case: Case, data: Path, pristine: Path, reference: dict[str, str], 
     started = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=child_env(data, case.env), capture_output=True, text=True,
-                              errors="replace", timeout=timeout)
+                              errors="replace", timeout=timeout, check=False)
         code, err = proc.returncode, proc.stderr
     except subprocess.TimeoutExpired as exc:
         code, err = None, f"timed out after {timeout:.0f} s\n" + (exc.stderr.decode(errors="replace") if exc.stderr else "")
@@ -178,7 +178,7 @@ def build_warehouse(data: Path) -> float:
     """A one-partition warehouse built by the real CLI; returns its build time in seconds."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "staffml_dagster.cli", "run", "--partition", PARTITION], cwd=ROOT,
-                          env=child_env(data, {}), capture_output=True, text=True)
+                          env=child_env(data, {}), capture_output=True, text=True, check=False)
     if not (data / "warehouse" / "corpus" / "part.parquet").exists():
         raise SystemExit(f"could not build the warehouse (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return time.perf_counter() - started
@@ -257,8 +257,8 @@ def sql_cases(data: Path, scratch: Path) -> list[Case]:
     (outside / "loose.parquet").write_bytes((wh / "corpus" / "part.parquet").read_bytes())
     attacks = [
         ("COPY over the corpus", f"COPY (SELECT * FROM corpus LIMIT 1) TO '{wh}/corpus/part.parquet'", ("COPY",)),
-        ("COPY PARTITION_BY OVERWRITE questions", f"COPY (SELECT * FROM questions LIMIT 1) TO '{wh}/questions' "
-                                                   "(FORMAT parquet, PARTITION_BY (topic, track), OVERWRITE)", ("COPY",)),
+        ("COPY PARTITION_BY OVERWRITE questions", (f"COPY (SELECT * FROM questions LIMIT 1) TO '{wh}/questions' "
+                                                   "(FORMAT parquet, PARTITION_BY (topic, track), OVERWRITE)"), ("COPY",)),
         ("ATTACH a file in the warehouse", f"ATTACH '{wh}/evil.duckdb' AS evil", ("ATTACH",)),
         ("INSTALL httpfs", "INSTALL httpfs", ("INSTALL",)),
         ("LOAD an extension", "LOAD parquet", ("LOAD",)),
@@ -303,7 +303,7 @@ def question(qid: str, **fields) -> dict:
 
 def import_inputs(scratch: Path) -> list[tuple[str, str, object, tuple[str, ...]]]:
     """(case, file name, content or a callable that makes the file, what the message must name)."""
-    dump = lambda record: yaml.safe_dump(record, sort_keys=False)  # noqa: E731
+    dump = lambda record: yaml.safe_dump(record, sort_keys=False)
     secret = scratch / "secret.yaml"
     secret.write_text(dump(question("cloud-9414")))
     return [
@@ -409,7 +409,7 @@ def table(results: list[dict]) -> str:
     lines = [f"{'case':<52} {'exit':>4}  clean  lost/corrupted  message"]
     for r in results:
         damage = ",".join(k for k in ("changed", "vanished", "added", "half_written", "stray") if r[k]) or "-"
-        lines.append(f"{r['case'][:52]:<52} {str(r['exit']):>4}  {'yes' if r['clean'] else 'NO':<5}  {damage:<14}  {(r['errors'] or [r['message']])[0][:90]}")
+        lines.append(f"{r['case'][:52]:<52} {r['exit']!s:>4}  {'yes' if r['clean'] else 'NO':<5}  {damage:<14}  {(r['errors'] or [r['message']])[0][:90]}")
     return "\n".join(lines)
 
 
