@@ -21,6 +21,8 @@ run: $(STAMP)
 	$(BIN)/staffml run
 
 test: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)

@@ -325,24 +325,25 @@ def review_export_command(args) -> int:
 
     from staffml_dagster.paths import data_dir
     from staffml_dagster.quality.review_rounds import ReviewError, export_review_sheet
-    from staffml_dagster.storage import connect_warehouse
+    from staffml_dagster.storage.sql_shell import read_only_connection
 
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
     try:
-        sheet, written = export_review_sheet(
-            Path(args.out) if args.out else data_dir() / "reviews" / "out",
-            data_dir(),
-            connect_warehouse(),
-            n=args.n,
-            seed=args.seed,
-            where=args.where,
-            ids=ids,
-            calibration_n=args.calibration,
-            calibration_file=Path(args.calibration_file) if args.calibration_file else None,
-            shuffle=not args.no_shuffle,
-            force=args.force,
-            rejected_n=args.rejected,
-        )
+        with read_only_connection() as con:  # --where is typed by a person: the sql shell's locked-down views
+            sheet, written = export_review_sheet(
+                Path(args.out) if args.out else data_dir() / "reviews" / "out",
+                data_dir(),
+                con,
+                n=args.n,
+                seed=args.seed,
+                where=args.where,
+                ids=ids,
+                calibration_n=args.calibration,
+                calibration_file=Path(args.calibration_file) if args.calibration_file else None,
+                shuffle=not args.no_shuffle,
+                force=args.force,
+                rejected_n=args.rejected,
+            )
     except ReviewError as exc:
         print(f"review export failed, nothing written: {exc}", file=sys.stderr)
         return 1

@@ -24,8 +24,12 @@ def bench():
 
 def test_ratio_to_raw_encode(bench):
     out = bench.over_raw_encode(run_seconds=300.0, texts=1200, encode_seconds=40.0)
-    assert out == {"run_texts": 1200, "run_texts_raw_encode_s": 40.0, "run_texts_raw_texts_per_s": 30.0,
-                   "full_materialization_over_raw_encode": 7.5}
+    assert out == {
+        "run_texts": 1200,
+        "run_texts_raw_encode_s": 40.0,
+        "run_texts_raw_texts_per_s": 30.0,
+        "full_materialization_over_raw_encode": 7.5,
+    }
     with pytest.raises(ValueError, match="did the run write any question"):
         bench.over_raw_encode(run_seconds=300.0, texts=0, encode_seconds=0.0)
 
@@ -33,6 +37,9 @@ def test_ratio_to_raw_encode(bench):
 def test_run_texts_are_the_texts_the_run_embedded(bench, specs, tmp_path):
     rows = ItemModelGenerator().generate(specs, CellRequest("kv-cache-management", "cloud", "quantify", "L3", 3, 1))
     df = pd.DataFrame(rows)
-    write_parquet_atomic(df.drop(columns=["topic", "track"]), tmp_path / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet")
+    write_parquet_atomic(
+        df.drop(columns=["topic", "track"]),
+        tmp_path / "questions" / "topic=kv-cache-management" / "track=cloud" / "part.parquet",
+    )
     texts = bench.run_texts(tmp_path)
     assert sorted(texts) == sorted(distinct_text(r) for r in rows) and len(texts) == len(rows) > 0

@@ -161,6 +161,57 @@ def test_export_selection_errors(data, tmp_path, capsys):
     assert "2 items" in capsys.readouterr().out
 
 
+def test_an_unreadable_sheet_leaves_the_warehouse_untouched(data, tmp_path, capsys):
+    """A refused import used to create <warehouse>/reviews/.lock, the lock of a write that never came."""
+    broken = tmp_path / "filled.json"
+    broken.write_text('{"sheet": ')
+    before = sorted(p.relative_to(data) for p in (data / "warehouse").rglob("*"))
+    assert cli.main(["review", "import", str(broken), "--round", "1", "--reviewer", "a"]) == 1
+    assert "filled.json: not valid JSON" in capsys.readouterr().err
+    assert sorted(p.relative_to(data) for p in (data / "warehouse").rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "1=1); COPY (SELECT 1 AS x) TO '{part}'; --",
+        "1=1); DROP VIEW corpus; --",
+        "1=1); SELECT 1 AS x; --",
+    ],
+)
+def test_where_is_one_condition_not_statements(data, tmp_path, capsys, where):
+    """`--where "1=1); COPY (...) TO '<warehouse>/corpus/.../part.parquet'; --"` used to run the COPY
+    and replace the corpus with one row."""
+    part = next((data / "warehouse" / "corpus").rglob("part.parquet"))
+    before = {p: p.read_bytes() for p in (data / "warehouse").rglob("*") if p.is_file()}
+    assert cli.main(["review", "export", "--out", str(tmp_path / "o"), "--where", where.format(part=part)]) == 1
+    err = capsys.readouterr().err
+    assert "review export failed, nothing written: --where" in err and "one condition over the corpus" in err
+    assert {p: p.read_bytes() for p in (data / "warehouse").rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "o").exists()
+
+
+def test_where_reads_only_the_warehouse(data, tmp_path, capsys):
+    """The selection runs on the sql shell's locked-down connection: no file outside the warehouse."""
+    where = "id IN (SELECT column0 FROM read_csv('/etc/passwd', header = false, delim = ':'))"
+    assert cli.main(["review", "export", "--out", str(tmp_path / "o"), "--where", where]) == 1
+    err = capsys.readouterr().err
+    assert "review export failed, nothing written: --where" in err and "/etc/passwd" in err and "Permission" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("inside", ["", "corpus", "corpus/topic=kv-cache-management"])
+def test_a_sheet_into_the_warehouse_is_refused(data, capsys, inside):
+    """`review export --out data/warehouse/corpus` used to put the sheet among the corpus table's files."""
+    warehouse = data / "warehouse"
+    before = {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()}
+    assert cli.main(["review", "export", "--out", str(warehouse / inside)]) == 1
+    err = capsys.readouterr().err
+    assert "review export failed, nothing written: --out" in err and "inside the warehouse" in err
+    assert {p: p.read_bytes() for p in warehouse.rglob("*") if p.is_file()} == before
+    assert not (data / "reviews").exists()  # no key either
+
+
 def test_hostile_review_files(data, tmp_path, capsys):
     out, key = _export(data, tmp_path)
     sheet, items = key["sheet"], sorted(key["items"])

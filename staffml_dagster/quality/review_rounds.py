@@ -348,6 +348,12 @@ def write_sheet(sheet: Sheet, out_dir: Path, data: Path, force: bool = False) ->
     ``<data>/reviews/sheets/<sheet>.json``. Built in a staging folder and moved into place, so
     a failure leaves nothing half-written."""
     out_dir = Path(out_dir)
+    warehouse = (Path(data) / "warehouse").resolve()
+    if out_dir.resolve() == warehouse or warehouse in out_dir.resolve().parents:
+        raise ReviewError(
+            f"--out {out_dir}: refused, it is inside the warehouse {warehouse}, whose files only the pipeline "
+            "writes; choose another folder"
+        )
     html_path, csv_path = out_dir / f"review-{sheet.sheet}.html", out_dir / f"review-{sheet.sheet}.csv"
     key_path = sheets_dir(data) / f"{sheet.sheet}.json"
     if not force and (html_path.exists() or csv_path.exists() or key_path.exists()):
@@ -625,7 +631,9 @@ def import_review_files(
                 if path.exists():
                     keys[r.sheet] = load_key(path)
         raw += rows
-    with _reviews_lock(warehouse):  # two imports at once must not drop each other's rows
+    # two imports at once must not drop each other's rows; with nothing read there is nothing to
+    # store, and no lock file is left in the warehouse
+    with _reviews_lock(warehouse) if raw else contextlib.nullcontext():
         result = validate_reviews(raw, keys, reviewer, round_, read_reviews(warehouse))
         result.errors[:0] = errors
         result.files = len(files)
@@ -646,12 +654,28 @@ def _reviews_lock(warehouse: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _one_select(sql: str, where: str | None) -> None:
+    """``--where`` is pasted into a SELECT: refuse one that closes it and adds statements of its
+    own (``1=1); COPY (...) TO '<warehouse>/...'; --`` would overwrite the corpus)."""
+    import duckdb
+
+    from staffml_dagster.storage.sql_shell import READ_ONLY_TYPES, QueryRefused, check_statements
+
+    try:
+        check_statements(sql, READ_ONLY_TYPES)
+        if len(duckdb.extract_statements(sql)) != 1:
+            raise QueryRefused("it adds a statement of its own")
+    except QueryRefused as exc:
+        raise ReviewError(f"--where {where!r}: must be one condition over the corpus's columns; {exc}") from None
+
+
 def select_corpus(con, where: str | None = None, ids: list[str] | None = None) -> pd.DataFrame:
     """The corpus rows to review: all of the ``corpus`` view, narrowed by a SQL condition over
     its columns and/or a list of ids (every id must exist)."""
     if "corpus" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}:
         raise ReviewError("the warehouse has no corpus table yet; materialize it first (staffml run)")
     sql = "SELECT * FROM corpus" + (f" WHERE ({where})" if where else "")
+    _one_select(sql, where)
     try:
         df = con.execute(sql).df()
     except Exception as exc:  # duckdb's own error types
@@ -672,6 +696,7 @@ def select_rejected(con, where: str | None = None) -> pd.DataFrame:
     if "validated_questions" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}:
         raise ReviewError("the warehouse has no validated_questions yet; materialize them first (staffml run)")
     sql = "SELECT * FROM validated_questions WHERE NOT passed" + (f" AND ({where})" if where else "")
+    _one_select(sql, where)
     try:
         return con.execute(sql).df()
     except Exception as exc:  # duckdb's own error types

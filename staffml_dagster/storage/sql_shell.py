@@ -26,6 +26,7 @@ from staffml_dagster.storage.duckdb_views import asset_sources
 READ_ONLY_TYPES = {duckdb.StatementType.SELECT}
 WRITE_TYPES = READ_ONLY_TYPES | {duckdb.StatementType.COPY}
 _EXPLAIN = re.compile(r"^\s*explain\s+(analy[sz]e\s+)?", re.IGNORECASE)
+_INSTALL = re.compile(r"^\s*(force\s+)?install\b", re.IGNORECASE)  # DuckDB files INSTALL under LOAD
 
 
 class QueryRefused(ValueError):
@@ -63,6 +64,8 @@ def check_statements(query: str, allowed: set) -> None:
             kind = inner[0].type if len(inner) == 1 else kind
         if kind not in allowed:
             name = str(kind).rsplit(".", 1)[-1]
+            if kind == duckdb.StatementType.LOAD and _INSTALL.match(statement.query):
+                name = "INSTALL"  # the statement as written, not DuckDB's group for it
             if duckdb.StatementType.COPY in allowed:
                 raise QueryRefused(
                     f"{name} statements are refused: with --write-to only SELECT and COPY ... TO a file in that folder "
