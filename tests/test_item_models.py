@@ -227,7 +227,7 @@ def test_a_workload_id_that_does_not_exist_names_the_file_and_the_track(specs, t
 def test_one_topic_parses_only_the_files_that_name_it(monkeypatch):
     """models_for_topic and item_model read only the files they need, and find what the
     whole registry finds."""
-    from staffml_dagster.generation import item_model as im
+    from staffml_dagster.core import item_model as im
 
     everything = item_models()
     parsed = []
