@@ -26,6 +26,25 @@ def test_chain_values_and_units():
     assert recompute([s.as_dict() for s in c.steps]) == []
 
 
+def test_a_celsius_reading_takes_rises_in_kelvin():
+    """Junction = air reading + power x K/W; the hottest air = cap - rises; a rise = reading - reading."""
+    c = Calc()
+    c.given("cap", 105, "celsius_reading", "junction cap", "assumption")
+    c.given("air", 60, "celsius_reading", "plant air", "assumption")
+    c.given("power", 0.33, "W", "MCU power", "specs/hardware.yaml")
+    c.given("theta", 55, "K/W", "package resistance", "assumption")
+    c.step("rise", "power * theta", "K", "package rise")
+    c.step("junction", "air + rise", "celsius_reading", "junction")
+    c.step("hottest_air", "cap - rise", "celsius_reading", "hottest plant air")
+    c.step("headroom", "cap - air", "K", "rise the cap leaves")
+    assert c.get("junction").value == pytest.approx(78.15)
+    assert c.get("hottest_air").value == pytest.approx(86.85)
+    assert c.get("headroom").value == pytest.approx(45)
+    assert recompute([s.as_dict() for s in c.steps]) == []
+    with pytest.raises(CalcError):
+        c.step("wrong", "power * theta", "celsius_reading * W", "a rise read as a power")
+
+
 def test_recompute_flags_a_wrong_stated_value():
     steps = [s.as_dict() for s in _chain().steps]
     steps[2]["value"] = 18.0
@@ -72,6 +91,7 @@ def test_formatting():
     assert fmt_quantity(1, "days") == "1 day" and fmt_quantity(4000, "1/days") == "4,000 per day"
     assert fmt_quantity(3, "queries") == "3 queries" and fmt_quantity(1, "GPUs") == "1 GPU"
     assert fmt_quantity(0.1, "1/cm**2") == "0.1 per cm²"
+    assert fmt_quantity(72.9, "celsius_reading") == "72.9 °C" and fmt_quantity(13.95, "K") == "13.95 K"
 
 
 def test_a_step_on_a_knife_edge_is_refused():

@@ -391,6 +391,8 @@ def fmt_quantity(value: float, unit: str, sig: int = SIG_FIGS) -> str:
         return number
     if unit == "percent":
         return f"{number}%"
+    if unit == "celsius_reading":
+        return f"{number} °C"
     if re.fullmatch(r"1\s*/\s*[A-Za-z]+(\*\*[23])?", unit):
         per = unit.split("/")[1].strip()
         return f"{number} per {_PER.get(per, _singular(per)).replace('**2', '²').replace('**3', '³')}"
