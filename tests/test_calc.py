@@ -2,7 +2,7 @@
 
 import pytest
 
-from staffml_dagster.core.calc import Calc, CalcError, evaluate, fmt_quantity, recompute
+from staffml_dagster.core.calc import Calc, CalcError, OutOfDomain, evaluate, fmt_quantity, recompute
 from staffml_dagster.units import Q_
 
 
@@ -43,6 +43,17 @@ def test_a_celsius_reading_takes_rises_in_kelvin():
     assert recompute([s.as_dict() for s in c.steps]) == []
     with pytest.raises(CalcError):
         c.step("wrong", "power * theta", "celsius_reading * W", "a rise read as a power")
+
+
+def test_a_root_or_log_outside_its_domain_is_refused_as_such():
+    """The square root of a negative remainder (what is left after the forward cameras) means the
+    situation does not arise at that setting: OutOfDomain, which the item model reads as a missing step."""
+    env = {"left": Q_(-1.6, "TOPS"), "need": Q_(6.0, "TOPS")}
+    with pytest.raises(OutOfDomain):
+        evaluate("640 * sqrt(left / need)", env)
+    with pytest.raises(OutOfDomain):
+        evaluate("ln(left / need)", env)
+    assert evaluate("640 * sqrt(-left / need)", env).magnitude == pytest.approx(640 * (1.6 / 6.0) ** 0.5)
 
 
 def test_recompute_flags_a_wrong_stated_value():
