@@ -3,7 +3,10 @@
 Pint's default registry treats bits and bytes as dimensionless, which would let a
 napkin-math step silently mix "bytes" with "parameters". Here information gets its own
 dimension, compute gets an ``operation`` dimension (FLOP and integer OP share it), and
-money is ``USD``. Everything that carries a unit goes through :data:`ureg`.
+money is ``USD``. A temperature read on the Celsius scale is ``celsius_reading``: one kelvin
+per degree, so a reading plus a rise in K (power x K/W) is a reading, and two readings differ
+by a rise; it is never converted to kelvin (pint's own ``degC`` is an offset unit that refuses
+reading + rise). Everything that carries a unit goes through :data:`ureg`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ _EXTRA_DEFINITIONS = [
     "USD = [currency]",
     "parameter = [] = param",
     "token = [] = tok",
+    "celsius_reading = kelvin",
 ]
 
 

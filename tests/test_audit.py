@@ -52,6 +52,7 @@ def one(text: str):
         "Clip: min(max(192, -128), 127) = 127",
         "Gap = 0x20010000 - 0x20000000 = 65,536 bytes",
         "Slack: 512 KB - 544 KB = -32 KB",
+        "The plant air may reach 105 °C - 18.1 K - 13.9 K = 72.9 °C",  # a Celsius reading less rises in K
     ],
 )
 def test_each_statement_shape_parses_and_holds(text):
@@ -76,6 +77,7 @@ def test_a_chain_checks_every_step():
         ("Ring time: 2(8-1)/8 * 14GB / 900GB/s = 272ms.", "27.2 ms"),
         ("- SRAM usage: 100 KB / 128 KB = 7.8% utilized", "78.1%"),
         ("Energy: 5W * 0.08s = 4.0 Joules", "0.4 J"),
+        ("The plant air may reach 105 °C - 18.1 K - 13.9 K = 80.9 °C", "73"),
     ],
 )
 def test_a_wrong_result_is_flagged_with_the_recomputed_value(text, fix):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from staffml_dagster.core.calc import Calc, CalcError, evaluate, fmt_quantity, recompute
+from staffml_dagster.core.calc import Calc, CalcError, OutOfDomain, evaluate, fmt_quantity, recompute
 from staffml_dagster.units import Q_
 
 
@@ -24,6 +24,36 @@ def test_chain_values_and_units():
     assert c.get("share").value == pytest.approx(20.08, rel=1e-3)
     assert c.get("sweep").value == pytest.approx(4.794, rel=1e-3)
     assert recompute([s.as_dict() for s in c.steps]) == []
+
+
+def test_a_celsius_reading_takes_rises_in_kelvin():
+    """Junction = air reading + power x K/W; the hottest air = cap - rises; a rise = reading - reading."""
+    c = Calc()
+    c.given("cap", 105, "celsius_reading", "junction cap", "assumption")
+    c.given("air", 60, "celsius_reading", "plant air", "assumption")
+    c.given("power", 0.33, "W", "MCU power", "specs/hardware.yaml")
+    c.given("theta", 55, "K/W", "package resistance", "assumption")
+    c.step("rise", "power * theta", "K", "package rise")
+    c.step("junction", "air + rise", "celsius_reading", "junction")
+    c.step("hottest_air", "cap - rise", "celsius_reading", "hottest plant air")
+    c.step("headroom", "cap - air", "K", "rise the cap leaves")
+    assert c.get("junction").value == pytest.approx(78.15)
+    assert c.get("hottest_air").value == pytest.approx(86.85)
+    assert c.get("headroom").value == pytest.approx(45)
+    assert recompute([s.as_dict() for s in c.steps]) == []
+    with pytest.raises(CalcError):
+        c.step("wrong", "power * theta", "celsius_reading * W", "a rise read as a power")
+
+
+def test_a_root_or_log_outside_its_domain_is_refused_as_such():
+    """The square root of a negative remainder (what is left after the forward cameras) means the
+    situation does not arise at that setting: OutOfDomain, which the item model reads as a missing step."""
+    env = {"left": Q_(-1.6, "TOPS"), "need": Q_(6.0, "TOPS")}
+    with pytest.raises(OutOfDomain):
+        evaluate("640 * sqrt(left / need)", env)
+    with pytest.raises(OutOfDomain):
+        evaluate("ln(left / need)", env)
+    assert evaluate("640 * sqrt(-left / need)", env).magnitude == pytest.approx(640 * (1.6 / 6.0) ** 0.5)
 
 
 def test_recompute_flags_a_wrong_stated_value():
@@ -72,6 +102,7 @@ def test_formatting():
     assert fmt_quantity(1, "days") == "1 day" and fmt_quantity(4000, "1/days") == "4,000 per day"
     assert fmt_quantity(3, "queries") == "3 queries" and fmt_quantity(1, "GPUs") == "1 GPU"
     assert fmt_quantity(0.1, "1/cm**2") == "0.1 per cm²"
+    assert fmt_quantity(72.9, "celsius_reading") == "72.9 °C" and fmt_quantity(13.95, "K") == "13.95 K"
 
 
 def test_a_step_on_a_knife_edge_is_refused():

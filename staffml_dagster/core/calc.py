@@ -89,12 +89,23 @@ def _max(*xs):
     return max(xs)
 
 
+class OutOfDomain(CalcError):
+    """A step whose function has no real value at this setting (the square root of a negative
+    remainder, the log of zero): the situation it describes does not arise here, so a design that
+    needs the step gives no question at the setting, while the chain's other steps still stand."""
+
+
 def _sqrt(x):
+    if (x.magnitude if isinstance(x, pint.Quantity) else x) < 0:
+        raise OutOfDomain(f"square root of a negative value ({x})")
     return x**0.5
 
 
 def _log(x):
-    return math.log(_dimensionless(x))
+    v = _dimensionless(x)
+    if v <= 0:
+        raise OutOfDomain(f"logarithm of a value that is not positive ({v})")
+    return math.log(v)
 
 
 def _log2(x):
@@ -391,6 +402,8 @@ def fmt_quantity(value: float, unit: str, sig: int = SIG_FIGS) -> str:
         return number
     if unit == "percent":
         return f"{number}%"
+    if unit == "celsius_reading":
+        return f"{number} °C"
     if re.fullmatch(r"1\s*/\s*[A-Za-z]+(\*\*[23])?", unit):
         per = unit.split("/")[1].strip()
         return f"{number} per {_PER.get(per, _singular(per)).replace('**2', '²').replace('**3', '³')}"

@@ -39,7 +39,16 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from staffml_dagster.core.calc import SIG_FIGS, Calc, CalcError, CalcStep, KnifeEdge, fmt_number, fmt_quantity
+from staffml_dagster.core.calc import (
+    SIG_FIGS,
+    Calc,
+    CalcError,
+    CalcStep,
+    KnifeEdge,
+    OutOfDomain,
+    fmt_number,
+    fmt_quantity,
+)
 from staffml_dagster.core.render import common_mistake, napkin_math
 from staffml_dagster.paths import assets_dir
 from staffml_dagster.specs import SAFE_YAML, Figure, Platform, Specs, Workload
@@ -497,7 +506,7 @@ class ItemModel:
                 continue
             try:
                 self._add_step(specs, s, step, calc, context, mistake, handed)
-            except (MissingFigure, KnifeEdge):
+            except (MissingFigure, KnifeEdge, OutOfDomain):
                 missing.add(step.name)
         return calc
 

@@ -194,7 +194,7 @@ def _is_unit(word: str) -> bool:
 _TOKEN = re.compile(
     r"(?P<hex>(?<![\w.])0x[0-9A-Fa-f]+\b)"
     r"|(?P<num>(?<![A-Za-z_\d.])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:[eE][+-]?\d+(?![A-Za-z]))?|(?<![\w.])\.\d+)"
-    r"|(?P<word>[A-Za-zµμ][A-Za-z0-9µμ]*(?:[/\-][A-Za-zµμ][A-Za-z0-9µμ]*)*)"
+    r"|(?P<word>[A-Za-zµμ°][A-Za-z0-9µμ]*(?:[/\-][A-Za-zµμ][A-Za-z0-9µμ]*)*)"
     r"|(?P<op>[+\-*/^])"
     r"|(?P<lp>\()|(?P<rp>\))|(?P<comma>,)|(?P<pct>%)|(?P<dollar>\$)|(?P<tilde>~)"
     r"|(?P<space>\s+)"
