@@ -53,6 +53,7 @@ def run_pipeline(partitions: list[str] | None = None, backend: str | None = None
             if watch.stopped_by:
                 raise RunStopped(watch.stopped_by, current["run_id"], watch.stopped_waiting)
             current["run_id"] = str(uuid.uuid4())
+            watch.runs.append(current["run_id"])
             result = execute_job_run(
                 instance,
                 job_name,

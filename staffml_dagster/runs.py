@@ -24,7 +24,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -214,10 +214,13 @@ def interrupt_main_thread(error: type[BaseException]) -> None:
 
 @dataclass
 class Watch:
-    """What the watcher saw: the signal that stopped the run (None when none did)."""
+    """What the watcher saw: the signal that stopped the run (None when none did). ``runs``: the
+    ids of the runs the block launched, in order (the caller appends each), whose progress lines
+    are said even when a run starts and ends between two looks of the watcher."""
 
     stopped_by: int | None = None
     stopped_waiting: bool = False
+    runs: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -257,8 +260,16 @@ def watching_run(
         say(f"{name} received while waiting for a slot in pool '{pool}': the run is cancelled, it wrote nothing")
         interrupt_main_thread(dg.DagsterExecutionInterruptedError)
 
+    def say_progress(cursors: dict[str, str | None]) -> None:
+        """Say the lines logged since the last look, of every run launched so far."""
+        for run_id in dict.fromkeys([*watch.runs, *([current_run()] if current_run() else [])]):
+            lines, cursors[run_id] = progress_lines(instance, run_id, cursors.get(run_id))
+            for line in lines:
+                say(line)
+
     def loop() -> None:
-        last, cursor, cursor_run = None, None, None
+        last = None
+        cursors: dict[str, str | None] = {}
         received = None  # a signal not handled yet: kept until the storage answers
         while not stop.is_set():
             if reader is not None:
@@ -277,17 +288,13 @@ def watching_run(
                 if received and not watch.stopped_waiting:
                     on_signal(received, message, run_id)
                 received = None
-                if cursor_run and run_id != cursor_run:  # the last lines of the run that ended
-                    for line in progress_lines(instance, cursor_run, cursor)[0]:
-                        say(line)
-                    cursor = None
-                cursor_run = run_id
-                if run_id:
-                    lines, cursor = progress_lines(instance, run_id, cursor)
-                    for line in lines:
-                        say(line)
+                say_progress(cursors)
             except Exception:  # noqa: BLE001 - the watcher must never break the run it watches
                 pass
+        try:  # the lines logged since the last look, once the block is done
+            say_progress(cursors)
+        except Exception:  # noqa: BLE001
+            pass
 
     thread = threading.Thread(target=loop, name=f"watch-run-{pool}", daemon=True)
     thread.start()

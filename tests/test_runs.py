@@ -285,3 +285,26 @@ def test_make_run_launches_the_everything_job_over_every_partition(monkeypatch, 
         and tags["dagster/asset_partition_range_start"] == keys[0]
         and tags["dagster/asset_partition_range_end"] == keys[-1]
     )
+
+
+def test_progress_of_a_run_that_starts_and_ends_between_two_looks_is_still_said(monkeypatch):
+    """staffml run launches several runs; a quick one can start and end between two looks of the
+    watcher, and its progress lines must still reach the console (seen on a fast machine)."""
+    from staffml_dagster import runs
+
+    logged = {"first": ["first: 1/1 partitions (100%), 1 s elapsed, done"], "second": ["second: 2/2 cells, done"]}
+
+    def lines_since(instance, run_id, cursor):
+        return (logged[run_id] if cursor is None else []), "end"
+
+    monkeypatch.setattr(runs, "progress_lines", lines_since)
+    monkeypatch.setattr(runs, "pool_waits", lambda *a: None)
+    said: list[str] = []
+    current = {"run_id": None}
+    with runs.watching_run(
+        None, lambda: current["run_id"], "anthropic", said.append, every=60, catch_signals=False
+    ) as watch:
+        for run_id in ("first", "second"):  # both begin and end long before the watcher's next look
+            current["run_id"] = run_id
+            watch.runs.append(run_id)
+    assert said == logged["first"] + logged["second"]
