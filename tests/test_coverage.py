@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from staffml_dagster.quality.coverage import coverage, coverage_queries
+from staffml_dagster.stages.applicability import EVIDENCE_COLUMNS
 from staffml_dagster.storage import connect_warehouse, write_parquet_atomic
 
 CELLS = pd.DataFrame(
@@ -166,19 +167,7 @@ def test_report_shows_the_gaps_and_the_applicability_evidence(tmp_path):
                 False,
             ),
         ],
-        columns=[
-            "topic",
-            "track",
-            "applicable",
-            "justification",
-            "native_item_models",
-            "attempts",
-            "passed",
-            "pass_share",
-            "leading_failures",
-            "evidence",
-            "physics_without_evidence",
-        ],
+        columns=EVIDENCE_COLUMNS,
     )
     page = write_report(coverage(CORPUS, CELLS, MATRIX), {}, tmp_path, evidence=evidence, gaps=gaps).read_text()
     assert "Open gaps, most important first (7)" in page and "mastery zone, critical topic 29% filled" in page
